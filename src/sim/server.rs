@@ -1,0 +1,439 @@
+//! The simulator's HTTP front: routes AWS JSON 1.1 `AmazonSSM.DescribeSessions`
+//! and query-protocol `sts:GetCallerIdentity` on `POST /`, injects the faults
+//! its flags ask for (latency, throttling, 500s, dropped connections), and
+//! serves its statistics (`GET /_stats`) and its current data (`GET /_data`).
+//!
+//! It is a plain hyper server rather than a framework because a dropped
+//! connection is injected by failing the service future, which makes hyper
+//! close the connection without a response, as a broken network would.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use super::store::{ApiError, DescribeSessionsRequest, QueryOptions, Store};
+
+/// Faults and pacing the simulator applies to DescribeSessions calls.
+#[derive(Debug, Clone)]
+pub struct FaultOptions {
+    pub latency: Duration,
+    pub jitter: Duration,
+    /// Sustained requests per second before `ThrottlingException`; None: no limit.
+    pub rate_limit: Option<f64>,
+    /// Token-bucket size: how many requests may arrive at once.
+    pub burst: f64,
+    /// Share (0..=1) of calls answered with `InternalServerError`.
+    pub error_share: f64,
+    /// Share (0..=1) of calls whose connection is dropped without an answer.
+    pub drop_share: f64,
+    /// Every this many DescribeSessions calls, one Active session ends and a
+    /// new one starts; 0: the data never changes.
+    pub churn_every: u64,
+}
+
+/// Everything the server needs; built by `ssm-sim serve` from its flags.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub query: QueryOptions,
+    pub faults: FaultOptions,
+    /// Added to the machine's clock to give the simulator's "now".
+    pub clock_offset_ms: i64,
+    pub account_id: String,
+    pub seed: u64,
+}
+
+/// Counters that tests and benchmarks read through `GET /_stats`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    describe_calls: AtomicU64,
+    describe_ok: AtomicU64,
+    identity_calls: AtomicU64,
+    throttled: AtomicU64,
+    faults: AtomicU64,
+    dropped: AtomicU64,
+    client_errors: AtomicU64,
+    items_served: AtomicU64,
+    empty_pages: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+#[derive(Debug, Serialize)]
+struct StatsView {
+    describe_calls: u64,
+    describe_ok: u64,
+    identity_calls: u64,
+    throttled: u64,
+    faults: u64,
+    dropped: u64,
+    client_errors: u64,
+    items_served: u64,
+    empty_pages: u64,
+    in_flight: u64,
+    max_in_flight: u64,
+    sessions: usize,
+}
+
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+#[derive(Debug)]
+struct State {
+    store: RwLock<Store>,
+    options: ServerOptions,
+    stats: Stats,
+    bucket: Mutex<TokenBucket>,
+    rng: Mutex<fastrand::Rng>,
+}
+
+/// Request bodies larger than this are refused; DescribeSessions requests
+/// are a few hundred bytes.
+const MAX_BODY: usize = 1 << 20;
+
+/// A request the simulator answers by dropping the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped on purpose")]
+struct Dropped;
+
+/// A bound, not yet serving simulator. Binding first lets the caller learn the
+/// chosen port (port 0) before anything is served.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<State>,
+}
+
+impl Server {
+    pub async fn bind(
+        addr: SocketAddr,
+        store: Store,
+        options: ServerOptions,
+    ) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        let burst = options.faults.burst;
+        let seed = options.seed;
+        Ok(Server {
+            listener,
+            state: Arc::new(State {
+                store: RwLock::new(store),
+                options,
+                stats: Stats::default(),
+                bucket: Mutex::new(TokenBucket {
+                    tokens: burst,
+                    last: Instant::now(),
+                }),
+                rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = self.listener.accept() => accepted?,
+                () = &mut shutdown => return Ok(()),
+            };
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                // Errors here are dropped connections, injected or the client's.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+}
+
+fn now_ms(state: &State) -> i64 {
+    chrono::Utc::now().timestamp_millis() + state.options.clock_offset_ms
+}
+
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/_stats") => Ok(json_response(StatusCode::OK, &stats_view(&state))),
+        (&Method::GET, "/_data") => Ok(data_response(&state)),
+        (&Method::GET, "/_health") => Ok(text_response(StatusCode::OK, "ok")),
+        (&Method::POST, "/") => {
+            let target = req
+                .headers()
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => {
+                    return Ok(text_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large",
+                    ))
+                }
+            };
+            match target.as_deref() {
+                Some("AmazonSSM.DescribeSessions") => describe_sessions(&state, &body).await,
+                Some(other) => Ok(api_error(&ApiError {
+                    status: 400,
+                    error_type: "UnknownOperationException",
+                    message: format!(
+                        "the simulator serves AmazonSSM.DescribeSessions only, not {other}"
+                    ),
+                })),
+                None => Ok(query_protocol(&state, &body)),
+            }
+        }
+        _ => Ok(text_response(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+async fn describe_sessions(state: &State, body: &[u8]) -> Result<Response<Full<Bytes>>, Dropped> {
+    let stats = &state.stats;
+    let calls = stats.describe_calls.fetch_add(1, Ordering::Relaxed) + 1;
+    let in_flight = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    stats.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
+    let result = describe_sessions_in_flight(state, body, calls).await;
+    stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+async fn describe_sessions_in_flight(
+    state: &State,
+    body: &[u8],
+    calls: u64,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    let faults = &state.options.faults;
+    let stats = &state.stats;
+    if !take_token(state) {
+        stats.throttled.fetch_add(1, Ordering::Relaxed);
+        return Ok(api_error(&ApiError {
+            status: 400,
+            error_type: "ThrottlingException",
+            message: "Rate exceeded".into(),
+        }));
+    }
+    let (delay, roll_error, roll_drop) = {
+        let mut rng = state.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let jitter = faults.jitter.mul_f64(rng.f64());
+        (faults.latency + jitter, rng.f64(), rng.f64())
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if roll_drop < faults.drop_share {
+        stats.dropped.fetch_add(1, Ordering::Relaxed);
+        return Err(Dropped);
+    }
+    if roll_error < faults.error_share {
+        stats.faults.fetch_add(1, Ordering::Relaxed);
+        return Ok(api_error(&ApiError {
+            status: 500,
+            error_type: "InternalServerError",
+            message: "An internal error occurred (injected by ssm-sim)".into(),
+        }));
+    }
+    let request: DescribeSessionsRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            stats.client_errors.fetch_add(1, Ordering::Relaxed);
+            return Ok(api_error(&ApiError {
+                status: 400,
+                error_type: "SerializationException",
+                message: format!("the request body is not a DescribeSessions request: {e}"),
+            }));
+        }
+    };
+    let now = now_ms(state);
+    if faults.churn_every > 0 && calls.is_multiple_of(faults.churn_every) {
+        state
+            .store
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .churn(now);
+    }
+    let store = state.store.read().unwrap_or_else(|e| e.into_inner());
+    match store.describe(&request, &state.options.query, now) {
+        Ok(response) => {
+            stats.describe_ok.fetch_add(1, Ordering::Relaxed);
+            stats
+                .items_served
+                .fetch_add(response.sessions.len() as u64, Ordering::Relaxed);
+            if response.sessions.is_empty() {
+                stats.empty_pages.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut resp = json_response(StatusCode::OK, &response);
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+            );
+            Ok(resp)
+        }
+        Err(error) => {
+            stats.client_errors.fetch_add(1, Ordering::Relaxed);
+            Ok(api_error(&error))
+        }
+    }
+}
+
+/// The token bucket behind the request-rate limit.
+fn take_token(state: &State) -> bool {
+    let faults = &state.options.faults;
+    let Some(rate) = faults.rate_limit else {
+        return true;
+    };
+    let mut bucket = state.bucket.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    let refill = now.duration_since(bucket.last).as_secs_f64() * rate;
+    bucket.tokens = (bucket.tokens + refill).min(faults.burst);
+    bucket.last = now;
+    if bucket.tokens >= 1.0 {
+        bucket.tokens -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
+/// Query protocol (form-encoded `Action=...`): `sts:GetCallerIdentity` only.
+fn query_protocol(state: &State, body: &[u8]) -> Response<Full<Bytes>> {
+    let action = form_urlencoded::parse(body)
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.into_owned());
+    if action.as_deref() != Some("GetCallerIdentity") {
+        return xml_response(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidAction</Code><Message>the simulator answers GetCallerIdentity only, not {}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+                xml_escape(action.as_deref().unwrap_or("a request without Action")),
+                request_id(state)
+            ),
+        );
+    }
+    state.stats.identity_calls.fetch_add(1, Ordering::Relaxed);
+    let account = xml_escape(&state.options.account_id);
+    xml_response(
+        StatusCode::OK,
+        format!(
+            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/ssm-sim</Arn><UserId>AIDASIMULATOR00000001</UserId><Account>{account}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+            request_id(state)
+        ),
+    )
+}
+
+fn request_id(state: &State) -> String {
+    let mut rng = state.rng.lock().unwrap_or_else(|e| e.into_inner());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        rng.u32(..),
+        rng.u16(..),
+        rng.u16(..0x1000),
+        rng.u16(..0x1000),
+        rng.u64(..1 << 48)
+    )
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn stats_view(state: &State) -> StatsView {
+    let s = &state.stats;
+    let load = |c: &AtomicU64| c.load(Ordering::SeqCst);
+    StatsView {
+        describe_calls: load(&s.describe_calls),
+        describe_ok: load(&s.describe_ok),
+        identity_calls: load(&s.identity_calls),
+        throttled: load(&s.throttled),
+        faults: load(&s.faults),
+        dropped: load(&s.dropped),
+        client_errors: load(&s.client_errors),
+        items_served: load(&s.items_served),
+        empty_pages: load(&s.empty_pages),
+        in_flight: load(&s.in_flight),
+        max_in_flight: load(&s.max_in_flight),
+        sessions: state.store.read().unwrap_or_else(|e| e.into_inner()).len(),
+    }
+}
+
+fn data_response(state: &State) -> Response<Full<Bytes>> {
+    let store = state.store.read().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::new();
+    for session in store.all() {
+        if serde_json::to_writer(&mut out, session).is_ok() {
+            out.push(b'\n');
+        }
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(out)));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp
+}
+
+fn api_error(error: &ApiError) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"__type": error.error_type, "message": error.message});
+    let mut resp = json_response(
+        StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST),
+        &body,
+    );
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(error.error_type) {
+        resp.headers_mut().insert("x-amzn-errortype", v);
+    }
+    resp
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn xml_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/xml"),
+    );
+    resp
+}
+
+fn text_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
