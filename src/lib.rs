@@ -1,4 +1,11 @@
 //! ssm-audit keeps a permanent, queryable record of AWS Systems Manager
 //! Session Manager sessions. See `ARCHITECTURE.md` for the map.
 
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod record;
+pub mod schema;
 pub mod sim;
+pub mod storage;
+pub mod window;

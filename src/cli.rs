@@ -1,0 +1,113 @@
+//! The command line exactly as typed: clap definitions, one environment
+//! variable (`SSM_AUDIT_…`) per flag so an ECS task definition can configure
+//! the job without a shell. Nothing here is validated beyond its type;
+//! [`crate::config`] turns it into a checked configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ssm-audit",
+    version,
+    about = "Keeps a permanent, queryable record of SSM Session Manager sessions",
+    after_help = "Exit codes: 0 success, 1 failure (AWS, storage), 2 invalid flags or configuration, \
+                  3 crawl incomplete (rerun to resume). See README.md."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Crawl DescribeSessions over a time window into partitioned Parquet.
+    Export(ExportArgs),
+}
+
+/// Which DescribeSessions lists to crawl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Active,
+    History,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output directory of the data set (created if missing).
+    #[arg(long, env = "SSM_AUDIT_OUTPUT", value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Which session lists to crawl.
+    #[arg(long, env = "SSM_AUDIT_STATE", value_enum, default_value_t = StateArg::All)]
+    pub state: StateArg,
+
+    /// How far back from now to crawl, for example `30d` or `36h`.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_LOOKBACK",
+        value_name = "DURATION",
+        conflicts_with = "since"
+    )]
+    pub lookback: Option<String>,
+
+    /// Start of the window (ISO-8601 UTC: `2026-11-01` or `2026-11-01T06:00:00Z`), inclusive.
+    #[arg(long, env = "SSM_AUDIT_SINCE", value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// End of the window (ISO-8601 UTC), exclusive; default now.
+    #[arg(long, env = "SSM_AUDIT_UNTIL", value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Width of one InvokedAfter/InvokedBefore slice, for example `6h`.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_SLICE",
+        value_name = "DURATION",
+        default_value = "6h"
+    )]
+    pub slice: String,
+
+    /// DescribeSessions requests in flight at once, across all slices.
+    #[arg(long, env = "SSM_AUDIT_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// MaxResults of each DescribeSessions request (1..200).
+    #[arg(long, env = "SSM_AUDIT_PAGE_SIZE", default_value_t = 200,
+          value_parser = clap::value_parser!(u16).range(1..=200))]
+    pub page_size: u16,
+
+    /// A DescribeSessions filter in the AWS CLI's shorthand, for example
+    /// `key=Owner,value=arn:aws:iam::123456789012:user/alice`. Keys: Target,
+    /// Owner, Status, AccessType. Repeatable; in the environment, separate
+    /// filters with `;`.
+    #[arg(long = "filters", env = "SSM_AUDIT_FILTERS", value_name = "key=K,value=V",
+          num_args = 1.., value_delimiter = ';')]
+    pub filters: Vec<String>,
+
+    /// AWS region (default: the standard AWS configuration, e.g. AWS_REGION).
+    #[arg(long, env = "SSM_AUDIT_REGION")]
+    pub region: Option<String>,
+
+    /// Named profile from the AWS config files.
+    #[arg(long, env = "SSM_AUDIT_PROFILE")]
+    pub profile: Option<String>,
+
+    /// Endpoint URL for every AWS service the job calls (also AWS_ENDPOINT_URL,
+    /// AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL_STS).
+    #[arg(long, env = "SSM_AUDIT_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Account id of the crawled sessions; default: sts:GetCallerIdentity.
+    #[arg(long, env = "SSM_AUDIT_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+
+    /// Attempts per AWS call, retries included. Default: AWS_MAX_ATTEMPTS when
+    /// set, otherwise 10, because throttled nightly crawls need more than the
+    /// SDK's 3.
+    #[arg(long, env = "SSM_AUDIT_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: Option<u32>,
+}

@@ -1,0 +1,306 @@
+//! Turns the flags as typed ([`crate::cli`]) into a validated
+//! [`ExportConfig`], before any AWS call. Every refusal here is a
+//! [`ConfigError`], which the binary maps to exit code 2.
+
+use std::path::PathBuf;
+
+use aws_sdk_ssm::types::SessionFilterKey;
+use serde::Serialize;
+
+use crate::api::{SessionState, ACCESS_TYPES, STATUSES};
+use crate::cli::{ExportArgs, StateArg};
+use crate::window::TimeRange;
+
+/// How long the service keeps History, in days.
+pub const HISTORY_DAYS: i64 = 30;
+const DAY_MS: i64 = 86_400_000;
+
+/// A flag or setting that cannot work; the message says which and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The AWS settings of a run; anything unset falls back to the standard
+/// AWS configuration (environment, profiles).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub account_id: Option<String>,
+    pub max_attempts: Option<u32>,
+}
+
+/// One user filter passed through to DescribeSessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserFilter {
+    pub key: String,
+    pub value: String,
+}
+
+impl UserFilter {
+    pub fn sdk_key(&self) -> SessionFilterKey {
+        SessionFilterKey::from(self.key.as_str())
+    }
+}
+
+/// A validated export.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportConfig {
+    pub output: PathBuf,
+    #[serde(serialize_with = "serialize_states")]
+    pub states: Vec<SessionState>,
+    pub window: TimeRange,
+    pub slice_ms: i64,
+    pub concurrency: usize,
+    pub page_size: i32,
+    pub filters: Vec<UserFilter>,
+    pub aws: AwsSettings,
+    /// Things worth saying that do not stop the run.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+fn serialize_states<S: serde::Serializer>(
+    states: &[SessionState],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(states.iter().map(|st| st.as_str()))
+}
+
+/// The filter keys a user may pass; the crawler owns InvokedAfter and
+/// InvokedBefore, and a SessionId filter would defeat a crawl.
+const USER_FILTER_KEYS: [&str; 4] = ["Target", "Owner", "Status", "AccessType"];
+
+impl ExportConfig {
+    /// Validates the flags; `now_ms` is the run's clock, passed in so tests
+    /// can pin it.
+    pub fn from_args(args: &ExportArgs, now_ms: i64) -> Result<ExportConfig, ConfigError> {
+        let mut warnings = Vec::new();
+        let until = match &args.until {
+            Some(text) => parse_time("--until", text)?,
+            None => now_ms.div_euclid(1000) * 1000,
+        };
+        let since = match (&args.since, &args.lookback) {
+            (Some(text), _) => parse_time("--since", text)?,
+            (None, Some(text)) => until - parse_duration("--lookback", text)?,
+            (None, None) => until - HISTORY_DAYS * DAY_MS,
+        };
+        if since >= until {
+            return Err(ConfigError(format!(
+                "--since {} is not before --until {}: the window is empty",
+                crate::window::format_filter_time(since),
+                crate::window::format_filter_time(until)
+            )));
+        }
+        if until - since > HISTORY_DAYS * DAY_MS {
+            warnings.push(format!(
+                "the window is longer than {HISTORY_DAYS} days; History keeps {HISTORY_DAYS} days only, so only Active sessions can be older"
+            ));
+        }
+        let slice_ms = parse_duration("--slice", &args.slice)?;
+        if slice_ms < 1000 || slice_ms % 1000 != 0 {
+            return Err(ConfigError(format!(
+                "--slice {:?} must be a whole number of seconds, at least 1s (filters take whole seconds)",
+                args.slice
+            )));
+        }
+        let states = match args.state {
+            StateArg::Active => vec![SessionState::Active],
+            StateArg::History => vec![SessionState::History],
+            StateArg::All => vec![SessionState::Active, SessionState::History],
+        };
+        let filters = args
+            .filters
+            .iter()
+            .filter(|f| !f.trim().is_empty())
+            .map(|f| parse_filter(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        // DescribeSessions takes 6 filters; the crawler uses 2.
+        if filters.len() > 4 {
+            return Err(ConfigError(format!(
+                "{} --filters given; at most 4 fit beside the crawler's InvokedAfter and InvokedBefore",
+                filters.len()
+            )));
+        }
+        let output = args.output.clone();
+        if output.as_os_str().is_empty() {
+            return Err(ConfigError("--output is empty: name a directory".into()));
+        }
+        if let Some(account) = &args.account_id {
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError(format!(
+                    "--account-id {account:?} is not a 12-digit AWS account id"
+                )));
+            }
+        }
+        Ok(ExportConfig {
+            output,
+            states,
+            window: TimeRange {
+                start: since,
+                end: until,
+            },
+            slice_ms,
+            concurrency: usize::from(args.concurrency),
+            page_size: i32::from(args.page_size),
+            filters,
+            aws: AwsSettings {
+                region: args.region.clone(),
+                profile: args.profile.clone(),
+                endpoint_url: args.endpoint_url.clone(),
+                account_id: args.account_id.clone(),
+                max_attempts: args.max_attempts,
+            },
+            warnings,
+        })
+    }
+}
+
+/// `2026-11-01`, `2026-11-01T06:00:00Z` or any RFC 3339 time; a date alone is
+/// midnight UTC.
+pub fn parse_time(flag: &str, text: &str) -> Result<i64, ConfigError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis());
+    }
+    Err(ConfigError(format!(
+        "{flag} {text:?} is not an ISO-8601 UTC time: use 2026-11-01 or 2026-11-01T06:00:00Z"
+    )))
+}
+
+fn parse_duration(flag: &str, text: &str) -> Result<i64, ConfigError> {
+    humantime::parse_duration(text)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "{flag} {text:?} is not a duration such as 30d, 6h or 90m"
+            ))
+        })
+}
+
+/// Parses one filter in the AWS CLI's shorthand: `key=Owner,value=arn:…`.
+/// The value runs to the end, so it may hold commas.
+pub fn parse_filter(text: &str) -> Result<UserFilter, ConfigError> {
+    let bad = |why: &str| {
+        ConfigError(format!(
+            "--filters {text:?} {why}: write key=<Target|Owner|Status|AccessType>,value=<value>"
+        ))
+    };
+    let rest = text
+        .trim()
+        .strip_prefix("key=")
+        .ok_or_else(|| bad("does not start with key="))?;
+    let (key, value) = rest
+        .split_once(",value=")
+        .ok_or_else(|| bad("has no ,value="))?;
+    if !USER_FILTER_KEYS.contains(&key) {
+        return Err(bad(&format!(
+            "has the key {key:?}, which an export cannot filter on"
+        )));
+    }
+    if value.is_empty() || value.chars().count() > 400 {
+        return Err(bad(
+            "has a value that is empty or longer than 400 characters",
+        ));
+    }
+    let allowed: &[&str] = match key {
+        "Status" => &STATUSES,
+        "AccessType" => &ACCESS_TYPES,
+        _ => &[],
+    };
+    if !allowed.is_empty() && !allowed.contains(&value) {
+        return Err(bad(&format!(
+            "has the {key} {value:?}; use one of {allowed:?}"
+        )));
+    }
+    Ok(UserFilter {
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    const NOW: i64 = 1_790_000_000_500;
+
+    fn config(extra: &[&str]) -> Result<ExportConfig, ConfigError> {
+        let mut argv = vec!["ssm-audit", "export", "--output", "/tmp/x"];
+        argv.extend_from_slice(extra);
+        let cli = crate::cli::Cli::try_parse_from(argv).expect("flags parse");
+        let crate::cli::Command::Export(args) = cli.command;
+        ExportConfig::from_args(&args, NOW)
+    }
+
+    #[test]
+    fn defaults_crawl_thirty_days_of_both_states() {
+        let c = config(&[]).expect("valid");
+        assert_eq!(c.window.end, 1_790_000_000_000);
+        assert_eq!(c.window.end - c.window.start, 30 * DAY_MS);
+        assert_eq!(c.states, vec![SessionState::Active, SessionState::History]);
+        assert_eq!(c.slice_ms, 6 * 3_600_000);
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn refuses_an_empty_window_and_warns_on_a_long_one() {
+        let err = config(&["--since", "2026-11-02", "--until", "2026-11-01"]).expect_err("empty");
+        assert!(err.0.contains("not before"), "{err}");
+        let long = config(&["--lookback", "45d"]).expect("valid");
+        assert_eq!(long.warnings.len(), 1);
+    }
+
+    #[test]
+    fn parses_times_and_rejects_nonsense() {
+        assert_eq!(parse_time("--since", "1970-01-02").expect("date"), DAY_MS);
+        assert_eq!(
+            parse_time("--since", "1970-01-01T00:00:01Z").expect("time"),
+            1000
+        );
+        assert!(parse_time("--since", "yesterday").is_err());
+        assert!(config(&["--slice", "1500ms"]).is_err());
+        assert!(config(&["--lookback", "forever"]).is_err());
+    }
+
+    #[test]
+    fn filters_follow_the_cli_shorthand() {
+        let f = parse_filter("key=Owner,value=arn:aws:iam::1:user/a,b").expect("valid");
+        assert_eq!(
+            (f.key.as_str(), f.value.as_str()),
+            ("Owner", "arn:aws:iam::1:user/a,b")
+        );
+        assert_eq!(f.sdk_key(), SessionFilterKey::Owner);
+        assert_eq!(
+            parse_filter("key=Target,value=i-1")
+                .expect("valid")
+                .sdk_key(),
+            SessionFilterKey::TargetId
+        );
+        for bad in [
+            "Owner=x",
+            "key=Owner",
+            "key=InvokedAfter,value=x",
+            "key=Status,value=Open",
+            "key=Owner,value=",
+        ] {
+            assert!(parse_filter(bad).is_err(), "{bad}");
+        }
+        let c = config(&[
+            "--filters",
+            "key=Status,value=Failed",
+            "key=AccessType,value=JustInTime",
+        ])
+        .expect("valid");
+        assert_eq!(c.filters.len(), 2);
+    }
+}

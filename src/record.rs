@@ -1,0 +1,203 @@
+//! One row of the data set: a session as ssm-audit records it, the rule that
+//! decides which of two observations of one session wins, and the conversion
+//! from the SDK's `Session`.
+
+use aws_sdk_ssm::types::Session;
+
+/// A session as stored in the Parquet data set (see `schema` for the columns).
+/// Times are epoch milliseconds, UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub session_id: String,
+    pub account_id: String,
+    pub region: String,
+    pub status: Option<String>,
+    pub target: Option<String>,
+    pub owner: Option<String>,
+    pub document_name: Option<String>,
+    pub reason: Option<String>,
+    pub details: Option<String>,
+    pub access_type: Option<String>,
+    pub s3_output_url: Option<String>,
+    pub cloudwatch_output_url: Option<String>,
+    pub max_session_duration_minutes: Option<i32>,
+    pub start_date: i64,
+    pub end_date: Option<i64>,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+}
+
+/// Why a session from the service cannot become a row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("a session without a SessionId")]
+    MissingSessionId,
+    #[error("session {0} has no StartDate, so it has no partition")]
+    MissingStartDate(String),
+}
+
+/// How strongly an observation speaks for a session's final state. Ending is
+/// one-way, so an ended observation beats an open one whatever their times;
+/// between two of the same kind the later one wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rank {
+    pub ended: bool,
+    pub observed_at: i64,
+}
+
+const ENDED_STATUSES: [&str; 3] = ["Terminated", "Terminating", "Failed"];
+
+impl SessionRecord {
+    /// Converts one SDK session observed at `observed_at` (epoch ms).
+    pub fn from_sdk(
+        session: &Session,
+        account_id: &str,
+        region: &str,
+        observed_at: i64,
+    ) -> Result<SessionRecord, RecordError> {
+        let session_id = session
+            .session_id()
+            .ok_or(RecordError::MissingSessionId)?
+            .to_string();
+        let start_date = session
+            .start_date()
+            .and_then(|t| t.to_millis().ok())
+            .ok_or_else(|| RecordError::MissingStartDate(session_id.clone()))?;
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        Ok(SessionRecord {
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
+            status: session.status().map(|s| s.as_str().to_owned()),
+            target: owned(session.target()),
+            owner: owned(session.owner()),
+            document_name: owned(session.document_name()),
+            reason: owned(session.reason()),
+            details: owned(session.details()),
+            access_type: session.access_type().map(|a| a.as_str().to_owned()),
+            s3_output_url: owned(session.output_url().and_then(|u| u.s3_output_url())),
+            cloudwatch_output_url: owned(
+                session
+                    .output_url()
+                    .and_then(|u| u.cloud_watch_output_url()),
+            ),
+            max_session_duration_minutes: session
+                .max_session_duration()
+                .and_then(|m| m.trim().parse().ok()),
+            start_date,
+            end_date: session.end_date().and_then(|t| t.to_millis().ok()),
+            first_seen_at: observed_at,
+            last_seen_at: observed_at,
+            session_id,
+        })
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.end_date.is_some()
+            || self
+                .status
+                .as_deref()
+                .is_some_and(|s| ENDED_STATUSES.contains(&s))
+    }
+
+    pub fn rank(&self) -> Rank {
+        Rank {
+            ended: self.is_ended(),
+            observed_at: self.last_seen_at,
+        }
+    }
+
+    /// Merges another observation of the same session into this one: the
+    /// stronger observation's fields win, and the seen-at span covers both.
+    pub fn absorb(&mut self, other: SessionRecord) {
+        let first_seen_at = self.first_seen_at.min(other.first_seen_at);
+        let last_seen_at = self.last_seen_at.max(other.last_seen_at);
+        if other.rank() > self.rank() {
+            *self = other;
+        }
+        self.first_seen_at = first_seen_at;
+        self.last_seen_at = last_seen_at;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use aws_sdk_ssm::primitives::DateTime;
+    use aws_sdk_ssm::types::{SessionManagerOutputUrl, SessionStatus};
+
+    pub fn record(id: &str, start: i64, status: &str, seen: i64) -> SessionRecord {
+        SessionRecord {
+            session_id: id.into(),
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+            status: Some(status.into()),
+            target: Some("i-0123456789abcdef0".into()),
+            owner: Some("arn:aws:iam::123456789012:user/a".into()),
+            document_name: None,
+            reason: Some("why, \"quoted\" ü".into()),
+            details: None,
+            access_type: Some("Standard".into()),
+            s3_output_url: None,
+            cloudwatch_output_url: Some(String::new()),
+            max_session_duration_minutes: Some(60),
+            start_date: start,
+            end_date: (status == "Terminated").then_some(start + 5_000),
+            first_seen_at: seen,
+            last_seen_at: seen,
+        }
+    }
+
+    #[test]
+    fn converts_every_field() {
+        let session = Session::builder()
+            .session_id("alice-0123")
+            .target("i-1")
+            .status(SessionStatus::Terminated)
+            .start_date(DateTime::from_millis(1_700_000_000_123))
+            .end_date(DateTime::from_millis(1_700_000_100_000))
+            .owner("arn:aws:iam::1:user/alice")
+            .reason("r")
+            .output_url(
+                SessionManagerOutputUrl::builder()
+                    .s3_output_url("s3://x")
+                    .build(),
+            )
+            .max_session_duration("90")
+            .build();
+        let r = SessionRecord::from_sdk(&session, "1", "eu-west-1", 5).expect("converts");
+        assert_eq!(r.start_date, 1_700_000_000_123);
+        assert_eq!(r.end_date, Some(1_700_000_100_000));
+        assert_eq!(r.status.as_deref(), Some("Terminated"));
+        assert_eq!(r.s3_output_url.as_deref(), Some("s3://x"));
+        assert_eq!(r.cloudwatch_output_url, None);
+        assert_eq!(r.max_session_duration_minutes, Some(90));
+        assert_eq!((r.first_seen_at, r.last_seen_at), (5, 5));
+    }
+
+    #[test]
+    fn a_session_without_start_date_is_refused() {
+        let session = Session::builder().session_id("x").build();
+        assert_eq!(
+            SessionRecord::from_sdk(&session, "1", "r", 0),
+            Err(RecordError::MissingStartDate("x".into()))
+        );
+    }
+
+    #[test]
+    fn ended_beats_active_and_later_beats_earlier() {
+        let mut active_late = record("s", 0, "Connected", 200);
+        active_late.absorb(record("s", 0, "Terminated", 100));
+        assert_eq!(active_late.status.as_deref(), Some("Terminated"));
+        assert_eq!(
+            (active_late.first_seen_at, active_late.last_seen_at),
+            (100, 200)
+        );
+
+        let mut old = record("s", 0, "Connected", 100);
+        let mut newer = record("s", 0, "Disconnected", 300);
+        newer.first_seen_at = 300;
+        old.absorb(newer);
+        assert_eq!(old.status.as_deref(), Some("Disconnected"));
+        assert_eq!(old.first_seen_at, 100);
+    }
+}

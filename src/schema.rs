@@ -1,0 +1,266 @@
+//! The one definition of the data set's columns (the contract Athena reads),
+//! and the conversion between [`SessionRecord`]s and Parquet bytes.
+//!
+//! Timestamps are `Timestamp(Millisecond, "UTC")`, which Parquet stores as
+//! INT64 `TIMESTAMP(MILLIS, isAdjustedToUTC=true)`; never INT96. Files are
+//! ZSTD-compressed with statistics, and carry the contract version in their
+//! key-value metadata.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::{
+    Array, ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::record::SessionRecord;
+
+/// Version of the column contract; bump it with every change to the columns
+/// and to `schemas/sessions.schema.json`.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Key under which files record [`SCHEMA_VERSION`].
+pub const SCHEMA_VERSION_KEY: &str = "ssm_audit.schema_version";
+
+/// Rows per Parquet row group: small enough that a reader's memory stays low,
+/// large enough that statistics prune well.
+const ROW_GROUP_SIZE: usize = 65_536;
+
+/// Why Parquet bytes could not be written or read back as sessions.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("Parquet error: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("Arrow error: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("the file's columns are not the ssm-audit contract (version {SCHEMA_VERSION}): {0}")]
+    Mismatch(String),
+}
+
+fn timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// The Arrow schema of the data set, in contract order.
+pub fn schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+            Arc::new(Schema::new(vec![
+                text("session_id", false),
+                text("account_id", false),
+                text("region", false),
+                text("status", true),
+                text("target", true),
+                text("owner", true),
+                text("document_name", true),
+                text("reason", true),
+                text("details", true),
+                text("access_type", true),
+                text("s3_output_url", true),
+                text("cloudwatch_output_url", true),
+                Field::new("max_session_duration_minutes", DataType::Int32, true),
+                Field::new("start_date", timestamp(), false),
+                Field::new("end_date", timestamp(), true),
+                Field::new("first_seen_at", timestamp(), false),
+                Field::new("last_seen_at", timestamp(), false),
+            ]))
+        })
+        .clone()
+}
+
+/// Builds one record batch from rows, in the order given.
+pub fn to_batch(rows: &[SessionRecord]) -> Result<RecordBatch, SchemaError> {
+    fn strings<'a>(
+        rows: &'a [SessionRecord],
+        f: impl Fn(&'a SessionRecord) -> Option<&'a str>,
+    ) -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    }
+    fn times(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+        Arc::new(
+            values
+                .collect::<TimestampMillisecondArray>()
+                .with_timezone("UTC"),
+        )
+    }
+    let columns: Vec<ArrayRef> = vec![
+        strings(rows, |r| Some(&r.session_id)),
+        strings(rows, |r| Some(&r.account_id)),
+        strings(rows, |r| Some(&r.region)),
+        strings(rows, |r| r.status.as_deref()),
+        strings(rows, |r| r.target.as_deref()),
+        strings(rows, |r| r.owner.as_deref()),
+        strings(rows, |r| r.document_name.as_deref()),
+        strings(rows, |r| r.reason.as_deref()),
+        strings(rows, |r| r.details.as_deref()),
+        strings(rows, |r| r.access_type.as_deref()),
+        strings(rows, |r| r.s3_output_url.as_deref()),
+        strings(rows, |r| r.cloudwatch_output_url.as_deref()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.max_session_duration_minutes)
+                .collect::<Int32Array>(),
+        ),
+        times(rows.iter().map(|r| Some(r.start_date))),
+        times(rows.iter().map(|r| r.end_date)),
+        times(rows.iter().map(|r| Some(r.first_seen_at))),
+        times(rows.iter().map(|r| Some(r.last_seen_at))),
+    ];
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_SIZE))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            SCHEMA_VERSION_KEY.to_string(),
+            SCHEMA_VERSION.to_string(),
+        )]))
+        .build()
+}
+
+/// Encodes rows as one Parquet file, in the order given.
+pub fn write_parquet(rows: &[SessionRecord]) -> Result<Vec<u8>, SchemaError> {
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(writer_properties()))?;
+    for chunk in rows.chunks(ROW_GROUP_SIZE) {
+        writer.write(&to_batch(chunk)?)?;
+    }
+    writer.close()?;
+    Ok(out)
+}
+
+/// Decodes a Parquet file written by [`write_parquet`]. A file whose columns
+/// differ from the contract is refused rather than guessed at.
+pub fn read_parquet(bytes: Bytes) -> Result<Vec<SessionRecord>, SchemaError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let found = builder.schema().clone();
+    let expected = schema();
+    let same = found.fields().len() == expected.fields().len()
+        && found
+            .fields()
+            .iter()
+            .zip(expected.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+    if !same {
+        let names: Vec<String> = found
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        return Err(SchemaError::Mismatch(names.join(", ")));
+    }
+    let mut rows = Vec::new();
+    for batch in builder.build()? {
+        rows.extend(from_batch(&batch?)?);
+    }
+    Ok(rows)
+}
+
+fn from_batch(batch: &RecordBatch) -> Result<Vec<SessionRecord>, SchemaError> {
+    let column = |i: usize| batch.column(i).as_ref();
+    let strings = |i: usize| {
+        column(i)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| SchemaError::Mismatch(format!("column {i} is not a string column")))
+    };
+    let times = |i: usize| {
+        column(i)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .ok_or_else(|| SchemaError::Mismatch(format!("column {i} is not a timestamp column")))
+    };
+    let text: Vec<&StringArray> = (0..12).map(strings).collect::<Result<_, _>>()?;
+    let minutes = column(12)
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .ok_or_else(|| SchemaError::Mismatch("column 12 is not an int32 column".into()))?;
+    let (start, end, first, last) = (times(13)?, times(14)?, times(15)?, times(16)?);
+    let opt = |a: &StringArray, row: usize| (!a.is_null(row)).then(|| a.value(row).to_owned());
+    let opt_time =
+        |a: &TimestampMillisecondArray, row: usize| (!a.is_null(row)).then(|| a.value(row));
+    Ok((0..batch.num_rows())
+        .map(|row| SessionRecord {
+            session_id: text[0].value(row).to_owned(),
+            account_id: text[1].value(row).to_owned(),
+            region: text[2].value(row).to_owned(),
+            status: opt(text[3], row),
+            target: opt(text[4], row),
+            owner: opt(text[5], row),
+            document_name: opt(text[6], row),
+            reason: opt(text[7], row),
+            details: opt(text[8], row),
+            access_type: opt(text[9], row),
+            s3_output_url: opt(text[10], row),
+            cloudwatch_output_url: opt(text[11], row),
+            max_session_duration_minutes: (!minutes.is_null(row)).then(|| minutes.value(row)),
+            start_date: start.value(row),
+            end_date: opt_time(end, row),
+            first_seen_at: first.value(row),
+            last_seen_at: last.value(row),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::record;
+
+    #[test]
+    fn parquet_round_trips_every_field() {
+        let mut rows = vec![
+            record("a", 1_000, "Terminated", 7),
+            record("b", 2_000, "Connected", 8),
+        ];
+        rows[1].reason = None;
+        rows[1].max_session_duration_minutes = None;
+        let bytes = write_parquet(&rows).expect("writes");
+        assert_eq!(read_parquet(Bytes::from(bytes)).expect("reads"), rows);
+    }
+
+    #[test]
+    fn timestamps_are_int64_millis_utc_and_compression_is_zstd() {
+        let bytes = write_parquet(&[record("a", 1_000, "Terminated", 7)]).expect("writes");
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(Bytes::from(bytes)).expect("opens");
+        use parquet::file::reader::FileReader;
+        let meta = reader.metadata();
+        let descr = meta.file_metadata().schema_descr();
+        let start = descr.column(13);
+        assert_eq!(start.physical_type(), parquet::basic::Type::INT64);
+        assert!(format!("{:?}", start.logical_type_ref()).contains("is_adjusted_to_u_t_c: true"));
+        // The level is not stored in the file, only the codec.
+        assert!(matches!(
+            meta.row_group(0).column(0).compression(),
+            Compression::ZSTD(_)
+        ));
+        assert!(meta.row_group(0).column(13).statistics().is_some());
+    }
+
+    #[test]
+    fn a_foreign_file_is_refused() {
+        let other = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));
+        let batch = RecordBatch::try_new(other.clone(), vec![Arc::new(Int32Array::from(vec![1]))])
+            .expect("batch");
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, other, None).expect("writer");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+        assert!(matches!(
+            read_parquet(Bytes::from(out)),
+            Err(SchemaError::Mismatch(_))
+        ));
+    }
+}

@@ -1,0 +1,300 @@
+//! The storage seam: everything ssm-audit writes (partitions, staged pages,
+//! run manifests) goes through [`Storage`], addressed by `/`-separated keys
+//! relative to the output root. [`LocalStorage`] is the local-directory
+//! backend; an S3 backend implements the same trait.
+//!
+//! Every `put` is an atomic publish: a reader sees the old object or the new
+//! one, never a part. Locally that is a staging file in the same directory,
+//! fsynced, renamed into place, and the directory fsynced.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+/// A storage operation that failed, with the object it was about.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot {op} {location}: {source}")]
+    Io {
+        op: &'static str,
+        location: String,
+        source: std::io::Error,
+    },
+    #[error("invalid storage key {0:?}: keys are relative, /-separated, without . or .. parts")]
+    InvalidKey(String),
+    #[error("output location {location} is not usable: {reason}")]
+    Unusable { location: String, reason: String },
+}
+
+/// Object storage as ssm-audit needs it.
+pub trait Storage: Send + Sync + 'static {
+    /// Where this storage lives, for messages and manifests (`/path` or `s3://…`).
+    fn location(&self) -> String;
+
+    /// Checks, before any remote call, that the output can be written. Leaves
+    /// nothing behind.
+    fn preflight(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The object's bytes, or None when it does not exist.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, StorageError>> + Send;
+
+    /// Creates or replaces an object atomically and durably.
+    fn put(&self, key: &str, data: Bytes) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Keys below `prefix` (a folder, ending in `/`), in lexical order.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StorageError>> + Send;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+/// A local directory as storage.
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+/// Distinguishes staging files of concurrent puts within one process.
+static STAGING_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+impl LocalStorage {
+    pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
+        LocalStorage { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
+        let relative = Path::new(key);
+        let clean = !key.is_empty()
+            && relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+        if !clean {
+            return Err(StorageError::InvalidKey(key.to_owned()));
+        }
+        Ok(self.root.join(relative))
+    }
+
+    fn io<'a>(
+        op: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+        move |source| StorageError::Io {
+            op,
+            location: path.display().to_string(),
+            source,
+        }
+    }
+
+    fn put_blocking(path: &Path, data: &[u8]) -> Result<(), StorageError> {
+        let dir = path
+            .parent()
+            .ok_or_else(|| StorageError::InvalidKey(path.display().to_string()))?;
+        std::fs::create_dir_all(dir).map_err(Self::io("create directory", dir))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let staging = dir.join(format!(
+            ".{name}.tmp-{}-{}",
+            std::process::id(),
+            STAGING_SERIAL.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut file = std::fs::File::create(&staging).map_err(Self::io("create", &staging))?;
+            file.write_all(data).map_err(Self::io("write", &staging))?;
+            file.sync_all().map_err(Self::io("fsync", &staging))?;
+            std::fs::rename(&staging, path).map_err(Self::io("rename into place", path))?;
+            // The rename is durable only once the directory entry is.
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(Self::io("fsync directory", dir))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&staging);
+        }
+        result
+    }
+
+    fn list_blocking(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), StorageError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Self::io("list", dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(Self::io("list", dir))?;
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(Self::io("stat", &path))?;
+            if file_type.is_dir() {
+                Self::list_blocking(root, &path, out)?;
+            } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                if let Ok(relative) = path.strip_prefix(root) {
+                    out.push(relative.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|join| {
+        Err(StorageError::Io {
+            op: "run",
+            location: "a storage task".into(),
+            source: std::io::Error::other(join.to_string()),
+        })
+    })
+}
+
+impl Storage for LocalStorage {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn preflight(&self) -> Result<(), StorageError> {
+        let root = self.root.clone();
+        blocking(move || {
+            let unusable = |reason: String| StorageError::Unusable {
+                location: root.display().to_string(),
+                reason,
+            };
+            // The nearest existing ancestor is where a directory would be
+            // created; checking there writes nothing that stays.
+            let mut probe_dir = root.as_path();
+            while !probe_dir.exists() {
+                probe_dir = match probe_dir.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+            }
+            if !probe_dir.is_dir() {
+                return Err(unusable(format!(
+                    "{} is not a directory",
+                    probe_dir.display()
+                )));
+            }
+            let probe = probe_dir.join(format!(".ssm-audit-probe-{}", std::process::id()));
+            std::fs::File::create(&probe).map_err(|e| {
+                unusable(format!(
+                    "cannot create files in {}: {e}",
+                    probe_dir.display()
+                ))
+            })?;
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        let path = self.path_of(key)?;
+        blocking(move || match std::fs::read(&path) {
+            Ok(data) => Ok(Some(Bytes::from(data))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::io("read", &path)(e)),
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        blocking(move || Self::put_blocking(&path, &data)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let dir = self.path_of(prefix.trim_end_matches('/'))?;
+        let root = self.root.clone();
+        blocking(move || {
+            let mut keys = Vec::new();
+            Self::list_blocking(&root, &dir, &mut keys)?;
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Self::io("delete", &path)(e)),
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_get_list_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStorage::new(dir.path().join("out"));
+        store.preflight().await.expect("writable");
+        assert!(!dir.path().join("out").exists(), "preflight leaves nothing");
+        store
+            .put("a/b/one.txt", Bytes::from_static(b"1"))
+            .await
+            .expect("put");
+        store
+            .put("a/two.txt", Bytes::from_static(b"2"))
+            .await
+            .expect("put");
+        store
+            .put("a/two.txt", Bytes::from_static(b"22"))
+            .await
+            .expect("replace");
+        assert_eq!(
+            store.get("a/two.txt").await.expect("get"),
+            Some(Bytes::from_static(b"22"))
+        );
+        assert_eq!(store.get("a/none").await.expect("get"), None);
+        assert_eq!(
+            store.list("a/").await.expect("list"),
+            vec!["a/b/one.txt", "a/two.txt"]
+        );
+        assert_eq!(
+            store.list("zzz/").await.expect("list"),
+            Vec::<String>::new()
+        );
+        store.delete("a/two.txt").await.expect("delete");
+        store.delete("a/two.txt").await.expect("delete twice");
+        assert_eq!(store.list("a/").await.expect("list"), vec!["a/b/one.txt"]);
+    }
+
+    #[tokio::test]
+    async fn keys_cannot_escape_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStorage::new(dir.path());
+        for key in ["../x", "/etc/passwd", "a/../../x", ""] {
+            assert!(
+                matches!(store.get(key).await, Err(StorageError::InvalidKey(_))),
+                "{key}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn preflight_refuses_a_file_as_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").expect("write");
+        let err = LocalStorage::new(file.join("out"))
+            .preflight()
+            .await
+            .expect_err("a file");
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+}
