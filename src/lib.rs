@@ -2,10 +2,16 @@
 //! Session Manager sessions. See `ARCHITECTURE.md` for the map.
 
 pub mod api;
+pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod crawl;
+pub mod export;
+pub mod manifest;
+pub mod publish;
 pub mod record;
 pub mod schema;
 pub mod sim;
+pub mod stage;
 pub mod storage;
 pub mod window;

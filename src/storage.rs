@@ -225,10 +225,23 @@ impl Storage for LocalStorage {
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path_of(key)?;
-        blocking(move || match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Self::io("delete", &path)(e)),
+        let root = self.root.clone();
+        blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Self::io("delete", &path)(e)),
+            }
+            // Directories are implied by keys, as in an object store: an
+            // emptied one goes too (remove_dir refuses non-empty ones).
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != root && d.starts_with(&root)) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
         })
         .await
     }
@@ -272,6 +285,9 @@ mod tests {
         store.delete("a/two.txt").await.expect("delete");
         store.delete("a/two.txt").await.expect("delete twice");
         assert_eq!(store.list("a/").await.expect("list"), vec!["a/b/one.txt"]);
+        store.delete("a/b/one.txt").await.expect("delete");
+        assert!(!dir.path().join("out/a").exists(), "emptied directories go too");
+        assert!(dir.path().join("out").exists(), "the root stays");
     }
 
     #[tokio::test]

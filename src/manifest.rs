@@ -1,0 +1,69 @@
+//! The run manifest, `_runs/<run_id>.json`: what one export was asked to do,
+//! what it saw and called, and every file it wrote with its row count and
+//! SHA-256, so a later check can prove the data set was not altered.
+
+use serde::{Deserialize, Serialize};
+
+use crate::publish::WrittenFile;
+
+/// Version of the manifest format; readers refuse versions they do not know.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Directory of the run manifests below the output root.
+pub const RUNS_PREFIX: &str = "_runs/";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub manifest_version: u32,
+    pub run_id: String,
+    pub tool_version: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub output: String,
+    pub account_id: String,
+    pub region: String,
+    /// The validated flags of the run.
+    pub config: serde_json::Value,
+    pub sessions: SessionCounts,
+    pub api: ApiCounts,
+    pub files: Vec<WrittenFile>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SessionCounts {
+    /// Observations in the Active list (a session can be seen more than once).
+    pub seen_active: u64,
+    pub seen_history: u64,
+    /// Distinct sessions after dedupe.
+    pub distinct: u64,
+    /// Sessions the service returned for a neighbouring slice, dropped there
+    /// and kept by their own slice.
+    pub outside_slice: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ApiCounts {
+    /// DescribeSessions pages received.
+    pub calls: u64,
+    pub empty_pages: u64,
+    /// HTTP attempts, retries included.
+    pub attempts: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub transport_errors: u64,
+}
+
+/// The manifest's key for a run.
+pub fn manifest_key(run_id: &str) -> String {
+    format!("{RUNS_PREFIX}{run_id}.json")
+}
+
+/// A run id that sorts by start time and does not collide between hosts.
+pub fn new_run_id(started: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{}-{:08x}",
+        started.format("%Y%m%dT%H%M%SZ"),
+        fastrand::u32(..)
+    )
+}

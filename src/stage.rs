@@ -1,0 +1,264 @@
+//! Staging and the dedupe set: every page the crawler fetches is written
+//! durably as a small Parquet "part" through the storage seam, and only a
+//! compact winner entry per `SessionId` stays in memory (where the winning
+//! observation's row lives, its rank, its seen-at span). Memory therefore
+//! grows with distinct sessions only, never with their fields.
+//!
+//! Parts are named by (state, job, page sequence), so a page fetched again
+//! after a crash replaces its own part instead of adding a second one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::api::SessionState;
+use crate::crawl::Page;
+use crate::record::{Rank, SessionRecord};
+use crate::schema::{self, SchemaError};
+use crate::storage::{Storage, StorageError};
+
+/// Where the winning observation of one session is, and what it won with.
+#[derive(Debug, Clone, Copy)]
+pub struct Winner {
+    pub start_date: i64,
+    pub rank: Rank,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+    /// Index into [`Staged::parts`].
+    pub part: u32,
+    pub row: u32,
+}
+
+/// Counts for the run manifest and the summary line.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageCounts {
+    pub pages: u64,
+    pub empty_pages: u64,
+    pub seen_active: u64,
+    pub seen_history: u64,
+    /// Sessions a query returned that belong to a neighbouring slice.
+    pub outside_slice: u64,
+}
+
+/// A staging or re-reading failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("cannot stage a page: {0}")]
+    Storage(#[from] StorageError),
+    #[error("staged part {key} is unreadable: {source}")]
+    Part { key: String, source: SchemaError },
+    #[error("cannot encode a page as Parquet: {0}")]
+    Encode(SchemaError),
+}
+
+/// The stager: owns the staged parts and the dedupe set during a crawl.
+#[derive(Debug)]
+pub struct Stager<S> {
+    storage: Arc<S>,
+    prefix: String,
+    parts: Vec<String>,
+    part_index: HashMap<String, u32>,
+    winners: HashMap<Box<str>, Winner>,
+    counts: StageCounts,
+}
+
+/// What a finished crawl left for publishing.
+#[derive(Debug)]
+pub struct Staged {
+    pub parts: Vec<String>,
+    pub winners: HashMap<Box<str>, Winner>,
+    pub counts: StageCounts,
+}
+
+/// The key of a staged part below `prefix`.
+pub fn part_key(prefix: &str, state: SessionState, job_id: u32, seq: u32) -> String {
+    format!(
+        "{prefix}{}-{job_id:05}-{seq:06}.parquet",
+        state.as_str().to_lowercase()
+    )
+}
+
+impl<S: Storage> Stager<S> {
+    /// A stager writing parts below `prefix` (ending in `/`).
+    pub fn new(storage: Arc<S>, prefix: String) -> Stager<S> {
+        Stager {
+            storage,
+            prefix,
+            parts: Vec::new(),
+            part_index: HashMap::new(),
+            winners: HashMap::new(),
+            counts: StageCounts::default(),
+        }
+    }
+
+    /// Stages one page durably, then lets its sessions into the dedupe set.
+    /// Returns the part's key, or None for a page with no sessions.
+    pub async fn stage(&mut self, page: Page) -> Result<Option<String>, StageError> {
+        self.counts.pages += 1;
+        self.counts.outside_slice += page.outside_slice as u64;
+        if page.records.is_empty() {
+            self.counts.empty_pages += 1;
+            return Ok(None);
+        }
+        let key = part_key(&self.prefix, page.state, page.job_id, page.seq);
+        let bytes = schema::write_parquet(&page.records).map_err(StageError::Encode)?;
+        self.storage.put(&key, Bytes::from(bytes)).await?;
+        self.admit(&key, page.state, page.records);
+        Ok(Some(key))
+    }
+
+    /// Reads a part staged by an earlier attempt back into the dedupe set.
+    pub async fn readmit(&mut self, key: &str) -> Result<(), StageError> {
+        let Some(bytes) = self.storage.get(key).await? else {
+            return Ok(());
+        };
+        let records = schema::read_parquet(bytes).map_err(|source| StageError::Part {
+            key: key.to_owned(),
+            source,
+        })?;
+        let file_name = key.rsplit('/').next().unwrap_or(key);
+        let state = if file_name.starts_with("active-") {
+            SessionState::Active
+        } else {
+            SessionState::History
+        };
+        self.admit(key, state, records);
+        Ok(())
+    }
+
+    fn admit(&mut self, key: &str, state: SessionState, records: Vec<SessionRecord>) {
+        let part = match self.part_index.get(key) {
+            Some(&index) => index,
+            None => {
+                let index = self.parts.len() as u32;
+                self.parts.push(key.to_owned());
+                self.part_index.insert(key.to_owned(), index);
+                index
+            }
+        };
+        for (row, record) in records.into_iter().enumerate() {
+            match state {
+                SessionState::Active => self.counts.seen_active += 1,
+                SessionState::History => self.counts.seen_history += 1,
+            }
+            let candidate = Winner {
+                start_date: record.start_date,
+                rank: record.rank(),
+                first_seen_at: record.first_seen_at,
+                last_seen_at: record.last_seen_at,
+                part,
+                row: row as u32,
+            };
+            match self.winners.get_mut(record.session_id.as_str()) {
+                Some(current) => {
+                    let first = current.first_seen_at.min(candidate.first_seen_at);
+                    let last = current.last_seen_at.max(candidate.last_seen_at);
+                    // The same part read again replaces its own rows.
+                    if candidate.rank >= current.rank || candidate.part == current.part {
+                        *current = candidate;
+                    }
+                    current.first_seen_at = first;
+                    current.last_seen_at = last;
+                }
+                None => {
+                    self.winners
+                        .insert(record.session_id.into_boxed_str(), candidate);
+                }
+            }
+        }
+    }
+
+    pub fn into_staged(self) -> Staged {
+        Staged {
+            parts: self.parts,
+            winners: self.winners,
+            counts: self.counts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::record;
+    use crate::storage::LocalStorage;
+
+    fn page(job_id: u32, seq: u32, state: SessionState, records: Vec<SessionRecord>) -> Page {
+        Page {
+            job_id,
+            state,
+            seq,
+            records,
+            next_token: None,
+            outside_slice: 0,
+            restarted: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_stronger_observation_wins_and_seen_spans_merge() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Arc::new(LocalStorage::new(dir.path()));
+        let mut stager = Stager::new(storage.clone(), "stage/".into());
+        stager
+            .stage(page(
+                0,
+                0,
+                SessionState::Active,
+                vec![
+                    record("s", 10, "Connected", 100),
+                    record("t", 11, "Connected", 100),
+                ],
+            ))
+            .await
+            .expect("stage");
+        stager
+            .stage(page(1, 0, SessionState::History, vec![]))
+            .await
+            .expect("empty page");
+        stager
+            .stage(page(
+                2,
+                0,
+                SessionState::History,
+                vec![record("s", 10, "Terminated", 50)],
+            ))
+            .await
+            .expect("stage");
+        let staged = stager.into_staged();
+        assert_eq!(staged.parts.len(), 2, "no part for an empty page");
+        let s = staged.winners["s"];
+        assert_eq!(
+            staged.parts[s.part as usize],
+            "stage/history-00002-000000.parquet"
+        );
+        assert_eq!((s.first_seen_at, s.last_seen_at), (50, 100));
+        assert_eq!(staged.counts.empty_pages, 1);
+        assert_eq!(staged.counts.seen_history + staged.counts.seen_active, 3);
+    }
+
+    #[tokio::test]
+    async fn readmitting_parts_rebuilds_the_same_winners() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Arc::new(LocalStorage::new(dir.path()));
+        let mut first = Stager::new(storage.clone(), "stage/".into());
+        let key = first
+            .stage(page(
+                3,
+                1,
+                SessionState::History,
+                vec![record("a", 1, "Terminated", 5)],
+            ))
+            .await
+            .expect("stage")
+            .expect("a part");
+        let mut second = Stager::new(storage, "stage/".into());
+        second.readmit(&key).await.expect("readmit");
+        second.readmit(&key).await.expect("readmit twice");
+        let staged = second.into_staged();
+        assert_eq!(staged.parts, vec![key]);
+        assert_eq!(staged.winners["a"].row, 0);
+    }
+}
