@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ssm::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ssm::operation::describe_sessions::DescribeSessionsError;
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -186,8 +187,16 @@ fn is_throttling(code: &str) -> bool {
 
 /// An SSM client that counts its attempts into `counters`.
 pub fn ssm_client(config: &SdkConfig, counters: Arc<CallCounters>) -> aws_sdk_ssm::Client {
+    // The SDK's default retry quota (a 500-token bucket that successes do
+    // not refill) suits long-lived services; a nightly crawl that meets
+    // throttling on a skewed month would exhaust it and fail for good. Each
+    // call stays bounded by its max attempts and jittered backoff.
+    let partition = RetryPartition::custom("ssm-audit-describe-sessions")
+        .token_bucket(TokenBucket::unlimited())
+        .build();
     let ssm_config = aws_sdk_ssm::config::Builder::from(config)
         .interceptor(CountingInterceptor(counters))
+        .retry_partition(partition)
         .build();
     aws_sdk_ssm::Client::from_conf(ssm_config)
 }

@@ -47,6 +47,14 @@ pub struct Rank {
 
 const ENDED_STATUSES: [&str; 3] = ["Terminated", "Terminating", "Failed"];
 
+/// Milliseconds of an SDK timestamp, rounded to the nearest. The wire carries
+/// fractional epoch seconds (`1550676938.352`), which the SDK parses into
+/// binary floating point, so `.001` can arrive as 999,999 ns; truncating, as
+/// `DateTime::to_millis` does, would shift such times by a millisecond.
+pub fn epoch_millis(t: &aws_sdk_ssm::primitives::DateTime) -> i64 {
+    t.secs() * 1000 + (i64::from(t.subsec_nanos()) + 500_000) / 1_000_000
+}
+
 impl SessionRecord {
     /// Converts one SDK session observed at `observed_at` (epoch ms).
     pub fn from_sdk(
@@ -61,7 +69,7 @@ impl SessionRecord {
             .to_string();
         let start_date = session
             .start_date()
-            .and_then(|t| t.to_millis().ok())
+            .map(epoch_millis)
             .ok_or_else(|| RecordError::MissingStartDate(session_id.clone()))?;
         let owned = |v: Option<&str>| v.map(str::to_owned);
         Ok(SessionRecord {
@@ -84,7 +92,7 @@ impl SessionRecord {
                 .max_session_duration()
                 .and_then(|m| m.trim().parse().ok()),
             start_date,
-            end_date: session.end_date().and_then(|t| t.to_millis().ok()),
+            end_date: session.end_date().map(epoch_millis),
             first_seen_at: observed_at,
             last_seen_at: observed_at,
             session_id,
@@ -172,6 +180,19 @@ pub(crate) mod tests {
         assert_eq!(r.cloudwatch_output_url, None);
         assert_eq!(r.max_session_duration_minutes, Some(90));
         assert_eq!((r.first_seen_at, r.last_seen_at), (5, 5));
+    }
+
+    #[test]
+    fn wire_fractions_round_to_the_nearest_millisecond() {
+        for millis in [
+            1_795_305_600_001_i64,
+            1_794_719_851_089,
+            1_550_676_938_352,
+            999,
+        ] {
+            let parsed = DateTime::from_secs_f64(millis as f64 / 1000.0);
+            assert_eq!(epoch_millis(&parsed), millis);
+        }
     }
 
     #[test]

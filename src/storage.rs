@@ -286,7 +286,10 @@ mod tests {
         store.delete("a/two.txt").await.expect("delete twice");
         assert_eq!(store.list("a/").await.expect("list"), vec!["a/b/one.txt"]);
         store.delete("a/b/one.txt").await.expect("delete");
-        assert!(!dir.path().join("out/a").exists(), "emptied directories go too");
+        assert!(
+            !dir.path().join("out/a").exists(),
+            "emptied directories go too"
+        );
         assert!(dir.path().join("out").exists(), "the root stays");
     }
 

@@ -121,7 +121,9 @@ const REASONS: [&str; 10] = [
 ];
 
 const DAY_MS: i64 = 86_400_000;
-const WINDOW_MS: i64 = 30 * DAY_MS;
+/// Generated sessions start within the last 30 days less an hour, so a
+/// 30-day crawl started within the hour sees every one of them.
+const WINDOW_MS: i64 = 30 * DAY_MS - 3_600_000;
 
 /// Generates `spec.count` sessions; the same spec always gives the same data.
 pub fn generate(spec: &GenerateSpec) -> Vec<SimSession> {
@@ -136,7 +138,7 @@ pub fn generate(spec: &GenerateSpec) -> Vec<SimSession> {
     // A fixed hour in the middle of the window that receives the skewed share.
     let hot_hour_start = window_start + 15 * DAY_MS + 14 * 3_600_000;
     let burst_starts: Vec<i64> = (0..spec.bursts)
-        .map(|_| window_start + rng.i64(DAY_MS..WINDOW_MS - DAY_MS) / 1000 * 1000)
+        .map(|_| (window_start + rng.i64(DAY_MS..WINDOW_MS - DAY_MS)) / 1000 * 1000)
         .collect();
     let burst_total = spec.bursts * spec.burst_size;
 
@@ -278,7 +280,7 @@ mod tests {
         let now = spec().now_ms;
         assert!(s
             .iter()
-            .all(|x| x.start_date > now - WINDOW_MS && x.start_date <= now));
+            .all(|x| x.start_date >= now - WINDOW_MS && x.start_date <= now));
         for status in super::super::model::STATUSES {
             assert!(
                 s.iter().any(|x| x.status.as_deref() == Some(status)),

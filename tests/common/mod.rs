@@ -1,0 +1,290 @@
+//! Shared harness of the integration tests: starts `ssm-sim` on a free port
+//! in its own temp directory (readiness is polled, never slept for), runs the
+//! real `ssm-audit` binary against it, and reads the Parquet output back.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ssm_audit::record::SessionRecord;
+use ssm_audit::sim::model::SimSession;
+
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "eu-west-1";
+
+/// A running simulator, killed when dropped.
+pub struct Sim {
+    child: Child,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Sim {
+    pub fn start(args: &[&str]) -> Sim {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr_file = dir.path().join("endpoint");
+        let child = Command::new(env!("CARGO_BIN_EXE_ssm-sim"))
+            .arg("serve")
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ssm-sim starts");
+        let mut sim = Sim {
+            child,
+            endpoint: String::new(),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&addr_file) {
+                sim.endpoint = text.trim().to_string();
+                break;
+            }
+            if let Ok(Some(status)) = sim.child.try_wait() {
+                panic!("ssm-sim exited before listening: {status}");
+            }
+            assert!(Instant::now() < deadline, "ssm-sim did not start listening");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sim
+    }
+
+    /// Starts a simulator serving exactly `sessions`.
+    pub fn with_sessions(sessions: &[SimSession], args: &[&str]) -> (Sim, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_jsonl(dir.path(), sessions);
+        let mut all = vec!["--data", path.to_str().expect("utf-8 path")];
+        all.extend_from_slice(args);
+        (Sim::start(&all), dir)
+    }
+
+    fn get(&self, path: &str) -> String {
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(host).expect("connect to ssm-sim");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let (_, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        body.to_string()
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/_stats")).expect("stats are JSON")
+    }
+
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats()[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stat {name}"))
+    }
+
+    /// The sessions the simulator holds now.
+    pub fn data(&self) -> Vec<SimSession> {
+        self.get("/_data")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a session"))
+            .collect()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn write_jsonl(dir: &Path, sessions: &[SimSession]) -> PathBuf {
+    let path = dir.join(format!("sessions-{}.jsonl", fastrand::u32(..)));
+    let mut text = String::new();
+    for s in sessions {
+        text.push_str(&serde_json::to_string(s).expect("serialises"));
+        text.push('\n');
+    }
+    std::fs::write(&path, text).expect("write data file");
+    path
+}
+
+/// The `ssm-audit` binary with a clean AWS environment pointing at nothing
+/// but what the test passes (never IMDS or a real profile).
+pub fn ssm_audit() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssm-audit"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key.starts_with("SSM_AUDIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/ssm-audit-test-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/ssm-audit-test-credentials",
+        )
+        .env("SSM_AUDIT_LOG", "warn");
+    cmd
+}
+
+/// Runs `ssm-audit export` against `sim` into `output` with extra flags.
+pub fn export(sim: &Sim, output: &Path, extra: &[&str]) -> Output {
+    ssm_audit()
+        .arg("export")
+        .arg("--output")
+        .arg(output)
+        .arg("--endpoint-url")
+        .arg(&sim.endpoint)
+        .args(extra)
+        .output()
+        .expect("ssm-audit runs")
+}
+
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "ssm-audit failed with {}:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every partition file below `output/sessions`, with its rows.
+pub fn read_partitions(output: &Path) -> Vec<(String, Vec<SessionRecord>)> {
+    let mut files = Vec::new();
+    let sessions = output.join("sessions");
+    let Ok(dates) = std::fs::read_dir(&sessions) else {
+        return files;
+    };
+    let mut dirs: Vec<_> = dates.map(|d| d.expect("entry").path()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .expect("partition dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        for file in entries {
+            let relative = file
+                .strip_prefix(output)
+                .expect("below output")
+                .to_string_lossy()
+                .into_owned();
+            let bytes = std::fs::read(&file).expect("read partition");
+            let rows = ssm_audit::schema::read_parquet(bytes.into()).expect("a valid partition");
+            files.push((relative, rows));
+        }
+    }
+    files
+}
+
+/// All rows of the data set, by session id.
+pub fn read_rows(output: &Path) -> std::collections::BTreeMap<String, SessionRecord> {
+    let mut rows = std::collections::BTreeMap::new();
+    for (path, records) in read_partitions(output) {
+        for r in records {
+            let id = r.session_id.clone();
+            assert!(
+                rows.insert(id.clone(), r).is_none(),
+                "{id} appears twice (again in {path})"
+            );
+        }
+    }
+    rows
+}
+
+/// Checks one exported row against the session the simulator served.
+pub fn assert_same_session(row: &SessionRecord, s: &SimSession) {
+    assert_eq!(row.session_id, s.session_id);
+    assert_eq!(row.account_id, ACCOUNT);
+    assert_eq!(row.region, REGION);
+    assert_eq!(row.status, s.status, "{}", s.session_id);
+    assert_eq!(row.target, s.target, "{}", s.session_id);
+    assert_eq!(row.owner, s.owner, "{}", s.session_id);
+    assert_eq!(row.document_name, s.document_name, "{}", s.session_id);
+    assert_eq!(row.reason, s.reason, "{}", s.session_id);
+    assert_eq!(row.details, s.details, "{}", s.session_id);
+    assert_eq!(row.access_type, s.access_type, "{}", s.session_id);
+    assert_eq!(
+        row.s3_output_url,
+        s.output_url.as_ref().and_then(|u| u.s3_output_url.clone())
+    );
+    assert_eq!(
+        row.cloudwatch_output_url,
+        s.output_url
+            .as_ref()
+            .and_then(|u| u.cloud_watch_output_url.clone())
+    );
+    assert_eq!(
+        row.max_session_duration_minutes,
+        s.max_session_duration
+            .as_ref()
+            .map(|m| m.parse::<i32>().expect("minutes"))
+    );
+    assert_eq!(row.start_date, s.start_date, "{}", s.session_id);
+    assert_eq!(row.end_date, s.end_date, "{}", s.session_id);
+    assert!(row.first_seen_at <= row.last_seen_at);
+}
+
+/// Sessions the simulator serves over a window: all of Active, and History
+/// within its 30 days.
+pub fn generated(count: usize, seed: u64, extra: &[&str]) -> Vec<SimSession> {
+    let out = Command::new(env!("CARGO_BIN_EXE_ssm-sim"))
+        .args([
+            "generate",
+            "--sessions",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .args(extra)
+        .output()
+        .expect("ssm-sim generate runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a session"))
+        .collect()
+}
+
+/// A terminated session for hand-made data sets.
+pub fn session(id: &str, start_ms: i64) -> SimSession {
+    SimSession {
+        session_id: id.to_string(),
+        target: Some("i-0123456789abcdef0".into()),
+        status: Some("Terminated".into()),
+        start_date: start_ms,
+        end_date: Some(start_ms + 60_000),
+        document_name: Some("SSM-SessionManagerRunShell".into()),
+        owner: Some(format!("arn:aws:iam::{ACCOUNT}:user/alice")),
+        reason: None,
+        details: None,
+        output_url: None,
+        max_session_duration: None,
+        access_type: Some("Standard".into()),
+    }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,506 @@
+//! `ssm-audit export` end to end: the real binary against the simulator,
+//! output read back and checked field for field against the data set.
+
+mod common;
+
+use common::*;
+use ssm_audit::sim::model::SimSession;
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+fn manifest(output: &std::path::Path) -> serde_json::Value {
+    let runs: Vec<_> = std::fs::read_dir(output.join("_runs"))
+        .expect("_runs exists")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let newest = runs.iter().max().expect("a manifest");
+    serde_json::from_slice(&std::fs::read(newest).expect("read")).expect("JSON")
+}
+
+#[test]
+fn a_full_export_matches_the_data_set_field_for_field() {
+    let data = generated(
+        1500,
+        11,
+        &[
+            "--bursts",
+            "2",
+            "--burst-size",
+            "120",
+            "--active-share",
+            "0.05",
+        ],
+    );
+    let (sim, _data_dir) = Sim::with_sessions(&data, &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = export(&sim, out.path(), &["--page-size", "50"]);
+    assert_success(&result);
+    assert!(
+        stderr(&result).contains("exported 1500 sessions"),
+        "{}",
+        stderr(&result)
+    );
+
+    let files = read_partitions(out.path());
+    for (path, rows) in &files {
+        let date = &path["sessions/dt=".len().."sessions/dt=".len() + 10];
+        assert!(
+            path.ends_with(&format!("/{ACCOUNT}_{REGION}.parquet")),
+            "{path}"
+        );
+        assert!(
+            rows.iter()
+                .all(|r| ssm_audit::publish::partition_date(r.start_date) == date),
+            "{path}"
+        );
+        let keys: Vec<_> = rows
+            .iter()
+            .map(|r| (r.start_date, r.session_id.clone()))
+            .collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "{path} is sorted by start_date, session_id"
+        );
+    }
+    let rows = read_rows(out.path());
+    assert_eq!(rows.len(), data.len());
+    for s in &data {
+        assert_same_session(&rows[&s.session_id], s);
+    }
+    assert!(
+        !out.path().join("_staging").exists(),
+        "staged parts are removed after publishing"
+    );
+
+    let m = manifest(out.path());
+    assert_eq!(m["sessions"]["distinct"], 1500);
+    assert_eq!(m["account_id"], ACCOUNT);
+    let listed: u64 = m["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["rows"].as_u64().expect("rows"))
+        .sum();
+    assert_eq!(listed, 1500);
+    for file in m["files"].as_array().expect("files") {
+        let bytes = std::fs::read(out.path().join(file["path"].as_str().expect("path")))
+            .expect("listed file exists");
+        assert_eq!(
+            file["sha256"].as_str(),
+            Some(ssm_audit::publish::sha256_hex(&bytes).as_str())
+        );
+    }
+    assert_eq!(m["api"]["calls"].as_u64(), Some(sim.stat("describe_ok")));
+}
+
+/// Sessions on, just before and just after slice edges (which are also UTC
+/// midnights), and a burst of 300 sharing one edge, under every reading of
+/// the bounds the service might have.
+#[test]
+fn sessions_on_slice_boundaries_are_exported_exactly_once_under_every_boundary_reading() {
+    let midnight = (now_ms() - 5 * DAY).div_euclid(DAY) * DAY;
+    let six = midnight + 6 * HOUR;
+    let mut data = Vec::new();
+    for (edge, name) in [(midnight, "mid"), (six, "six")] {
+        for offset in [-1000, -1, 0, 1, 999, 1000] {
+            data.push(session(&format!("{name}{offset:+}"), edge + offset));
+        }
+    }
+    for i in 0..300 {
+        data.push(session(&format!("burst-{i:03}"), midnight));
+    }
+    for mode in ["documented", "inclusive", "exclusive"] {
+        let (sim, _d) = Sim::with_sessions(&data, &["--boundary-mode", mode]);
+        let out = tempfile::tempdir().expect("tempdir");
+        assert_success(&export(
+            &sim,
+            out.path(),
+            &["--page-size", "7", "--state", "history"],
+        ));
+        let rows = read_rows(out.path());
+        assert_eq!(rows.len(), data.len(), "boundary mode {mode}");
+        for s in &data {
+            assert_same_session(&rows[&s.session_id], s);
+        }
+        let before_midnight = &rows["mid-1"];
+        assert_eq!(
+            ssm_audit::publish::partition_date(before_midnight.start_date),
+            ssm_audit::publish::partition_date(midnight - 1)
+        );
+    }
+}
+
+#[test]
+fn short_and_empty_pages_are_followed_to_the_last_token() {
+    let data = generated(400, 3, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--limit-before-filter"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(
+        &sim,
+        out.path(),
+        &["--page-size", "40", "--slice", "5d"],
+    ));
+    assert_eq!(read_rows(out.path()).len(), 400);
+    assert!(
+        sim.stat("empty_pages") > 0,
+        "the simulator served empty pages with a token"
+    );
+}
+
+#[test]
+fn throttling_500s_and_dropped_connections_are_retried_without_loss() {
+    let data = generated(600, 5, &[]);
+    let (sim, _d) = Sim::with_sessions(
+        &data,
+        &[
+            "--rate-limit",
+            "40",
+            "--burst",
+            "2",
+            "--error-share",
+            "0.1",
+            "--drop-share",
+            "0.05",
+        ],
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = export(
+        &sim,
+        out.path(),
+        &["--slice", "2d", "--page-size", "25", "--concurrency", "6"],
+    );
+    assert_success(&result);
+    let rows = read_rows(out.path());
+    assert_eq!(rows.len(), 600);
+    for s in &data {
+        assert_same_session(&rows[&s.session_id], s);
+    }
+    let m = manifest(out.path());
+    assert!(m["api"]["throttled"].as_u64() > Some(0), "{m}");
+    assert!(m["api"]["retries"].as_u64() > Some(0), "{m}");
+    assert!(sim.stat("max_in_flight") <= 6);
+}
+
+#[test]
+fn a_call_that_keeps_failing_fails_the_run_and_publishes_nothing() {
+    let (sim, _d) = Sim::with_sessions(&generated(50, 1, &[]), &["--error-share", "1"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = export(&sim, out.path(), &["--max-attempts", "2"]);
+    assert_eq!(result.status.code(), Some(3), "{}", stderr(&result));
+    let text = stderr(&result);
+    assert!(
+        text.contains("InternalServerError") && text.contains("incomplete"),
+        "{text}"
+    );
+    assert!(read_partitions(out.path()).is_empty());
+    assert!(!out.path().join("_runs").exists());
+}
+
+#[test]
+fn an_empty_account_exports_nothing_and_succeeds() {
+    let (sim, _d) = Sim::with_sessions(&[], &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&sim, out.path(), &[]));
+    assert!(read_partitions(out.path()).is_empty());
+    assert_eq!(manifest(out.path())["sessions"]["distinct"], 0);
+}
+
+#[test]
+fn an_active_session_that_ends_between_two_nightly_runs_is_updated_in_place() {
+    let start = now_ms() - 2 * HOUR;
+    let mut open = session("alice-0aaaaaaaaaaaaaaaa", start);
+    open.status = Some("Connected".into());
+    open.end_date = None;
+    let other = session("bob-0bbbbbbbbbbbbbbbb", start - DAY);
+    let out = tempfile::tempdir().expect("tempdir");
+
+    let (sim, _d) = Sim::with_sessions(&[open.clone(), other.clone()], &[]);
+    assert_success(&export(&sim, out.path(), &[]));
+    drop(sim);
+    let first = read_rows(out.path());
+    assert_eq!(first[&open.session_id].status.as_deref(), Some("Connected"));
+
+    let mut ended = open.clone();
+    ended.status = Some("Terminated".into());
+    ended.end_date = Some(start + HOUR);
+    let (sim, _d) = Sim::with_sessions(&[ended.clone(), other.clone()], &[]);
+    assert_success(&export(&sim, out.path(), &[]));
+    let second = read_rows(out.path());
+    assert_eq!(second.len(), 2, "no duplicates after two runs");
+    assert_same_session(&second[&ended.session_id], &ended);
+    let (a, b) = (&first[&open.session_id], &second[&open.session_id]);
+    assert_eq!(
+        b.first_seen_at, a.first_seen_at,
+        "first_seen_at keeps its first value"
+    );
+    assert!(b.last_seen_at > a.last_seen_at);
+    assert_same_session(&second[&other.session_id], &other);
+}
+
+#[test]
+fn two_runs_give_the_same_rows_and_old_partitions_are_never_touched() {
+    let data = generated(300, 8, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    // A partition from long ago: a session the service has forgotten.
+    let ancient_key = "sessions/dt=2020-01-01/123456789012_eu-west-1.parquet";
+    let mut ancient = ssm_audit::record::SessionRecord {
+        session_id: "zed-0000000000000000".into(),
+        account_id: ACCOUNT.into(),
+        region: REGION.into(),
+        status: Some("Terminated".into()),
+        target: None,
+        owner: None,
+        document_name: None,
+        reason: None,
+        details: None,
+        access_type: None,
+        s3_output_url: None,
+        cloudwatch_output_url: None,
+        max_session_duration_minutes: None,
+        start_date: 1_577_836_800_000,
+        end_date: None,
+        first_seen_at: 1_577_836_800_000,
+        last_seen_at: 1_577_836_800_000,
+    };
+    ancient.end_date = Some(ancient.start_date + 1);
+    let bytes = ssm_audit::schema::write_parquet(&[ancient]).expect("encode");
+    std::fs::create_dir_all(out.path().join("sessions/dt=2020-01-01")).expect("mkdir");
+    std::fs::write(out.path().join(ancient_key), &bytes).expect("write");
+    let modified = std::fs::metadata(out.path().join(ancient_key))
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+
+    assert_success(&export(&sim, out.path(), &[]));
+    let first = read_rows(out.path());
+    assert_success(&export(&sim, out.path(), &[]));
+    let second = read_rows(out.path());
+    assert_eq!(first.len(), 301);
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        second.keys().collect::<Vec<_>>()
+    );
+    for (id, a) in &first {
+        let mut b = second[id].clone();
+        b.last_seen_at = a.last_seen_at;
+        assert_eq!(a, &b, "{id} changed between identical runs");
+    }
+    assert_eq!(
+        std::fs::read(out.path().join(ancient_key)).expect("still there"),
+        bytes
+    );
+    assert_eq!(
+        std::fs::metadata(out.path().join(ancient_key))
+            .expect("stat")
+            .modified()
+            .expect("mtime"),
+        modified
+    );
+}
+
+#[test]
+fn filters_pass_through_to_describe_sessions() {
+    let data = generated(500, 9, &[]);
+    let owner = data[0].owner.clone().expect("owner");
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let filter = format!("key=Owner,value={owner}");
+    assert_success(&export(
+        &sim,
+        out.path(),
+        &["--filters", &filter, "key=Status,value=Terminated"],
+    ));
+    let rows = read_rows(out.path());
+    let expected: Vec<&SimSession> = data
+        .iter()
+        .filter(|s| {
+            s.owner.as_deref() == Some(owner.as_str()) && s.status.as_deref() == Some("Terminated")
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(rows.len(), expected.len());
+}
+
+#[test]
+fn sessions_that_change_during_the_crawl_are_kept_once_each() {
+    let data = generated(800, 12, &["--active-share", "0.2"]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--churn-every", "3"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(
+        &sim,
+        out.path(),
+        &["--slice", "1d", "--page-size", "20"],
+    ));
+    let rows = read_rows(out.path()); // read_rows fails on any duplicate
+    let before: std::collections::HashSet<_> = data.iter().map(|s| s.session_id.as_str()).collect();
+    assert!(
+        before.iter().all(|id| rows.contains_key(*id)),
+        "every session present at the start is kept"
+    );
+    let now_data = sim.data();
+    for row in rows.values() {
+        let current = now_data
+            .iter()
+            .find(|s| s.session_id == row.session_id)
+            .expect("a known session");
+        // A session ended during the crawl may be recorded open or ended,
+        // but never ended when the service still has it open.
+        if current.status.as_deref() == Some("Connected") {
+            assert!(row.end_date.is_none(), "{}", row.session_id);
+        }
+    }
+}
+
+#[test]
+fn every_flag_can_come_from_the_environment() {
+    let data = generated(120, 4, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = ssm_audit()
+        .arg("export")
+        .env("SSM_AUDIT_OUTPUT", out.path())
+        .env("SSM_AUDIT_ENDPOINT_URL", &sim.endpoint)
+        .env("SSM_AUDIT_STATE", "history")
+        .env("SSM_AUDIT_SLICE", "12h")
+        .env("SSM_AUDIT_PAGE_SIZE", "30")
+        .env("SSM_AUDIT_CONCURRENCY", "2")
+        .env("SSM_AUDIT_ACCOUNT_ID", "210987654321")
+        .env(
+            "SSM_AUDIT_FILTERS",
+            "key=AccessType,value=Standard;key=Status,value=Terminated",
+        )
+        .output()
+        .expect("runs");
+    assert_success(&result);
+    let rows = read_rows(out.path());
+    let expected = data
+        .iter()
+        .filter(|s| {
+            s.access_type.as_deref() == Some("Standard")
+                && s.status.as_deref() == Some("Terminated")
+        })
+        .count();
+    assert_eq!(rows.len(), expected);
+    assert!(rows.values().all(|r| r.account_id == "210987654321"));
+    assert_eq!(
+        sim.stat("identity_calls"),
+        0,
+        "--account-id skips GetCallerIdentity"
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_before_any_aws_call() {
+    let (sim, _d) = Sim::with_sessions(&[], &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let file = out.path().join("a-file");
+    std::fs::write(&file, "x").expect("write");
+    let unwritable = file.join("output");
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--since", "2026-11-02", "--until", "2026-11-01"],
+            "not before",
+        ),
+        (&["--state", "dormant"], "dormant"),
+        (&["--page-size", "0"], "page-size"),
+        (&["--page-size", "201"], "page-size"),
+        (&["--filters", "Owner=alice"], "key="),
+        (&["--since", "last tuesday"], "ISO-8601"),
+    ];
+    for (flags, expected) in cases {
+        let result = export(&sim, &out.path().join("out"), flags);
+        assert_eq!(
+            result.status.code(),
+            Some(2),
+            "{flags:?}: {}",
+            stderr(&result)
+        );
+        assert!(
+            stderr(&result).contains(expected),
+            "{flags:?}: {}",
+            stderr(&result)
+        );
+    }
+    let result = export(&sim, &unwritable, &[]);
+    assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("not a directory"),
+        "{}",
+        stderr(&result)
+    );
+    assert_eq!(sim.stat("describe_calls") + sim.stat("identity_calls"), 0);
+    assert!(!out.path().join("out").exists());
+}
+
+#[test]
+fn missing_region_credentials_or_endpoint_exit_1_and_write_nothing() {
+    let (sim, _d) = Sim::with_sessions(&generated(10, 1, &[]), &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let target = out.path().join("out");
+
+    let no_region = ssm_audit()
+        .env_remove("AWS_REGION")
+        .args(["export", "--endpoint-url", &sim.endpoint, "--output"])
+        .arg(&target)
+        .output()
+        .expect("runs");
+    assert_eq!(no_region.status.code(), Some(1), "{}", stderr(&no_region));
+    assert!(
+        stderr(&no_region).contains("region"),
+        "{}",
+        stderr(&no_region)
+    );
+
+    let no_credentials = ssm_audit()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["export", "--endpoint-url", &sim.endpoint, "--output"])
+        .arg(&target)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        no_credentials.status.code(),
+        Some(1),
+        "{}",
+        stderr(&no_credentials)
+    );
+    assert!(
+        stderr(&no_credentials).contains("credentials"),
+        "{}",
+        stderr(&no_credentials)
+    );
+
+    // A port nothing listens on: bind one, note it, free it.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let unreachable = ssm_audit()
+        .args([
+            "export",
+            "--max-attempts",
+            "2",
+            "--endpoint-url",
+            &format!("http://{dead}"),
+            "--output",
+        ])
+        .arg(&target)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        unreachable.status.code(),
+        Some(1),
+        "{}",
+        stderr(&unreachable)
+    );
+    assert!(
+        stderr(&unreachable).contains("GetCallerIdentity"),
+        "{}",
+        stderr(&unreachable)
+    );
+
+    assert!(!target.exists(), "nothing written");
+    assert_eq!(sim.stat("describe_calls"), 0);
+}
