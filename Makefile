@@ -1,0 +1,39 @@
+# ssm-audit: the two commands a newcomer runs are `make demo` and `make test`.
+CARGO ?= cargo
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+
+.PHONY: build venv demo test test-rust test-clients lint bench clean
+
+build:
+	$(CARGO) build --all-targets
+
+# The Python tools the tests and the demo use, in a venv of their own.
+$(VENV)/.installed: scripts/requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: build venv
+	PY=$(PY) bash scripts/demo.sh
+
+test: build venv test-rust test-clients
+
+test-rust:
+	$(CARGO) test --all-targets
+
+test-clients:
+	cd tests/clients && ../../$(PY) -m pytest -q
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench: venv
+	PY=$(PY) bash scripts/bench.sh
+
+clean:
+	rm -rf demo-output
