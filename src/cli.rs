@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Keeps a permanent, queryable record of SSM Session Manager sessions",
     after_help = "Exit codes: 0 success, 1 failure (AWS, storage), 2 invalid flags or configuration, \
-                  3 crawl incomplete (rerun to resume). See README.md."
+                  3 crawl incomplete (rerun to resume), 4 interrupted by a signal (rerun to resume), \
+                  5 another run holds the output lock. See README.md."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -110,4 +111,14 @@ pub struct ExportArgs {
     /// SDK's 3.
     #[arg(long, env = "SSM_AUDIT_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: Option<u32>,
+
+    /// Folder of the crawl checkpoints and their staged pages; default
+    /// `<output>/_checkpoint`. A killed run resumes from it.
+    #[arg(long, env = "SSM_AUDIT_CHECKPOINT", value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Discard an unfinished checkpoint (and its staged pages) and crawl
+    /// afresh, for example after changing flags or when it is corrupt.
+    #[arg(long, env = "SSM_AUDIT_RESTART")]
+    pub restart: bool,
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use aws_sdk_ssm::types::SessionFilterKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::{SessionState, ACCESS_TYPES, STATUSES};
 use crate::cli::{ExportArgs, StateArg};
@@ -32,7 +32,7 @@ pub struct AwsSettings {
 }
 
 /// One user filter passed through to DescribeSessions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserFilter {
     pub key: String,
     pub value: String,
@@ -56,6 +56,13 @@ pub struct ExportConfig {
     pub page_size: i32,
     pub filters: Vec<UserFilter>,
     pub aws: AwsSettings,
+    /// The window as asked, for the checkpoint's fingerprint: a relative
+    /// window (`lookback 30d`) must match again when a killed run resumes.
+    pub window_spec: String,
+    /// The checkpoint folder when not `<output>/_checkpoint`.
+    pub checkpoint: Option<PathBuf>,
+    /// Discard an unfinished checkpoint before crawling.
+    pub restart: bool,
     /// Things worth saying that do not stop the run.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -86,6 +93,18 @@ impl ExportConfig {
             (None, Some(text)) => until - parse_duration("--lookback", text)?,
             (None, None) => until - HISTORY_DAYS * DAY_MS,
         };
+        let window_spec = format!(
+            "{} until {}",
+            match (&args.since, &args.lookback) {
+                (Some(_), _) => format!("since {}", crate::window::format_filter_time(since)),
+                (None, Some(text)) => format!("lookback {text}"),
+                (None, None) => format!("lookback {HISTORY_DAYS}d"),
+            },
+            match &args.until {
+                Some(_) => crate::window::format_filter_time(until),
+                None => "now".into(),
+            }
+        );
         if since >= until {
             return Err(ConfigError(format!(
                 "--since {} is not before --until {}: the window is empty",
@@ -152,6 +171,9 @@ impl ExportConfig {
                 account_id: args.account_id.clone(),
                 max_attempts: args.max_attempts,
             },
+            window_spec,
+            checkpoint: args.checkpoint.clone(),
+            restart: args.restart,
             warnings,
         })
     }

@@ -1,11 +1,12 @@
 //! The export job end to end: pre-flight of the output, the account and
-//! region from AWS, the crawl plan, crawl and staging side by side, publish,
-//! the run manifest, and the clean-up of staged parts.
+//! region from AWS, the output lock, the checkpoint (fresh or resumed), crawl
+//! and staging side by side, publish, the run manifest, and clean-up.
 //!
 //! Order matters for the invariants: nothing is written before the output and
-//! AWS answered the pre-flight; a partition is published only from staged,
-//! durable pages; the manifest is written after every partition it lists;
-//! staged parts are removed only after the manifest is durable.
+//! AWS answered the pre-flight; a checkpoint records a page only after the
+//! page is staged durably; a partition is published only once every job is
+//! done; the checkpoint is marked complete only after the manifest is
+//! durable; staged parts are removed only after that.
 
 use std::sync::Arc;
 
@@ -13,11 +14,13 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::aws::{self, AwsError, CallCounters};
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStatus, CheckpointStore, JobSpec};
 use crate::config::{ConfigError, ExportConfig};
-use crate::crawl::{self, CrawlError, CrawlJob, CrawlOptions};
+use crate::crawl::{self, CrawlError, CrawlJob, CrawlOptions, Page};
+use crate::lock::{self, LockError};
 use crate::manifest::{self, ApiCounts, RunManifest, SessionCounts};
 use crate::publish::{self, PublishError, WrittenFile};
-use crate::stage::{StageError, Stager};
+use crate::stage::{self, StageError, Stager};
 use crate::storage::{LocalStorage, Storage, StorageError};
 use crate::window::{format_filter_time, plan_slices};
 
@@ -29,15 +32,23 @@ pub enum ExportError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Aws(#[from] AwsError),
-    #[error("the crawl is incomplete and nothing was published: {0}")]
+    #[error("the crawl is incomplete: {0}. Nothing partial was published; the checkpoint is saved, so rerunning the same command resumes")]
     Crawl(CrawlError),
-    #[error("the run was interrupted by a signal before it finished; nothing was published")]
+    #[error("interrupted by a signal; the checkpoint is saved and nothing partial was published, so rerunning the same command resumes")]
     Interrupted,
     #[error(transparent)]
-    Stage(#[from] StageError),
+    Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(
+        "{0}; the checkpoint keeps the last durable state, so rerunning resumes once this is fixed"
+    )]
+    Stage(#[from] StageError),
+    #[error(
+        "{0}; the checkpoint keeps the crawl, so rerunning publishes again once this is fixed"
+    )]
     Publish(#[from] PublishError),
-    #[error("cannot write the run manifest: {0}")]
+    #[error("cannot write the run manifest ({0}); rerunning publishes again")]
     Manifest(StorageError),
 }
 
@@ -48,14 +59,18 @@ pub mod exit_code {
     pub const USAGE: u8 = 2;
     pub const INCOMPLETE: u8 = 3;
     pub const INTERRUPTED: u8 = 4;
+    pub const LOCKED: u8 = 5;
 }
 
 impl ExportError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ExportError::Config(_) => exit_code::USAGE,
+            ExportError::Checkpoint(CheckpointError::Storage(_)) => exit_code::FAILURE,
+            ExportError::Checkpoint(_) => exit_code::USAGE,
             ExportError::Crawl(_) => exit_code::INCOMPLETE,
             ExportError::Interrupted => exit_code::INTERRUPTED,
+            ExportError::Lock(LockError::Held(_)) => exit_code::LOCKED,
             _ => exit_code::FAILURE,
         }
     }
@@ -65,6 +80,7 @@ impl ExportError {
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportSummary {
     pub run_id: String,
+    pub resumed_from: Option<String>,
     pub account_id: String,
     pub region: String,
     pub sessions: SessionCounts,
@@ -93,7 +109,11 @@ impl std::fmt::Display for ExportSummary {
             self.api.retries,
             self.api.throttled,
             self.run_id
-        )
+        )?;
+        if let Some(first) = &self.resumed_from {
+            write!(f, " (resumed {first})")?;
+        }
+        Ok(())
     }
 }
 
@@ -103,11 +123,16 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<ExportSummary, ExportError> {
     let started = chrono::Utc::now();
-    let storage = Arc::new(LocalStorage::new(config.output.clone()));
-    storage
-        .preflight()
-        .await
-        .map_err(|e| ConfigError(format!("{e}; choose a writable --output")))?;
+    let output = Arc::new(LocalStorage::new(config.output.clone()));
+    let (checkpoint_storage, checkpoint_root) = match &config.checkpoint {
+        Some(dir) => (Arc::new(LocalStorage::new(dir.clone())), String::new()),
+        None => (output.clone(), "_checkpoint/".to_owned()),
+    };
+    for storage in [&output, &checkpoint_storage] {
+        storage.preflight().await.map_err(|e| {
+            ConfigError(format!("{e}; choose a writable --output and --checkpoint"))
+        })?;
+    }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -120,111 +145,280 @@ pub async fn run(
     let account_id = aws::account_id(&sdk_config, &config.aws).await?;
     let counters = Arc::new(CallCounters::default());
     let client = aws::ssm_client(&sdk_config, counters.clone());
-
     let run_id = manifest::new_run_id(started);
-    let staging_prefix = format!("_staging/{run_id}/");
-    let jobs = plan_jobs(&config);
-    tracing::info!(jobs = jobs.len(), %account_id, %region, "crawl planned");
 
-    let (pages_tx, mut pages_rx) = mpsc::channel(config.concurrency * 2);
-    let crawl_options = CrawlOptions {
-        concurrency: config.concurrency,
-        page_size: config.page_size,
-        filters: config.filters.clone(),
-        account_id: account_id.clone(),
-        region: region.clone(),
-    };
-    let crawler = tokio::spawn(crawl::crawl(
-        client,
-        jobs,
-        crawl_options,
-        pages_tx,
-        shutdown.clone(),
-    ));
-    let mut stager = Stager::new(storage.clone(), staging_prefix.clone());
-    let mut stage_error = None;
-    while let Some(page) = pages_rx.recv().await {
-        if let Err(error) = stager.stage(page).await {
-            stage_error = Some(error);
-            break;
-        }
-    }
-    // Closing the receiver stops the crawler at its next page.
-    drop(pages_rx);
-    let crawl_result = crawler.await.unwrap_or_else(|e| {
-        Err(CrawlError::Api {
-            state: "any",
-            from: String::new(),
-            to: String::new(),
-            message: format!("the crawler panicked: {e}"),
+    let lock = Arc::new(lock::acquire(output.clone(), &run_id, lock::DEFAULT_LEASE).await?);
+    // `cancel` stops the crawl: on a signal, or when the lock is lost.
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (lock_lost_tx, mut lock_lost_rx) = watch::channel(false);
+    let lock_lost = lock_lost_tx.subscribe();
+    let (stop_renewing_tx, stop_renewing_rx) = watch::channel(false);
+    let renewer = tokio::spawn(lock.clone().keep_alive(stop_renewing_rx, lock_lost_tx));
+    let forwarder = {
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => {}
+                _ = lock_lost_rx.wait_for(|s| *s) => {}
+            }
+            let _ = cancel_tx.send(true);
         })
-    });
-    if let Some(error) = stage_error {
-        return Err(error.into());
-    }
-    match crawl_result {
-        Ok(()) => {}
-        Err(CrawlError::Interrupted) if *shutdown.borrow() => return Err(ExportError::Interrupted),
-        Err(error) => return Err(ExportError::Crawl(error)),
-    }
-
-    let staged = stager.into_staged();
-    let files = publish::publish(storage.as_ref(), &staged, &account_id, &region).await?;
-
-    let calls = counters.snapshot();
-    let api = ApiCounts {
-        calls: staged.counts.pages,
-        empty_pages: staged.counts.empty_pages,
-        attempts: calls.attempts,
-        retries: calls.attempts.saturating_sub(staged.counts.pages),
-        throttled: calls.throttled,
-        server_errors: calls.server_errors,
-        transport_errors: calls.transport_errors,
     };
-    let sessions = SessionCounts {
-        seen_active: staged.counts.seen_active,
-        seen_history: staged.counts.seen_history,
-        distinct: staged.winners.len() as u64,
-        outside_slice: staged.counts.outside_slice,
-    };
-    let run_manifest = RunManifest {
-        manifest_version: manifest::MANIFEST_VERSION,
-        run_id: run_id.clone(),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: started.to_rfc3339(),
-        finished_at: chrono::Utc::now().to_rfc3339(),
-        output: storage.location(),
+
+    let locked = Locked {
+        config: &config,
+        output: output.clone(),
+        checkpoints: CheckpointStore::new(
+            checkpoint_storage,
+            &checkpoint_root,
+            &account_id,
+            &region,
+        ),
+        client,
+        counters,
         account_id: account_id.clone(),
         region: region.clone(),
-        config: serde_json::to_value(&config).unwrap_or_default(),
-        sessions: sessions.clone(),
-        api: api.clone(),
-        files: files.clone(),
+        run_id,
+        started,
     };
-    let manifest_bytes = serde_json::to_vec_pretty(&run_manifest).unwrap_or_default();
-    storage
-        .put(&manifest::manifest_key(&run_id), manifest_bytes.into())
-        .await
-        .map_err(ExportError::Manifest)?;
+    let result = locked.run(cancel_rx.clone()).await;
 
-    // Staged parts are only scaffolding once the manifest is durable; a
-    // failure to remove them costs disk, not data.
-    for key in &staged.parts {
-        if let Err(error) = storage.delete(key).await {
-            tracing::warn!(%error, "cannot remove a staged part");
+    let _ = stop_renewing_tx.send(true);
+    let _ = renewer.await;
+    forwarder.abort();
+    if let Err(error) = lock.release().await {
+        tracing::warn!(%error, "could not release the output lock; it expires with its lease");
+    }
+    match result {
+        Err(ExportError::Interrupted) if *lock_lost.borrow() => {
+            Err(LockError::Lost("another run took the output lock over".into()).into())
+        }
+        other => other,
+    }
+}
+
+/// The part of a run that happens while the output lock is held.
+struct Locked<'a> {
+    config: &'a ExportConfig,
+    output: Arc<LocalStorage>,
+    checkpoints: CheckpointStore<LocalStorage>,
+    client: aws_sdk_ssm::Client,
+    counters: Arc<CallCounters>,
+    account_id: String,
+    region: String,
+    run_id: String,
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+impl Locked<'_> {
+    async fn run(self, cancel: watch::Receiver<bool>) -> Result<ExportSummary, ExportError> {
+        let config = self.config;
+        if config.restart {
+            tracing::warn!("--restart: discarding any checkpoint and its staged pages");
+            self.checkpoints.discard().await?;
+        }
+        let mut stager = Stager::new(
+            self.checkpoints.storage().clone(),
+            self.checkpoints.staged_prefix(),
+        );
+        let mut checkpoint = match self.checkpoints.load().await? {
+            Some(mut found) if found.status == CheckpointStatus::InProgress => {
+                self.checkpoints
+                    .check_matches(&found, &JobSpec::of(config))?;
+                found.attempts += 1;
+                self.readmit_staged(&found, &mut stager).await?;
+                tracing::info!(
+                    first_run = %found.first_run_id,
+                    attempt = found.attempts,
+                    jobs_done = found.jobs_done(),
+                    jobs = found.jobs.len(),
+                    "resuming an unfinished crawl from its checkpoint"
+                );
+                found
+            }
+            _ => {
+                // A complete (or absent) checkpoint: last night's parts, if a
+                // crash kept them, are published already.
+                self.checkpoints.clear_staged().await?;
+                Checkpoint::new(
+                    config,
+                    &self.account_id,
+                    &self.region,
+                    &self.run_id,
+                    &plan_jobs(config),
+                )
+            }
+        };
+        self.checkpoints.save(&mut checkpoint).await?;
+
+        let jobs = checkpoint.unfinished_jobs();
+        tracing::info!(jobs = jobs.len(), account_id = %self.account_id, region = %self.region, "crawl planned");
+        self.crawl_and_stage(jobs, &mut checkpoint, &mut stager, cancel)
+            .await?;
+
+        let staged = stager.into_staged();
+        let files = publish::publish(
+            self.output.as_ref(),
+            self.checkpoints.storage().as_ref(),
+            &staged,
+            &self.account_id,
+            &self.region,
+        )
+        .await?;
+
+        let calls = self.counters.snapshot();
+        let api = ApiCounts {
+            calls: staged.counts.pages,
+            empty_pages: staged.counts.empty_pages,
+            attempts: calls.attempts,
+            retries: calls.attempts.saturating_sub(staged.counts.pages),
+            throttled: calls.throttled,
+            server_errors: calls.server_errors,
+            transport_errors: calls.transport_errors,
+        };
+        let sessions = SessionCounts {
+            seen_active: staged.counts.seen_active,
+            seen_history: staged.counts.seen_history,
+            distinct: staged.winners.len() as u64,
+            outside_slice: staged.counts.outside_slice,
+        };
+        let resumed_from =
+            (checkpoint.first_run_id != self.run_id).then(|| checkpoint.first_run_id.clone());
+        let run_manifest = RunManifest {
+            manifest_version: manifest::MANIFEST_VERSION,
+            run_id: self.run_id.clone(),
+            resumed_from: resumed_from.clone(),
+            attempts: checkpoint.attempts,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: self.started.to_rfc3339(),
+            finished_at: chrono::Utc::now().to_rfc3339(),
+            output: self.output.location(),
+            account_id: self.account_id.clone(),
+            region: self.region.clone(),
+            config: serde_json::to_value(config).unwrap_or_default(),
+            window: checkpoint.window.clone(),
+            sessions: sessions.clone(),
+            api: api.clone(),
+            files: files.clone(),
+        };
+        let manifest_bytes = serde_json::to_vec_pretty(&run_manifest).unwrap_or_default();
+        self.output
+            .put(&manifest::manifest_key(&self.run_id), manifest_bytes.into())
+            .await
+            .map_err(ExportError::Manifest)?;
+
+        checkpoint.status = CheckpointStatus::Complete;
+        self.checkpoints.save(&mut checkpoint).await?;
+        // Staged parts are only scaffolding once the checkpoint says the run
+        // is complete; a failure to remove them costs disk, not data.
+        if let Err(error) = self.checkpoints.clear_staged().await {
+            tracing::warn!(%error, "cannot remove staged parts; the next run removes them");
+        }
+
+        let window = checkpoint.window();
+        Ok(ExportSummary {
+            run_id: self.run_id,
+            resumed_from,
+            account_id: self.account_id,
+            region: self.region,
+            sessions,
+            api,
+            files,
+            window_start: format_filter_time(window.start),
+            window_end: format_filter_time(window.end),
+        })
+    }
+
+    /// Reads back the parts the checkpoint vouches for; removes the rest
+    /// (staged after the last checkpoint save, and fetched again now).
+    async fn readmit_staged(
+        &self,
+        checkpoint: &Checkpoint,
+        stager: &mut Stager<LocalStorage>,
+    ) -> Result<(), ExportError> {
+        let storage = self.checkpoints.storage();
+        for key in self.checkpoints.staged_parts().await? {
+            match stage::parse_part_key(&key) {
+                Some((job, seq)) if seq < checkpoint.pages_done(job) => {
+                    stager.readmit(&key).await?
+                }
+                _ => storage.delete(&key).await.map_err(StageError::from)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the crawler and stages its pages, saving the checkpoint after
+    /// each batch of staged pages.
+    async fn crawl_and_stage(
+        &self,
+        jobs: Vec<CrawlJob>,
+        checkpoint: &mut Checkpoint,
+        stager: &mut Stager<LocalStorage>,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<(), ExportError> {
+        let config = self.config;
+        let batch_limit = config.concurrency * 2;
+        let (pages_tx, mut pages_rx) = mpsc::channel::<Page>(batch_limit);
+        let crawl_options = CrawlOptions {
+            concurrency: config.concurrency,
+            page_size: config.page_size,
+            filters: config.filters.clone(),
+            account_id: self.account_id.clone(),
+            region: self.region.clone(),
+        };
+        let crawler = tokio::spawn(crawl::crawl(
+            self.client.clone(),
+            jobs,
+            crawl_options,
+            pages_tx,
+            cancel.clone(),
+        ));
+        let mut stage_error = None;
+        let mut batch = Vec::with_capacity(batch_limit);
+        // Pages already received are staged even after a cancel: they are
+        // whole pages, and staging them saves fetching them again.
+        while pages_rx.recv_many(&mut batch, batch_limit).await > 0 {
+            let result = self.stage_batch(&mut batch, checkpoint, stager).await;
+            if let Err(error) = result {
+                stage_error = Some(error);
+                break;
+            }
+        }
+        // Closing the receiver stops the crawler at its next page.
+        drop(pages_rx);
+        let crawl_result = crawler.await.unwrap_or_else(|e| {
+            Err(CrawlError::Api {
+                state: "any",
+                from: String::new(),
+                to: String::new(),
+                message: format!("the crawler panicked: {e}"),
+            })
+        });
+        if let Some(error) = stage_error {
+            return Err(error);
+        }
+        match crawl_result {
+            Ok(()) => Ok(()),
+            Err(CrawlError::Interrupted) if *cancel.borrow() => Err(ExportError::Interrupted),
+            Err(error) => Err(ExportError::Crawl(error)),
         }
     }
 
-    Ok(ExportSummary {
-        run_id,
-        account_id,
-        region,
-        sessions,
-        api,
-        files,
-        window_start: format_filter_time(config.window.start),
-        window_end: format_filter_time(config.window.end),
-    })
+    async fn stage_batch(
+        &self,
+        batch: &mut Vec<Page>,
+        checkpoint: &mut Checkpoint,
+        stager: &mut Stager<LocalStorage>,
+    ) -> Result<(), ExportError> {
+        for page in batch.drain(..) {
+            let (job, seq, next_token) = (page.job_id, page.seq, page.next_token.clone());
+            stager.stage(page).await?;
+            checkpoint.record_page(job, seq, next_token);
+        }
+        self.checkpoints.save(checkpoint).await?;
+        Ok(())
+    }
 }
 
 /// One job per (state, slice), newest slices first: the newest are where the

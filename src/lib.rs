@@ -3,10 +3,12 @@
 
 pub mod api;
 pub mod aws;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod crawl;
 pub mod export;
+pub mod lock;
 pub mod manifest;
 pub mod publish;
 pub mod record;

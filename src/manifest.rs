@@ -16,6 +16,10 @@ pub const RUNS_PREFIX: &str = "_runs/";
 pub struct RunManifest {
     pub manifest_version: u32,
     pub run_id: String,
+    /// The run whose checkpoint this run resumed, when it did.
+    pub resumed_from: Option<String>,
+    /// Runs it took to finish the crawl (1 when nothing interrupted it).
+    pub attempts: u32,
     pub tool_version: String,
     pub started_at: String,
     pub finished_at: String,
@@ -24,6 +28,8 @@ pub struct RunManifest {
     pub region: String,
     /// The validated flags of the run.
     pub config: serde_json::Value,
+    /// The window crawled (a resumed run keeps its first attempt's window).
+    pub window: String,
     pub sessions: SessionCounts,
     pub api: ApiCounts,
     pub files: Vec<WrittenFile>,

@@ -60,8 +60,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Merges every staged winner into its partition and publishes the
 /// partitions in date order. Returns the files written.
-pub async fn publish<S: Storage>(
+pub async fn publish<S: Storage, P: Storage>(
     storage: &S,
+    parts_storage: &P,
     staged: &Staged,
     account_id: &str,
     region: &str,
@@ -83,7 +84,7 @@ pub async fn publish<S: Storage>(
         let mut fresh = Vec::new();
         for (part, winners) in parts {
             let part_key = &staged.parts[part as usize];
-            let bytes = storage
+            let bytes = parts_storage
                 .get(part_key)
                 .await?
                 .ok_or_else(|| PublishError::Part {

@@ -80,6 +80,15 @@ pub fn part_key(prefix: &str, state: SessionState, job_id: u32, seq: u32) -> Str
     )
 }
 
+/// The (job id, page sequence) of a part key written by [`part_key`].
+pub fn parse_part_key(key: &str) -> Option<(u32, u32)> {
+    let name = key.rsplit('/').next()?.strip_suffix(".parquet")?;
+    let mut fields = name.rsplitn(3, '-');
+    let seq = fields.next()?.parse().ok()?;
+    let job = fields.next()?.parse().ok()?;
+    matches!(fields.next()?, "active" | "history").then_some((job, seq))
+}
+
 impl<S: Storage> Stager<S> {
     /// A stager writing parts below `prefix` (ending in `/`).
     pub fn new(storage: Arc<S>, prefix: String) -> Stager<S> {
@@ -257,6 +266,8 @@ mod tests {
         let mut second = Stager::new(storage, "stage/".into());
         second.readmit(&key).await.expect("readmit");
         second.readmit(&key).await.expect("readmit twice");
+        assert_eq!(parse_part_key(&key), Some((3, 1)));
+        assert_eq!(parse_part_key("stage/other-1-2.parquet"), None);
         let staged = second.into_staged();
         assert_eq!(staged.parts, vec![key]);
         assert_eq!(staged.winners["a"].row, 0);

@@ -49,6 +49,50 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The object with the version tag that conditional writes compare.
+    fn get_versioned(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Versioned>, StorageError>> + Send;
+
+    /// Creates the object only if no object has that key (If-None-Match: *).
+    fn put_if_absent(
+        &self,
+        key: &str,
+        data: Bytes,
+    ) -> impl Future<Output = Result<Conditional, StorageError>> + Send;
+
+    /// Replaces the object only if it is still at `version` (If-Match).
+    fn put_if_match(
+        &self,
+        key: &str,
+        data: Bytes,
+        version: &str,
+    ) -> impl Future<Output = Result<Conditional, StorageError>> + Send;
+
+    /// Deletes the object only if it is still at `version`.
+    fn delete_if_match(
+        &self,
+        key: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<Conditional, StorageError>> + Send;
+}
+
+/// An object's bytes and the version tag of exactly those bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub data: Bytes,
+    pub version: String,
+}
+
+/// The outcome of a conditional write: a lost race is an answer, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conditional {
+    /// Written; the object's new version tag.
+    Done { version: String },
+    /// The condition failed: the object exists, changed, or is gone.
+    Conflict,
 }
 
 /// A local directory as storage.
@@ -122,6 +166,45 @@ impl LocalStorage {
         result
     }
 
+    /// Runs `f` holding an exclusive advisory lock on a sidecar file of
+    /// `path`, so that check-then-write sequences of concurrent processes on
+    /// this machine do not interleave.
+    fn with_key_lock<T>(
+        path: &Path,
+        f: impl FnOnce() -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let dir = path
+            .parent()
+            .ok_or_else(|| StorageError::InvalidKey(path.display().to_string()))?;
+        std::fs::create_dir_all(dir).map_err(Self::io("create directory", dir))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let lock_path = dir.join(format!(".{name}.flock"));
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(Self::io("open", &lock_path))?;
+        lock_file.lock().map_err(Self::io("lock", &lock_path))?;
+        let result = f();
+        let _ = lock_file.unlock();
+        result
+    }
+
+    fn read_versioned(path: &Path) -> Result<Option<Versioned>, StorageError> {
+        match std::fs::read(path) {
+            Ok(data) => Ok(Some(Versioned {
+                version: content_version(&data),
+                data: Bytes::from(data),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::io("read", path)(e)),
+        }
+    }
+
     fn list_blocking(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), StorageError> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -142,6 +225,12 @@ impl LocalStorage {
         }
         Ok(())
     }
+}
+
+/// The local version tag of some bytes: their SHA-256 (what S3 calls the ETag
+/// is opaque too; only equality matters).
+fn content_version(data: &[u8]) -> String {
+    crate::publish::sha256_hex(data)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -212,7 +301,12 @@ impl Storage for LocalStorage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let dir = self.path_of(prefix.trim_end_matches('/'))?;
+        let folder = prefix.trim_end_matches('/');
+        let dir = if folder.is_empty() {
+            self.root.clone()
+        } else {
+            self.path_of(folder)?
+        };
         let root = self.root.clone();
         blocking(move || {
             let mut keys = Vec::new();
@@ -242,6 +336,66 @@ impl Storage for LocalStorage {
                 dir = d.parent();
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StorageError> {
+        let path = self.path_of(key)?;
+        blocking(move || Self::read_versioned(&path)).await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<Conditional, StorageError> {
+        let path = self.path_of(key)?;
+        blocking(move || {
+            Self::with_key_lock(&path, || {
+                if Self::read_versioned(&path)?.is_some() {
+                    return Ok(Conditional::Conflict);
+                }
+                Self::put_blocking(&path, &data)?;
+                Ok(Conditional::Done {
+                    version: content_version(&data),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &str,
+        data: Bytes,
+        version: &str,
+    ) -> Result<Conditional, StorageError> {
+        let path = self.path_of(key)?;
+        let version = version.to_owned();
+        blocking(move || {
+            Self::with_key_lock(&path, || {
+                match Self::read_versioned(&path)? {
+                    Some(current) if current.version == version => {}
+                    _ => return Ok(Conditional::Conflict),
+                }
+                Self::put_blocking(&path, &data)?;
+                Ok(Conditional::Done {
+                    version: content_version(&data),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn delete_if_match(&self, key: &str, version: &str) -> Result<Conditional, StorageError> {
+        let path = self.path_of(key)?;
+        let version = version.to_owned();
+        blocking(move || {
+            Self::with_key_lock(&path, || {
+                match Self::read_versioned(&path)? {
+                    Some(current) if current.version == version => {}
+                    _ => return Ok(Conditional::Conflict),
+                }
+                std::fs::remove_file(&path).map_err(Self::io("delete", &path))?;
+                Ok(Conditional::Done { version })
+            })
         })
         .await
     }
@@ -291,6 +445,62 @@ mod tests {
             "emptied directories go too"
         );
         assert!(dir.path().join("out").exists(), "the root stays");
+    }
+
+    #[tokio::test]
+    async fn conditional_writes_lose_races_instead_of_overwriting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStorage::new(dir.path());
+        let Conditional::Done { version: v1 } = store
+            .put_if_absent("lock", Bytes::from_static(b"a"))
+            .await
+            .expect("create")
+        else {
+            panic!("the first create wins")
+        };
+        assert_eq!(
+            store
+                .put_if_absent("lock", Bytes::from_static(b"b"))
+                .await
+                .expect("create"),
+            Conditional::Conflict
+        );
+        let Conditional::Done { version: v2 } = store
+            .put_if_match("lock", Bytes::from_static(b"c"), &v1)
+            .await
+            .expect("update")
+        else {
+            panic!("the holder of v1 may update")
+        };
+        assert_eq!(
+            store
+                .put_if_match("lock", Bytes::from_static(b"d"), &v1)
+                .await
+                .expect("update"),
+            Conditional::Conflict
+        );
+        assert_eq!(
+            store.delete_if_match("lock", &v1).await.expect("delete"),
+            Conditional::Conflict
+        );
+        assert_eq!(
+            store
+                .get_versioned("lock")
+                .await
+                .expect("get")
+                .map(|v| v.version),
+            Some(v2.clone())
+        );
+        assert!(matches!(
+            store.delete_if_match("lock", &v2).await.expect("delete"),
+            Conditional::Done { .. }
+        ));
+        assert_eq!(store.get("lock").await.expect("get"), None);
+        assert_eq!(
+            store.list("").await.expect("list"),
+            Vec::<String>::new(),
+            "lock sidecars are hidden"
+        );
     }
 
     #[tokio::test]

@@ -32,6 +32,7 @@ impl Sim {
             .arg("--addr-file")
             .arg(&addr_file)
             .args(args)
+            .env("SSM_SIM_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

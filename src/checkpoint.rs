@@ -1,0 +1,436 @@
+//! The crawl checkpoint: per (account, region), a human-readable JSON file
+//! that says for every (state, slice) job whether it is pending, in progress
+//! with the `NextToken` to resume from, or done, and how many of its pages
+//! are staged. Staged parts sit beside it, under `staged/`.
+//!
+//! Invariant: a job's token and page count are recorded only after the pages
+//! before that token are staged durably, and the checkpoint is written
+//! atomically, so resuming never skips data. Parts beyond the recorded page
+//! count (staged just before a crash) are deleted on resume and fetched again.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::api::SessionState;
+use crate::config::{ExportConfig, UserFilter};
+use crate::crawl::CrawlJob;
+use crate::storage::{Storage, StorageError};
+use crate::window::{format_filter_time, TimeRange};
+
+/// Version of the checkpoint format; an unknown version is refused.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointStatus {
+    /// A crawl or publish has not finished; the next run resumes it.
+    InProgress,
+    /// Output and manifest are published; the next run starts afresh.
+    Complete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Pending,
+    InProgress,
+    Done,
+}
+
+/// What the crawl is: a resumed run must be asked for the same thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub states: Vec<String>,
+    /// The window as asked (`lookback 30d`, `since … until …`), not as
+    /// resolved, so that rerunning the same command matches.
+    pub window: String,
+    pub slice_ms: i64,
+    pub filters: Vec<UserFilter>,
+}
+
+impl JobSpec {
+    pub fn of(config: &ExportConfig) -> JobSpec {
+        JobSpec {
+            states: config
+                .states
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+            window: config.window_spec.clone(),
+            slice_ms: config.slice_ms,
+            filters: config.filters.clone(),
+        }
+    }
+
+    /// Human-readable differences, empty when the specs match.
+    pub fn differences(&self, asked: &JobSpec) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.states != asked.states {
+            out.push(format!(
+                "states {:?} (checkpoint) vs {:?} (now)",
+                self.states, asked.states
+            ));
+        }
+        if self.window != asked.window {
+            out.push(format!("window {:?} vs {:?}", self.window, asked.window));
+        }
+        if self.slice_ms != asked.slice_ms {
+            out.push(format!("slice {}ms vs {}ms", self.slice_ms, asked.slice_ms));
+        }
+        if self.filters != asked.filters {
+            let show = |f: &[UserFilter]| {
+                f.iter()
+                    .map(|f| format!("key={},value={}", f.key, f.value))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            out.push(format!(
+                "filters [{}] vs [{}]",
+                show(&self.filters),
+                show(&asked.filters)
+            ));
+        }
+        out
+    }
+}
+
+/// Progress of one (state, slice) job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobProgress {
+    pub id: u32,
+    pub state: SessionState,
+    pub slice_start_ms: i64,
+    pub slice_end_ms: i64,
+    /// For people reading the file.
+    pub slice: String,
+    pub status: JobStatus,
+    /// Pages staged durably, numbered 0..pages_done.
+    pub pages_done: u32,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub format_version: u32,
+    pub status: CheckpointStatus,
+    /// The run that started this crawl; later attempts resume it.
+    pub first_run_id: String,
+    pub attempts: u32,
+    pub updated_at: String,
+    pub account_id: String,
+    pub region: String,
+    pub spec: JobSpec,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub window: String,
+    pub jobs: Vec<JobProgress>,
+}
+
+/// A checkpoint that cannot be used as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint {location} is unreadable ({reason}); nothing was deleted. Inspect or move it, or rerun with --restart to crawl afresh")]
+    Corrupt { location: String, reason: String },
+    #[error("checkpoint {location} has format version {found}, this ssm-audit reads version {CHECKPOINT_VERSION}; rerun with --restart to crawl afresh")]
+    UnknownVersion { location: String, found: u64 },
+    #[error("checkpoint {location} was written for different flags: {differences}. Rerun with the same flags to resume, or with --restart to discard it")]
+    Mismatch {
+        location: String,
+        differences: String,
+    },
+    #[error("cannot read or write the checkpoint: {0}")]
+    Storage(#[from] StorageError),
+}
+
+impl Checkpoint {
+    /// A fresh checkpoint for `jobs`.
+    pub fn new(
+        config: &ExportConfig,
+        account_id: &str,
+        region: &str,
+        run_id: &str,
+        jobs: &[CrawlJob],
+    ) -> Checkpoint {
+        Checkpoint {
+            format_version: CHECKPOINT_VERSION,
+            status: CheckpointStatus::InProgress,
+            first_run_id: run_id.to_owned(),
+            attempts: 1,
+            updated_at: chrono::Utc::now().to_rfc3339(),
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
+            spec: JobSpec::of(config),
+            window_start_ms: config.window.start,
+            window_end_ms: config.window.end,
+            window: format!(
+                "{} to {}",
+                format_filter_time(config.window.start),
+                format_filter_time(config.window.end)
+            ),
+            jobs: jobs
+                .iter()
+                .map(|job| JobProgress {
+                    id: job.id,
+                    state: job.state,
+                    slice_start_ms: job.slice.start,
+                    slice_end_ms: job.slice.end,
+                    slice: format!(
+                        "{} to {}",
+                        format_filter_time(job.slice.start),
+                        format_filter_time(job.slice.end)
+                    ),
+                    status: JobStatus::Pending,
+                    pages_done: 0,
+                    next_token: None,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn window(&self) -> TimeRange {
+        TimeRange {
+            start: self.window_start_ms,
+            end: self.window_end_ms,
+        }
+    }
+
+    /// The jobs still to crawl, each continuing where it stopped.
+    pub fn unfinished_jobs(&self) -> Vec<CrawlJob> {
+        self.jobs
+            .iter()
+            .filter(|j| j.status != JobStatus::Done)
+            .map(|j| CrawlJob {
+                id: j.id,
+                state: j.state,
+                slice: TimeRange {
+                    start: j.slice_start_ms,
+                    end: j.slice_end_ms,
+                },
+                resume_token: j.next_token.clone(),
+                pages_done: j.pages_done,
+            })
+            .collect()
+    }
+
+    /// Records that page `seq` of job `job_id` is staged durably.
+    pub fn record_page(&mut self, job_id: u32, seq: u32, next_token: Option<String>) {
+        if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job_id) {
+            job.pages_done = job.pages_done.max(seq + 1);
+            job.status = if next_token.is_some() {
+                JobStatus::InProgress
+            } else {
+                JobStatus::Done
+            };
+            job.next_token = next_token;
+        }
+    }
+
+    /// Pages of `job_id` that are recorded as staged.
+    pub fn pages_done(&self, job_id: u32) -> u32 {
+        self.jobs
+            .iter()
+            .find(|j| j.id == job_id)
+            .map_or(0, |j| j.pages_done)
+    }
+
+    pub fn jobs_done(&self) -> usize {
+        self.jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Done)
+            .count()
+    }
+}
+
+/// Where the checkpoint of one (account, region) and its staged parts live.
+#[derive(Debug)]
+pub struct CheckpointStore<S> {
+    storage: Arc<S>,
+    prefix: String,
+}
+
+impl<S: Storage> CheckpointStore<S> {
+    /// `root` is the checkpoint folder's prefix in `storage` (ending in `/`,
+    /// or empty for the storage's root).
+    pub fn new(storage: Arc<S>, root: &str, account_id: &str, region: &str) -> CheckpointStore<S> {
+        CheckpointStore {
+            storage,
+            prefix: format!("{root}{account_id}_{region}/"),
+        }
+    }
+
+    pub fn storage(&self) -> &Arc<S> {
+        &self.storage
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}checkpoint.json", self.prefix)
+    }
+
+    pub fn staged_prefix(&self) -> String {
+        format!("{}staged/", self.prefix)
+    }
+
+    fn location(&self) -> String {
+        format!(
+            "{}/{}",
+            self.storage.location().trim_end_matches('/'),
+            self.key()
+        )
+    }
+
+    /// The checkpoint, if there is one.
+    pub async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        let Some(bytes) = self.storage.get(&self.key()).await? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| CheckpointError::Corrupt {
+            location: self.location(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        match value.get("format_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(CHECKPOINT_VERSION) => {}
+            Some(found) => {
+                return Err(CheckpointError::UnknownVersion {
+                    location: self.location(),
+                    found,
+                })
+            }
+            None => return Err(corrupt("it has no format_version".into())),
+        }
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Refuses a checkpoint written for other flags.
+    pub fn check_matches(
+        &self,
+        checkpoint: &Checkpoint,
+        asked: &JobSpec,
+    ) -> Result<(), CheckpointError> {
+        let differences = checkpoint.spec.differences(asked);
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(CheckpointError::Mismatch {
+            location: self.location(),
+            differences: differences.join("; "),
+        })
+    }
+
+    /// Writes the checkpoint atomically.
+    pub async fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), CheckpointError> {
+        checkpoint.updated_at = chrono::Utc::now().to_rfc3339();
+        let bytes = serde_json::to_vec_pretty(checkpoint).unwrap_or_default();
+        self.storage.put(&self.key(), Bytes::from(bytes)).await?;
+        Ok(())
+    }
+
+    /// Staged parts, whoever wrote them.
+    pub async fn staged_parts(&self) -> Result<Vec<String>, CheckpointError> {
+        Ok(self.storage.list(&self.staged_prefix()).await?)
+    }
+
+    /// Removes every staged part (the checkpoint file stays).
+    pub async fn clear_staged(&self) -> Result<(), CheckpointError> {
+        for key in self.staged_parts().await? {
+            self.storage.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the checkpoint and its staged parts (`--restart`).
+    pub async fn discard(&self) -> Result<(), CheckpointError> {
+        self.clear_staged().await?;
+        self.storage.delete(&self.key()).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalStorage;
+
+    fn config() -> ExportConfig {
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
+            "ssm-audit",
+            "export",
+            "--output",
+            "/tmp/x",
+        ])
+        .expect("flags");
+        let crate::cli::Command::Export(args) = cli.command;
+        ExportConfig::from_args(&args, 1_790_000_000_000).expect("valid")
+    }
+
+    #[tokio::test]
+    async fn round_trips_and_resumes_jobs_where_they_stopped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::new(
+            Arc::new(LocalStorage::new(dir.path())),
+            "_checkpoint/",
+            "1",
+            "r",
+        );
+        let config = config();
+        let jobs = crate::export::plan_jobs(&config);
+        let mut checkpoint = Checkpoint::new(&config, "1", "r", "run", &jobs);
+        checkpoint.record_page(0, 0, Some("t1".into()));
+        checkpoint.record_page(1, 0, None);
+        store.save(&mut checkpoint).await.expect("save");
+        let loaded = store.load().await.expect("load").expect("present");
+        assert_eq!(loaded, checkpoint);
+        let unfinished = loaded.unfinished_jobs();
+        assert_eq!(unfinished.len(), jobs.len() - 1);
+        assert_eq!(unfinished[0].resume_token.as_deref(), Some("t1"));
+        assert_eq!(unfinished[0].pages_done, 1);
+        assert_eq!(loaded.jobs_done(), 1);
+    }
+
+    #[tokio::test]
+    async fn corrupt_unknown_and_mismatched_checkpoints_are_refused_with_the_file_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Arc::new(LocalStorage::new(dir.path()));
+        let store = CheckpointStore::new(storage.clone(), "", "1", "r");
+        storage
+            .put(&store.key(), Bytes::from_static(b"{\"format_ver"))
+            .await
+            .expect("write");
+        let err = store.load().await.expect_err("truncated").to_string();
+        assert!(
+            err.contains("1_r/checkpoint.json") && err.contains("--restart"),
+            "{err}"
+        );
+        assert!(
+            storage.get(&store.key()).await.expect("get").is_some(),
+            "nothing deleted"
+        );
+
+        storage
+            .put(
+                &store.key(),
+                Bytes::from_static(b"{\"format_version\": 99}"),
+            )
+            .await
+            .expect("write");
+        assert!(matches!(
+            store.load().await,
+            Err(CheckpointError::UnknownVersion { found: 99, .. })
+        ));
+
+        let config = config();
+        let checkpoint = Checkpoint::new(&config, "1", "r", "run", &[]);
+        let mut asked = JobSpec::of(&config);
+        asked.states = vec!["History".into()];
+        let err = store
+            .check_matches(&checkpoint, &asked)
+            .expect_err("differs")
+            .to_string();
+        assert!(err.contains("states"), "{err}");
+    }
+}
