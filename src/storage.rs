@@ -162,8 +162,28 @@ impl LocalStorage {
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&staging);
+            return result;
         }
+        Self::sweep_stale_staging(dir, &name);
         result
+    }
+
+    /// Removes staging files of this key left by a process that was killed
+    /// mid-write. Readers skip dot-files (as Athena does), so these are only
+    /// clutter; the output lock means no other live process writes here.
+    fn sweep_stale_staging(dir: &Path, name: &str) {
+        let ours = format!(".{name}.tmp-{}-", std::process::id());
+        let any = format!(".{name}.tmp-");
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            if file_name.starts_with(&any) && !file_name.starts_with(&ours) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Runs `f` holding an exclusive advisory lock on a sidecar file of

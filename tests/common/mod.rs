@@ -181,6 +181,15 @@ pub fn read_partitions(output: &Path) -> Vec<(String, Vec<SessionRecord>)> {
             .collect();
         entries.sort();
         for file in entries {
+            // Athena, like Hive, skips files whose names start with . or _.
+            let name = file
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
             let relative = file
                 .strip_prefix(output)
                 .expect("below output")
@@ -200,10 +209,9 @@ pub fn read_rows(output: &Path) -> std::collections::BTreeMap<String, SessionRec
     for (path, records) in read_partitions(output) {
         for r in records {
             let id = r.session_id.clone();
-            assert!(
-                rows.insert(id.clone(), r).is_none(),
-                "{id} appears twice (again in {path})"
-            );
+            if let Some(previous) = rows.insert(id.clone(), r.clone()) {
+                panic!("{id} appears twice (again in {path}):\n{previous:?}\n{r:?}");
+            }
         }
     }
     rows

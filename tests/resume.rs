@@ -1,0 +1,426 @@
+//! Crash safety: kill -9 at many moments, SIGTERM, expired tokens, changed
+//! flags, corrupt checkpoints and the output lock, all with the real binary.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ssm_audit::record::SessionRecord;
+
+fn spawn_export(sim: &Sim, output: &Path, extra: &[&str]) -> Child {
+    ssm_audit()
+        .arg("export")
+        .arg("--output")
+        .arg(output)
+        .arg("--endpoint-url")
+        .arg(&sim.endpoint)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssm-audit starts")
+}
+
+fn checkpoint_path(output: &Path) -> std::path::PathBuf {
+    output.join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json"))
+}
+
+fn checkpoint(output: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(checkpoint_path(output)).expect("a checkpoint"))
+        .expect("JSON")
+}
+
+/// Polls `condition` every few milliseconds until it holds or `limit` passes.
+fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+/// Rows without the seen-at times, which depend on when they were crawled.
+fn comparable(rows: std::collections::BTreeMap<String, SessionRecord>) -> Vec<SessionRecord> {
+    rows.into_values()
+        .map(|mut r| {
+            r.first_seen_at = 0;
+            r.last_seen_at = 0;
+            r
+        })
+        .collect()
+}
+
+const CRAWL: &[&str] = &["--page-size", "40", "--slice", "12h", "--concurrency", "3"];
+
+#[test]
+fn kill_9_at_many_moments_then_resume_gives_exactly_the_uninterrupted_rows() {
+    let data = generated(
+        3000,
+        77,
+        &[
+            "--bursts",
+            "3",
+            "--burst-size",
+            "100",
+            "--active-share",
+            "0.05",
+        ],
+    );
+    let slow = ["--latency", "4ms", "--jitter", "4ms"];
+
+    let (reference_sim, _d1) = Sim::with_sessions(&data, &slow);
+    let reference_out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&reference_sim, reference_out.path(), CRAWL));
+    let reference_calls = reference_sim.stat("describe_ok");
+    let reference = comparable(read_rows(reference_out.path()));
+    assert_eq!(reference.len(), data.len());
+
+    let (sim, _d2) = Sim::with_sessions(&data, &slow);
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut rng = fastrand::Rng::with_seed(2026);
+    // Four kills at random moments of the crawl, each later than the last,
+    // then one during the final publish.
+    let mut kills = Vec::new();
+    for round in 0..4u64 {
+        let calls_before = sim.stat("describe_ok");
+        let target = calls_before + rng.u64(5..25) + round;
+        let mut child = spawn_export(&sim, out.path(), CRAWL);
+        let reached = wait_until(Duration::from_secs(60), || {
+            sim.stat("describe_ok") >= target || child.try_wait().expect("wait").is_some()
+        });
+        assert!(reached, "the crawl stalled in round {round}");
+        child.kill().expect("kill -9");
+        let status = child.wait().expect("reap");
+        kills.push(format!("round {round} at call {target}: {status}"));
+    }
+    let mut child = spawn_export(&sim, out.path(), CRAWL);
+    let sessions_dir = out.path().join("sessions");
+    let publishing = wait_until(Duration::from_secs(120), || {
+        sessions_dir.exists() || child.try_wait().expect("wait").is_some()
+    });
+    assert!(publishing);
+    child.kill().expect("kill -9 during publish");
+    child.wait().expect("reap");
+    let partial = read_partitions(out.path()).len();
+    kills.push(format!("during publish, after {partial} partitions"));
+
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let result = export(&sim, out.path(), CRAWL);
+        if result.status.success() {
+            assert!(stderr(&result).contains("resumed"), "{}", stderr(&result));
+            break;
+        }
+        assert!(
+            attempts < 3,
+            "resume failed: {}\nkills: {kills:?}",
+            stderr(&result)
+        );
+    }
+    assert_eq!(
+        comparable(read_rows(out.path())),
+        reference,
+        "kills: {kills:?}"
+    );
+    for dir in std::fs::read_dir(out.path().join("sessions")).expect("sessions") {
+        for file in std::fs::read_dir(dir.expect("dir").path()).expect("partition") {
+            let name = file
+                .expect("file")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            assert!(
+                name.ends_with(".parquet") && !name.starts_with('.'),
+                "left behind: {name}"
+            );
+        }
+    }
+
+    // Every kill loses at most the pages in flight, queued, or staged since
+    // the last checkpoint save: a few pages per worker, never a slice.
+    let total_calls = sim.stat("describe_ok");
+    let concurrency = 3;
+    assert!(
+        total_calls <= reference_calls + kills.len() as u64 * 5 * concurrency,
+        "{total_calls} calls across attempts vs {reference_calls} uninterrupted; kills: {kills:?}"
+    );
+    assert_eq!(checkpoint(out.path())["status"], "complete");
+}
+
+#[test]
+fn sigterm_stops_within_ten_seconds_with_exit_4_and_the_rerun_resumes_without_recrawling() {
+    let data = generated(1200, 78, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "150ms"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut child = spawn_export(&sim, out.path(), CRAWL);
+    assert!(wait_until(Duration::from_secs(60), || sim
+        .stat("describe_ok")
+        >= 12));
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = child.wait().expect("reap");
+    let elapsed = sent.elapsed();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert_eq!(exit.code(), Some(4), "{err}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert!(err.contains("rerunning the same command resumes"), "{err}");
+    assert!(
+        !out.path().join("_lock.json").exists(),
+        "the lock is released"
+    );
+    assert!(
+        read_partitions(out.path()).is_empty(),
+        "nothing partial is published"
+    );
+
+    let saved = checkpoint(out.path());
+    assert_eq!(saved["status"], "in_progress");
+    let done_jobs = saved["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter(|j| j["status"] == "done")
+        .count();
+    assert!(done_jobs > 0, "some slices finished before the signal");
+    let first_calls = sim.stat("describe_ok");
+
+    assert_success(&export(&sim, out.path(), CRAWL));
+    let rows = read_rows(out.path());
+    assert_eq!(rows.len(), data.len());
+    for s in &data {
+        assert_same_session(&rows[&s.session_id], s);
+    }
+    let second_calls = sim.stat("describe_ok") - first_calls;
+    let total_jobs = saved["jobs"].as_array().expect("jobs").len() as u64;
+    let pages_done: u64 = saved["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["pages_done"].as_u64().expect("n"))
+        .sum();
+    // The resumed run fetches only what the checkpoint did not record.
+    let m = std::fs::read_dir(out.path().join("_runs"))
+        .expect("runs")
+        .count();
+    assert_eq!(m, 1);
+    let (reference_sim, _d2) = Sim::with_sessions(&data, &[]);
+    let reference_out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&reference_sim, reference_out.path(), CRAWL));
+    let reference_calls = reference_sim.stat("describe_ok");
+    assert!(
+        second_calls + pages_done <= reference_calls + 3,
+        "resume made {second_calls} calls on top of {pages_done} checkpointed pages; an uninterrupted run makes {reference_calls} ({total_jobs} jobs)"
+    );
+}
+
+#[test]
+fn an_expired_token_restarts_its_slice_with_a_warning_and_loses_nothing() {
+    let data = generated(600, 79, &["--active-share", "0"]);
+    let sim_args = ["--latency", "30ms", "--token-lifetime", "300ms"];
+    let (sim, _d) = Sim::with_sessions(&data, &sim_args);
+    let out = tempfile::tempdir().expect("tempdir");
+    let flags = [
+        "--page-size",
+        "5",
+        "--slice",
+        "30d",
+        "--state",
+        "history",
+        "--concurrency",
+        "1",
+    ];
+    let mut child = spawn_export(&sim, out.path(), &flags);
+    let has_token = wait_until(Duration::from_secs(60), || {
+        std::fs::read(checkpoint_path(out.path()))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|c| {
+                c["jobs"]
+                    .as_array()
+                    .is_some_and(|j| j.iter().any(|j| j["next_token"].is_string()))
+            })
+    });
+    assert!(has_token);
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    // Outlive the simulator's 300 ms token lifetime.
+    std::thread::sleep(Duration::from_millis(400));
+
+    let result = export(&sim, out.path(), &flags);
+    assert_success(&result);
+    assert!(
+        stderr(&result).contains("no longer accepts the resume token"),
+        "{}",
+        stderr(&result)
+    );
+    let rows = read_rows(out.path());
+    let history: Vec<_> = data
+        .iter()
+        .filter(|s| s.end_date.is_some() || s.status.as_deref() != Some("Connected"))
+        .collect();
+    assert_eq!(rows.len(), history.len());
+    for s in history {
+        assert_same_session(&rows[&s.session_id], s);
+    }
+    assert!(
+        sim.stat("client_errors") >= 1,
+        "the stale token was refused"
+    );
+}
+
+/// Leaves an unfinished checkpoint behind, as a killed run would.
+fn interrupted_run(sim: &Sim, out: &Path) {
+    let mut child = spawn_export(sim, out, CRAWL);
+    assert!(wait_until(Duration::from_secs(60), || sim
+        .stat("describe_ok")
+        >= 8));
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert_eq!(checkpoint(out)["status"], "in_progress");
+}
+
+#[test]
+fn a_checkpoint_for_other_flags_is_refused_until_restart() {
+    let data = generated(400, 80, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "20ms"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    interrupted_run(&sim, out.path());
+
+    let mut other_flags = CRAWL.to_vec();
+    other_flags.extend(["--state", "history"]);
+    let refused = export(&sim, out.path(), &other_flags);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let text = stderr(&refused);
+    assert!(
+        text.contains("different flags") && text.contains("states") && text.contains("--restart"),
+        "{text}"
+    );
+    assert!(text.contains("checkpoint.json"), "{text}");
+
+    other_flags.push("--restart");
+    assert_success(&export(&sim, out.path(), &other_flags));
+    let rows = read_rows(out.path());
+    assert!(rows
+        .values()
+        .all(|r| r.end_date.is_some() || r.status.as_deref() != Some("Connected")));
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_named_kept_and_recovered_by_restart() {
+    let data = generated(300, 81, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "20ms"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    interrupted_run(&sim, out.path());
+    let path = checkpoint_path(out.path());
+    let bytes = std::fs::read(&path).expect("read");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
+
+    let refused = export(&sim, out.path(), CRAWL);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(&path.display().to_string()),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("kept"),
+        &bytes[..bytes.len() / 2],
+        "nothing deleted"
+    );
+
+    std::fs::write(&path, br#"{"format_version": 7}"#).expect("write");
+    let refused = export(&sim, out.path(), CRAWL);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("format version 7"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let mut restart = CRAWL.to_vec();
+    restart.push("--restart");
+    assert_success(&export(&sim, out.path(), &restart));
+    assert_eq!(read_rows(out.path()).len(), data.len());
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string()
+}
+
+fn write_lock(out: &Path, host: &str, pid: u32, lease_ms_from_now: i64) {
+    let expires = now_ms() + lease_ms_from_now;
+    let lock = serde_json::json!({
+        "host": host, "pid": pid, "run_id": "20261127T000000Z-holder",
+        "started_at": "2026-11-27T00:00:00+00:00",
+        "lease_expires_ms": expires,
+        "lease_expires_at": chrono::DateTime::from_timestamp_millis(expires).expect("time").to_rfc3339(),
+    });
+    std::fs::create_dir_all(out).expect("mkdir");
+    std::fs::write(out.join("_lock.json"), lock.to_string()).expect("write lock");
+}
+
+#[test]
+fn a_held_lock_refuses_a_second_run_and_a_stale_one_is_taken_over() {
+    let data = generated(200, 82, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+
+    // Held by a live process (this test) on this host: refused, even with
+    // the lease nearly over.
+    write_lock(out.path(), &hostname(), std::process::id(), 5_000);
+    let refused = export(&sim, out.path(), &[]);
+    assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
+    let text = stderr(&refused);
+    assert!(
+        text.contains(&hostname()) && text.contains(&std::process::id().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("2026-11-27T00:00:00"), "{text}");
+
+    // Held on another host with a live lease: its holder may live, refused.
+    write_lock(out.path(), "ecs-task-elsewhere", 1, 60_000);
+    assert_eq!(export(&sim, out.path(), &[]).status.code(), Some(5));
+
+    // Expired lease: provably stale, taken over.
+    write_lock(out.path(), "ecs-task-elsewhere", 1, -1_000);
+    assert_success(&export(&sim, out.path(), &[]));
+    assert_eq!(read_rows(out.path()).len(), data.len());
+    assert!(!out.path().join("_lock.json").exists());
+}
+
+#[test]
+fn two_runs_at_once_on_one_output_exactly_one_proceeds() {
+    let data = generated(500, 83, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "40ms"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut first = spawn_export(&sim, out.path(), CRAWL);
+    assert!(wait_until(Duration::from_secs(60), || out
+        .path()
+        .join("_lock.json")
+        .exists()));
+    let second = export(&sim, out.path(), CRAWL);
+    assert_eq!(second.status.code(), Some(5), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("another export holds the lock"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(first.wait().expect("first finishes").success());
+    assert_eq!(read_rows(out.path()).len(), data.len());
+}
