@@ -193,8 +193,18 @@ fn a_call_that_keeps_failing_fails_the_run_and_publishes_nothing() {
         text.contains("InternalServerError") && text.contains("incomplete"),
         "{text}"
     );
+    assert!(
+        text.contains("rerunning the same command resumes"),
+        "{text}"
+    );
     assert!(read_partitions(out.path()).is_empty());
     assert!(!out.path().join("_runs").exists());
+    let checkpoint = std::fs::read_to_string(
+        out.path()
+            .join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json")),
+    )
+    .expect("the checkpoint is saved");
+    assert!(checkpoint.contains("\"in_progress\""), "{checkpoint}");
 }
 
 #[test]

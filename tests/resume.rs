@@ -424,3 +424,65 @@ fn two_runs_at_once_on_one_output_exactly_one_proceeds() {
     assert!(first.wait().expect("first finishes").success());
     assert_eq!(read_rows(out.path()).len(), data.len());
 }
+
+#[test]
+fn a_write_error_stops_the_run_clearly_and_the_rerun_resumes_from_the_last_durable_state() {
+    let data = generated(400, 84, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    // A file where the partitions' folder must go: every partition write fails.
+    std::fs::write(out.path().join("sessions"), "in the way").expect("write");
+    let failed = export(&sim, out.path(), CRAWL);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let text = stderr(&failed);
+    assert!(
+        text.contains("sessions/dt=") && text.contains("rerunning"),
+        "{text}"
+    );
+    let saved = checkpoint(out.path());
+    assert_eq!(saved["status"], "in_progress");
+    assert!(saved["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .all(|j| j["status"] == "done"));
+    let calls = sim.stat("describe_ok");
+
+    std::fs::remove_file(out.path().join("sessions")).expect("clear the way");
+    assert_success(&export(&sim, out.path(), CRAWL));
+    assert_eq!(
+        sim.stat("describe_ok"),
+        calls,
+        "the crawl was durable: nothing fetched again"
+    );
+    let rows = read_rows(out.path());
+    assert_eq!(rows.len(), data.len());
+    for s in &data {
+        assert_same_session(&rows[&s.session_id], s);
+    }
+
+    // A staging failure: a folder where the first page of the newest
+    // Active slice (job 0, which holds sessions) must be staged.
+    let out = tempfile::tempdir().expect("tempdir");
+    let blocked = out.path().join(format!(
+        "_checkpoint/{ACCOUNT}_{REGION}/staged/active-00000-000000.parquet"
+    ));
+    std::fs::create_dir_all(blocked.join("in-the-way")).expect("mkdir");
+    let failed = export(&sim, out.path(), CRAWL);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("active-00000-000000.parquet"),
+        "{}",
+        stderr(&failed)
+    );
+    let saved = checkpoint(out.path());
+    assert_eq!(
+        saved["jobs"][0]["pages_done"], 0,
+        "the failed page is not recorded"
+    );
+    assert_ne!(saved["jobs"][0]["status"], "done");
+    assert!(read_partitions(out.path()).is_empty());
+    std::fs::remove_dir_all(&blocked).expect("clear the way");
+    assert_success(&export(&sim, out.path(), CRAWL));
+    assert_eq!(read_rows(out.path()).len(), data.len());
+}
