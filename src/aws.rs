@@ -200,3 +200,12 @@ pub fn ssm_client(config: &SdkConfig, counters: Arc<CallCounters>) -> aws_sdk_ss
         .build();
     aws_sdk_ssm::Client::from_conf(ssm_config)
 }
+
+/// An S3 client on the same configuration (credentials, region, endpoint
+/// settings such as `AWS_ENDPOINT_URL_S3`).
+pub fn s3_client(config: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(s3_config)
+}

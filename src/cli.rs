@@ -3,8 +3,6 @@
 //! the job without a shell. Nothing here is validated beyond its type;
 //! [`crate::config`] turns it into a checked configuration.
 
-use std::path::PathBuf;
-
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -37,9 +35,10 @@ pub enum StateArg {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Output directory of the data set (created if missing).
-    #[arg(long, env = "SSM_AUDIT_OUTPUT", value_name = "DIR")]
-    pub output: PathBuf,
+    /// Where the data set lives: a directory (created if missing) or
+    /// `s3://bucket/prefix`.
+    #[arg(long, env = "SSM_AUDIT_OUTPUT", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub output: String,
 
     /// Which session lists to crawl.
     #[arg(long, env = "SSM_AUDIT_STATE", value_enum, default_value_t = StateArg::All)]
@@ -114,11 +113,37 @@ pub struct ExportArgs {
 
     /// Folder of the crawl checkpoints and their staged pages; default
     /// `<output>/_checkpoint`. A killed run resumes from it.
-    #[arg(long, env = "SSM_AUDIT_CHECKPOINT", value_name = "DIR")]
-    pub checkpoint: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "SSM_AUDIT_CHECKPOINT",
+        value_name = "DIR|s3://BUCKET/PREFIX"
+    )]
+    pub checkpoint: Option<String>,
 
     /// Discard an unfinished checkpoint (and its staged pages) and crawl
     /// afresh, for example after changing flags or when it is corrupt.
     #[arg(long, env = "SSM_AUDIT_RESTART")]
     pub restart: bool,
+
+    /// Server-side encryption of every object written to S3.
+    #[arg(long, env = "SSM_AUDIT_SSE", value_enum)]
+    pub sse: Option<SseArg>,
+
+    /// KMS key (id, ARN or alias) for `--sse aws:kms`; default: the bucket's.
+    #[arg(long, env = "SSM_AUDIT_SSE_KMS_KEY_ID", value_name = "KEY")]
+    pub sse_kms_key_id: Option<String>,
+
+    /// Address buckets by path (`endpoint/bucket/key`), as S3-compatible
+    /// stores often need.
+    #[arg(long, env = "SSM_AUDIT_S3_FORCE_PATH_STYLE")]
+    pub s3_force_path_style: bool,
+}
+
+/// Server-side encryption for S3 uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SseArg {
+    #[value(name = "AES256")]
+    Aes256,
+    #[value(name = "aws:kms")]
+    AwsKms,
 }

@@ -44,10 +44,94 @@ impl UserFilter {
     }
 }
 
+/// Where something is stored: a local directory or an S3 bucket and prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Location {
+    /// Parses `DIR` or `s3://bucket/prefix`.
+    pub fn parse(flag: &str, text: &str) -> Result<Location, ConfigError> {
+        if text.trim().is_empty() {
+            return Err(ConfigError(format!(
+                "{flag} is empty: name a directory or s3://bucket/prefix"
+            )));
+        }
+        let Some(rest) = text.strip_prefix("s3://") else {
+            return Ok(Location::Local(PathBuf::from(text)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !bucket.starts_with(['-', '.'])
+            && !bucket.ends_with(['-', '.']);
+        if !valid_bucket {
+            return Err(ConfigError(format!(
+                "{flag} {text:?} does not name a valid S3 bucket (3-63 lower-case letters, digits, dots, hyphens)"
+            )));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+            return Err(ConfigError(format!(
+                "{flag} {text:?} has an invalid prefix"
+            )));
+        }
+        Ok(Location::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    pub fn is_s3(&self) -> bool {
+        matches!(self, Location::S3 { .. })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local(path) => write!(f, "{}", path.display()),
+            Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}/"),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}/"),
+        }
+    }
+}
+
+impl Serialize for Location {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// How S3 objects are written.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct S3Settings {
+    /// `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    pub force_path_style: bool,
+}
+
+impl S3Settings {
+    pub fn sse(&self) -> Option<crate::storage::Sse> {
+        match self.sse.as_deref() {
+            Some("AES256") => Some(crate::storage::Sse::Aes256),
+            Some("aws:kms") => Some(crate::storage::Sse::Kms {
+                key_id: self.sse_kms_key_id.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A validated export.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportConfig {
-    pub output: PathBuf,
+    pub output: Location,
     #[serde(serialize_with = "serialize_states")]
     pub states: Vec<SessionState>,
     pub window: TimeRange,
@@ -60,7 +144,8 @@ pub struct ExportConfig {
     /// window (`lookback 30d`) must match again when a killed run resumes.
     pub window_spec: String,
     /// The checkpoint folder when not `<output>/_checkpoint`.
-    pub checkpoint: Option<PathBuf>,
+    pub checkpoint: Option<Location>,
+    pub s3: S3Settings,
     /// Discard an unfinished checkpoint before crawling.
     pub restart: bool,
     /// Things worth saying that do not stop the run.
@@ -142,9 +227,28 @@ impl ExportConfig {
                 filters.len()
             )));
         }
-        let output = args.output.clone();
-        if output.as_os_str().is_empty() {
-            return Err(ConfigError("--output is empty: name a directory".into()));
+        let output = Location::parse("--output", &args.output)?;
+        let checkpoint = args
+            .checkpoint
+            .as_deref()
+            .map(|text| Location::parse("--checkpoint", text))
+            .transpose()?;
+        let s3 = S3Settings {
+            sse: args.sse.map(|sse| match sse {
+                crate::cli::SseArg::Aes256 => "AES256".to_owned(),
+                crate::cli::SseArg::AwsKms => "aws:kms".to_owned(),
+            }),
+            sse_kms_key_id: args.sse_kms_key_id.clone(),
+            force_path_style: args.s3_force_path_style,
+        };
+        let uses_s3 = output.is_s3() || checkpoint.as_ref().is_some_and(Location::is_s3);
+        if s3.sse.is_some() && !uses_s3 {
+            return Err(ConfigError(
+                "--sse applies to s3:// outputs and checkpoints only".into(),
+            ));
+        }
+        if s3.sse_kms_key_id.is_some() && s3.sse.as_deref() != Some("aws:kms") {
+            return Err(ConfigError("--sse-kms-key-id needs --sse aws:kms".into()));
         }
         if let Some(account) = &args.account_id {
             if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
@@ -172,7 +276,8 @@ impl ExportConfig {
                 max_attempts: args.max_attempts,
             },
             window_spec,
-            checkpoint: args.checkpoint.clone(),
+            checkpoint,
+            s3,
             restart: args.restart,
             warnings,
         })
@@ -257,7 +362,11 @@ mod tests {
     const NOW: i64 = 1_790_000_000_500;
 
     fn config(extra: &[&str]) -> Result<ExportConfig, ConfigError> {
-        let mut argv = vec!["ssm-audit", "export", "--output", "/tmp/x"];
+        config_with_output("/tmp/x", extra)
+    }
+
+    fn config_with_output(output: &str, extra: &[&str]) -> Result<ExportConfig, ConfigError> {
+        let mut argv = vec!["ssm-audit", "export", "--output", output];
         argv.extend_from_slice(extra);
         let cli = crate::cli::Cli::try_parse_from(argv).expect("flags parse");
         let crate::cli::Command::Export(args) = cli.command;
@@ -292,6 +401,54 @@ mod tests {
         assert!(parse_time("--since", "yesterday").is_err());
         assert!(config(&["--slice", "1500ms"]).is_err());
         assert!(config(&["--lookback", "forever"]).is_err());
+    }
+
+    #[test]
+    fn locations_are_directories_or_s3_urls() {
+        assert_eq!(
+            Location::parse("--output", "out").expect("dir"),
+            Location::Local("out".into())
+        );
+        let s3 = Location::parse("--output", "s3://audit-bucket/ssm/sessions/").expect("s3");
+        assert_eq!(
+            s3,
+            Location::S3 {
+                bucket: "audit-bucket".into(),
+                prefix: "ssm/sessions".into()
+            }
+        );
+        assert_eq!(s3.to_string(), "s3://audit-bucket/ssm/sessions/");
+        assert_eq!(
+            Location::parse("--output", "s3://b1b/")
+                .expect("root")
+                .to_string(),
+            "s3://b1b/"
+        );
+        for bad in [
+            "s3://",
+            "s3://Bad_Bucket/x",
+            "s3://ab/x",
+            "s3://bucket/a/../b",
+            "",
+        ] {
+            assert!(Location::parse("--output", bad).is_err(), "{bad}");
+        }
+        assert!(
+            config(&["--sse", "AES256"]).is_err(),
+            "--sse with a local output"
+        );
+        assert!(config_with_output("s3://bucket-a/p", &["--sse-kms-key-id", "k"]).is_err());
+        let c = config_with_output(
+            "s3://bucket-a/p",
+            &["--sse", "aws:kms", "--sse-kms-key-id", "alias/audit"],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.s3.sse(),
+            Some(crate::storage::Sse::Kms {
+                key_id: Some("alias/audit".into())
+            })
+        );
     }
 
     #[test]

@@ -15,13 +15,13 @@ use tokio::sync::{mpsc, watch};
 
 use crate::aws::{self, AwsError, CallCounters};
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStatus, CheckpointStore, JobSpec};
-use crate::config::{ConfigError, ExportConfig};
+use crate::config::{ConfigError, ExportConfig, Location};
 use crate::crawl::{self, CrawlError, CrawlJob, CrawlOptions, Page};
 use crate::lock::{self, LockError};
 use crate::manifest::{self, ApiCounts, RunManifest, SessionCounts};
 use crate::publish::{self, PublishError, WrittenFile};
 use crate::stage::{self, StageError, Stager};
-use crate::storage::{LocalStorage, Storage, StorageError};
+use crate::storage::{AnyStorage, LocalStorage, S3Options, S3Storage, Storage, StorageError};
 use crate::window::{format_filter_time, plan_slices};
 
 /// Why an export did not complete. [`ExportError::exit_code`] is the one
@@ -123,15 +123,20 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<ExportSummary, ExportError> {
     let started = chrono::Utc::now();
-    let output = Arc::new(LocalStorage::new(config.output.clone()));
-    let (checkpoint_storage, checkpoint_root) = match &config.checkpoint {
-        Some(dir) => (Arc::new(LocalStorage::new(dir.clone())), String::new()),
-        None => (output.clone(), "_checkpoint/".to_owned()),
-    };
-    for storage in [&output, &checkpoint_storage] {
-        storage.preflight().await.map_err(|e| {
-            ConfigError(format!("{e}; choose a writable --output and --checkpoint"))
-        })?;
+    // Local locations are checked before any AWS call; S3 ones need the SDK
+    // configuration, and are checked before any SSM call.
+    for location in [Some(&config.output), config.checkpoint.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if let Location::Local(path) = location {
+            LocalStorage::new(path.clone())
+                .preflight()
+                .await
+                .map_err(|e| {
+                    ConfigError(format!("{e}; choose a writable --output and --checkpoint"))
+                })?;
+        }
     }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -142,6 +147,14 @@ pub async fn run(
         .region()
         .map(|r| r.to_string())
         .ok_or(AwsError::NoRegion)?;
+    let output = Arc::new(open_storage(&config.output, &sdk_config, &config).await?);
+    let (checkpoint_storage, checkpoint_root) = match &config.checkpoint {
+        Some(location) => (
+            Arc::new(open_storage(location, &sdk_config, &config).await?),
+            String::new(),
+        ),
+        None => (output.clone(), "_checkpoint/".to_owned()),
+    };
     let account_id = aws::account_id(&sdk_config, &config.aws).await?;
     let counters = Arc::new(CallCounters::default());
     let client = aws::ssm_client(&sdk_config, counters.clone());
@@ -197,11 +210,36 @@ pub async fn run(
     }
 }
 
+/// Opens a location as storage; an S3 location is pre-flighted (bucket
+/// exists, prefix writable) so that a wrong bucket fails in seconds.
+async fn open_storage(
+    location: &Location,
+    sdk_config: &aws_config::SdkConfig,
+    config: &ExportConfig,
+) -> Result<AnyStorage, ExportError> {
+    match location {
+        Location::Local(path) => Ok(AnyStorage::Local(LocalStorage::new(path.clone()))),
+        Location::S3 { bucket, prefix } => {
+            let client = aws::s3_client(sdk_config, config.s3.force_path_style);
+            let options = S3Options {
+                sse: config.s3.sse(),
+                ..S3Options::default()
+            };
+            let storage = S3Storage::new(client, bucket, prefix, options);
+            storage
+                .preflight()
+                .await
+                .map_err(|e| ConfigError(format!("{e}; check the bucket, the prefix, the region and the credentials' permissions")))?;
+            Ok(AnyStorage::S3(storage))
+        }
+    }
+}
+
 /// The part of a run that happens while the output lock is held.
 struct Locked<'a> {
     config: &'a ExportConfig,
-    output: Arc<LocalStorage>,
-    checkpoints: CheckpointStore<LocalStorage>,
+    output: Arc<AnyStorage>,
+    checkpoints: CheckpointStore<AnyStorage>,
     client: aws_sdk_ssm::Client,
     counters: Arc<CallCounters>,
     account_id: String,
@@ -334,7 +372,7 @@ impl Locked<'_> {
     async fn readmit_staged(
         &self,
         checkpoint: &Checkpoint,
-        stager: &mut Stager<LocalStorage>,
+        stager: &mut Stager<AnyStorage>,
     ) -> Result<(), ExportError> {
         let storage = self.checkpoints.storage();
         for key in self.checkpoints.staged_parts().await? {
@@ -354,7 +392,7 @@ impl Locked<'_> {
         &self,
         jobs: Vec<CrawlJob>,
         checkpoint: &mut Checkpoint,
-        stager: &mut Stager<LocalStorage>,
+        stager: &mut Stager<AnyStorage>,
         cancel: watch::Receiver<bool>,
     ) -> Result<(), ExportError> {
         let config = self.config;
@@ -409,7 +447,7 @@ impl Locked<'_> {
         &self,
         batch: &mut Vec<Page>,
         checkpoint: &mut Checkpoint,
-        stager: &mut Stager<LocalStorage>,
+        stager: &mut Stager<AnyStorage>,
     ) -> Result<(), ExportError> {
         for page in batch.drain(..) {
             let (job, seq, next_token) = (page.job_id, page.seq, page.next_token.clone());

@@ -43,7 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            let output = config.output.display().to_string();
+            let output = config.output.to_string();
             let summary = runtime
                 .block_on(async {
                     let (shutdown_tx, shutdown_rx) = watch::channel(false);

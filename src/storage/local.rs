@@ -1,99 +1,16 @@
-//! The storage seam: everything ssm-audit writes (partitions, staged pages,
-//! run manifests) goes through [`Storage`], addressed by `/`-separated keys
-//! relative to the output root. [`LocalStorage`] is the local-directory
-//! backend; an S3 backend implements the same trait.
-//!
-//! Every `put` is an atomic publish: a reader sees the old object or the new
-//! one, never a part. Locally that is a staging file in the same directory,
-//! fsynced, renamed into place, and the directory fsynced.
+//! The local-directory backend of the storage seam. Every put is a staging
+//! file in the same directory, fsynced, renamed into place, and the
+//! directory fsynced; conditional writes hold an advisory lock on a sidecar
+//! file so check-then-write sequences of processes on one machine do not
+//! interleave. Version tags are SHA-256 digests of the content.
 
-use std::future::Future;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-/// A storage operation that failed, with the object it was about.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("cannot {op} {location}: {source}")]
-    Io {
-        op: &'static str,
-        location: String,
-        source: std::io::Error,
-    },
-    #[error("invalid storage key {0:?}: keys are relative, /-separated, without . or .. parts")]
-    InvalidKey(String),
-    #[error("output location {location} is not usable: {reason}")]
-    Unusable { location: String, reason: String },
-}
-
-/// Object storage as ssm-audit needs it.
-pub trait Storage: Send + Sync + 'static {
-    /// Where this storage lives, for messages and manifests (`/path` or `s3://…`).
-    fn location(&self) -> String;
-
-    /// Checks, before any remote call, that the output can be written. Leaves
-    /// nothing behind.
-    fn preflight(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
-
-    /// The object's bytes, or None when it does not exist.
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, StorageError>> + Send;
-
-    /// Creates or replaces an object atomically and durably.
-    fn put(&self, key: &str, data: Bytes) -> impl Future<Output = Result<(), StorageError>> + Send;
-
-    /// Keys below `prefix` (a folder, ending in `/`), in lexical order.
-    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StorageError>> + Send;
-
-    /// Deletes an object; deleting a missing object is not an error.
-    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
-
-    /// The object with the version tag that conditional writes compare.
-    fn get_versioned(
-        &self,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<Versioned>, StorageError>> + Send;
-
-    /// Creates the object only if no object has that key (If-None-Match: *).
-    fn put_if_absent(
-        &self,
-        key: &str,
-        data: Bytes,
-    ) -> impl Future<Output = Result<Conditional, StorageError>> + Send;
-
-    /// Replaces the object only if it is still at `version` (If-Match).
-    fn put_if_match(
-        &self,
-        key: &str,
-        data: Bytes,
-        version: &str,
-    ) -> impl Future<Output = Result<Conditional, StorageError>> + Send;
-
-    /// Deletes the object only if it is still at `version`.
-    fn delete_if_match(
-        &self,
-        key: &str,
-        version: &str,
-    ) -> impl Future<Output = Result<Conditional, StorageError>> + Send;
-}
-
-/// An object's bytes and the version tag of exactly those bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Versioned {
-    pub data: Bytes,
-    pub version: String,
-}
-
-/// The outcome of a conditional write: a lost race is an answer, not an error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Conditional {
-    /// Written; the object's new version tag.
-    Done { version: String },
-    /// The condition failed: the object exists, changed, or is gone.
-    Conflict,
-}
+use super::{Conditional, Storage, StorageError, Versioned};
 
 /// A local directory as storage.
 #[derive(Debug, Clone)]

@@ -1,0 +1,169 @@
+//! The storage seam: everything ssm-audit writes (partitions, staged pages,
+//! checkpoints, the lock, run manifests) goes through [`Storage`], addressed
+//! by `/`-separated keys relative to a root. [`LocalStorage`] serves a local
+//! directory, [`S3Storage`] a bucket and prefix; [`AnyStorage`] is the one the
+//! job picks at run time from `--output` and `--checkpoint`.
+//!
+//! Every `put` is an atomic publish: a reader sees the old object or the new
+//! one, never a part. Conditional writes report a lost race as
+//! [`Conditional::Conflict`], never as an error.
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+mod local;
+mod s3;
+
+pub use local::LocalStorage;
+pub use s3::{S3Options, S3Storage, Sse};
+
+/// A storage operation that failed, with the object it was about.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot {op} {location}: {source}")]
+    Io {
+        op: &'static str,
+        location: String,
+        source: std::io::Error,
+    },
+    #[error("invalid storage key {0:?}: keys are relative, /-separated, without . or .. parts")]
+    InvalidKey(String),
+    #[error("output location {location} is not usable: {reason}")]
+    Unusable { location: String, reason: String },
+    #[error("cannot {op} {location}: {message}")]
+    Remote {
+        op: &'static str,
+        location: String,
+        message: String,
+    },
+}
+
+/// Object storage as ssm-audit needs it.
+pub trait Storage: Send + Sync + 'static {
+    /// Where this storage lives, for messages and manifests (`/path` or `s3://…`).
+    fn location(&self) -> String;
+
+    /// Checks, before any remote call, that the output can be written. Leaves
+    /// nothing behind.
+    fn preflight(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The object's bytes, or None when it does not exist.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, StorageError>> + Send;
+
+    /// Creates or replaces an object atomically and durably.
+    fn put(&self, key: &str, data: Bytes) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Keys below `prefix` (a folder, ending in `/`), in lexical order.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StorageError>> + Send;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// The object with the version tag that conditional writes compare.
+    fn get_versioned(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Versioned>, StorageError>> + Send;
+
+    /// Creates the object only if no object has that key (If-None-Match: *).
+    fn put_if_absent(
+        &self,
+        key: &str,
+        data: Bytes,
+    ) -> impl Future<Output = Result<Conditional, StorageError>> + Send;
+
+    /// Replaces the object only if it is still at `version` (If-Match).
+    fn put_if_match(
+        &self,
+        key: &str,
+        data: Bytes,
+        version: &str,
+    ) -> impl Future<Output = Result<Conditional, StorageError>> + Send;
+
+    /// Deletes the object only if it is still at `version`.
+    fn delete_if_match(
+        &self,
+        key: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<Conditional, StorageError>> + Send;
+}
+
+/// An object's bytes and the version tag of exactly those bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub data: Bytes,
+    pub version: String,
+}
+
+/// The outcome of a conditional write: a lost race is an answer, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conditional {
+    /// Written; the object's new version tag.
+    Done { version: String },
+    /// The condition failed: the object exists, changed, or is gone.
+    Conflict,
+}
+
+/// Local or S3 storage, chosen at run time.
+#[derive(Debug)]
+pub enum AnyStorage {
+    Local(LocalStorage),
+    S3(S3Storage),
+}
+
+macro_rules! delegate {
+    ($self:ident, $backend:ident => $call:expr) => {
+        match $self {
+            AnyStorage::Local($backend) => $call,
+            AnyStorage::S3($backend) => $call,
+        }
+    };
+}
+
+impl Storage for AnyStorage {
+    fn location(&self) -> String {
+        delegate!(self, s => s.location())
+    }
+
+    async fn preflight(&self) -> Result<(), StorageError> {
+        delegate!(self, s => s.preflight().await)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        delegate!(self, s => s.get(key).await)
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        delegate!(self, s => s.put(key, data).await)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        delegate!(self, s => s.list(prefix).await)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        delegate!(self, s => s.delete(key).await)
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StorageError> {
+        delegate!(self, s => s.get_versioned(key).await)
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<Conditional, StorageError> {
+        delegate!(self, s => s.put_if_absent(key, data).await)
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &str,
+        data: Bytes,
+        version: &str,
+    ) -> Result<Conditional, StorageError> {
+        delegate!(self, s => s.put_if_match(key, data, version).await)
+    }
+
+    async fn delete_if_match(&self, key: &str, version: &str) -> Result<Conditional, StorageError> {
+        delegate!(self, s => s.delete_if_match(key, version).await)
+    }
+}

@@ -1,0 +1,428 @@
+//! The S3 backend of the storage seam: a bucket and a key prefix.
+//!
+//! Every upload carries a SHA-256 checksum (S3 verifies it on arrival) and the
+//! server-side encryption the run asks for, so a bucket policy that denies
+//! unencrypted uploads accepts every request; objects above a threshold go by
+//! multipart upload. Conditional writes use `If-None-Match: *` and
+//! `If-Match: <etag>`; a 412 or 409 is a lost race ([`Conditional::Conflict`]).
+//! Transient failures are retried by the SDK's retry policy; what still fails
+//! is a [`StorageError::Remote`] naming the object.
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use bytes::Bytes;
+
+use super::{Conditional, Storage, StorageError, Versioned};
+
+/// Server-side encryption of every object written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    /// SSE-S3.
+    Aes256,
+    /// SSE-KMS, with the bucket's default key when no key id is given.
+    Kms { key_id: Option<String> },
+}
+
+/// How objects are written.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    pub sse: Option<Sse>,
+    /// Objects larger than this go by multipart upload.
+    pub multipart_threshold: usize,
+    /// Size of each part but the last (S3's minimum is 5 MiB).
+    pub part_size: usize,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options {
+            sse: None,
+            multipart_threshold: 16 << 20,
+            part_size: 8 << 20,
+        }
+    }
+}
+
+/// A bucket and prefix as storage.
+#[derive(Debug, Clone)]
+pub struct S3Storage {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    /// Empty, or ending in `/`.
+    prefix: String,
+    options: S3Options,
+}
+
+/// Whether an SDK error is a failed precondition (412) or a conflicting
+/// concurrent conditional write (409): both mean another writer won.
+fn is_conflict<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    matches!(
+        error.code(),
+        Some("PreconditionFailed" | "ConditionalRequestConflict")
+    ) || matches!(http_status(error), Some(409 | 412))
+}
+
+fn http_status<E>(error: &SdkError<E, HttpResponse>) -> Option<u16> {
+    error.raw_response().map(|r| r.status().as_u16())
+}
+
+impl S3Storage {
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        bucket: &str,
+        prefix: &str,
+        options: S3Options,
+    ) -> S3Storage {
+        let prefix = prefix.trim_matches('/');
+        S3Storage {
+            client,
+            bucket: bucket.to_owned(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            options,
+        }
+    }
+
+    fn full_key(&self, key: &str) -> Result<String, StorageError> {
+        let clean = !key.is_empty()
+            && !key.starts_with('/')
+            && key
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
+        if !clean {
+            return Err(StorageError::InvalidKey(key.to_owned()));
+        }
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{}{key}", self.bucket, self.prefix)
+    }
+
+    fn remote<E, R>(&self, op: &'static str, key: &str, error: SdkError<E, R>) -> StorageError
+    where
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let hint = match error.code() {
+            Some("AccessDenied") => " (access denied: check the task role's s3:PutObject/GetObject/ListBucket/DeleteObject permissions on this prefix, and KMS permissions with --sse aws:kms)",
+            Some("NoSuchBucket") => " (the bucket does not exist)",
+            _ => "",
+        };
+        StorageError::Remote {
+            op,
+            location: self.url(key),
+            message: format!("{}{hint}", DisplayErrorContext(&error)),
+        }
+    }
+
+    fn with_sse_put(
+        &self,
+        request: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        match &self.options.sse {
+            None => request,
+            Some(Sse::Aes256) => request.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms { key_id }) => request
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(key_id.clone()),
+        }
+    }
+
+    /// One PutObject with checksum and encryption, optionally conditional.
+    async fn put_object(
+        &self,
+        key: &str,
+        data: Bytes,
+        condition: Condition<'_>,
+    ) -> Result<Conditional, StorageError> {
+        let full_key = self.full_key(key)?;
+        let mut request = self
+            .with_sse_put(self.client.put_object())
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .body(ByteStream::from(data));
+        request = match condition {
+            Condition::None => request,
+            Condition::Absent => request.if_none_match("*"),
+            Condition::Matches(version) => request.if_match(version),
+        };
+        match request.send().await {
+            Ok(output) => Ok(Conditional::Done {
+                version: output.e_tag().unwrap_or_default().to_owned(),
+            }),
+            Err(error) if condition != Condition::None && is_conflict(&error) => {
+                Ok(Conditional::Conflict)
+            }
+            Err(error) => Err(self.remote("upload", key, error)),
+        }
+    }
+
+    async fn put_multipart(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        let full_key = self.full_key(key)?;
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        create = match &self.options.sse {
+            None => create,
+            Some(Sse::Aes256) => create.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms { key_id }) => create
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(key_id.clone()),
+        };
+        let upload = create
+            .send()
+            .await
+            .map_err(|e| self.remote("start a multipart upload of", key, e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let result = self.upload_parts(key, &full_key, &upload_id, data).await;
+        if result.is_err() {
+            // An abandoned upload costs storage until aborted.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full_key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        full_key: &str,
+        upload_id: &str,
+        data: Bytes,
+    ) -> Result<(), StorageError> {
+        let mut parts = Vec::new();
+        let part_size = self.options.part_size.max(5 << 20);
+        for (index, start) in (0..data.len()).step_by(part_size).enumerate() {
+            let chunk = data.slice(start..(start + part_size).min(data.len()));
+            let number = index as i32 + 1;
+            let part = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(full_key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .body(ByteStream::from(chunk))
+                .send()
+                .await
+                .map_err(|e| self.remote("upload a part of", key, e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(part.e_tag().map(str::to_owned))
+                    .set_checksum_sha256(part.checksum_sha256().map(str::to_owned))
+                    .build(),
+            );
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full_key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.remote("complete the multipart upload of", key, e))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Condition<'a> {
+    None,
+    Absent,
+    Matches(&'a str),
+}
+
+impl Storage for S3Storage {
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    async fn preflight(&self) -> Result<(), StorageError> {
+        let unusable = |reason: String| StorageError::Unusable {
+            location: self.location(),
+            reason,
+        };
+        if let Err(error) = self.client.head_bucket().bucket(&self.bucket).send().await {
+            let reason = match http_status(&error) {
+                Some(404) => format!("bucket {} does not exist", self.bucket),
+                Some(403) => format!(
+                    "access to bucket {} is denied to these credentials",
+                    self.bucket
+                ),
+                Some(301) => format!(
+                    "bucket {} is in another region: pass that region with --region",
+                    self.bucket
+                ),
+                _ => format!(
+                    "cannot reach bucket {}: {}",
+                    self.bucket,
+                    DisplayErrorContext(&error)
+                ),
+            };
+            return Err(unusable(reason));
+        }
+        let probe = format!(
+            "_preflight/{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        match self
+            .put_object(
+                &probe,
+                Bytes::from_static(b"ssm-audit write check"),
+                Condition::None,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(error) => return Err(unusable(format!("cannot write under the prefix: {error}"))),
+        }
+        self.delete(&probe)
+            .await
+            .map_err(|e| unusable(format!("can write but not delete under the prefix: {e}")))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        Ok(self.get_versioned(key).await?.map(|v| v.data))
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StorageError> {
+        let full_key = self.full_key(key)?;
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None)
+            }
+            Err(error) => return Err(self.remote("read", key, error)),
+        };
+        let version = output.e_tag().unwrap_or_default().to_owned();
+        let data = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Remote {
+                op: "read",
+                location: self.url(key),
+                message: e.to_string(),
+            })?;
+        Ok(Some(Versioned {
+            data: data.into_bytes(),
+            version,
+        }))
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        if data.len() > self.options.multipart_threshold {
+            return self.put_multipart(key, data).await;
+        }
+        self.put_object(key, data, Condition::None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let folder = prefix.trim_matches('/');
+        let full_prefix = if folder.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}{folder}/", self.prefix)
+        };
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.remote("list", prefix, e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key().and_then(|k| k.strip_prefix(&self.prefix)) {
+                    keys.push(key.to_owned());
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let full_key = self.full_key(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .send()
+            .await
+            .map_err(|e| self.remote("delete", key, e))?;
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<Conditional, StorageError> {
+        self.put_object(key, data, Condition::Absent).await
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &str,
+        data: Bytes,
+        version: &str,
+    ) -> Result<Conditional, StorageError> {
+        self.put_object(key, data, Condition::Matches(version))
+            .await
+    }
+
+    async fn delete_if_match(&self, key: &str, version: &str) -> Result<Conditional, StorageError> {
+        let full_key = self.full_key(key)?;
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .if_match(version)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Conditional::Done {
+                version: version.to_owned(),
+            }),
+            Err(error) if is_conflict(&error) || http_status(&error) == Some(404) => {
+                Ok(Conditional::Conflict)
+            }
+            Err(error) => Err(self.remote("delete", key, error)),
+        }
+    }
+}
