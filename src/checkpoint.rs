@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::SessionState;
 use crate::config::{ExportConfig, UserFilter};
 use crate::crawl::CrawlJob;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Conditional, Storage, StorageError};
 use crate::window::{format_filter_time, TimeRange};
 
 /// Version of the checkpoint format; an unknown version is refused.
@@ -140,6 +140,8 @@ pub enum CheckpointError {
         location: String,
         differences: String,
     },
+    #[error("checkpoint {location} was changed by another run while this one held the output lock; stopping rather than overwrite it")]
+    Conflict { location: String },
     #[error("cannot read or write the checkpoint: {0}")]
     Storage(#[from] StorageError),
 }
@@ -244,10 +246,14 @@ impl Checkpoint {
 }
 
 /// Where the checkpoint of one (account, region) and its staged parts live.
+/// Saves are conditional on the version last read or written, so two runs
+/// can never silently overwrite each other's checkpoint.
 #[derive(Debug)]
 pub struct CheckpointStore<S> {
     storage: Arc<S>,
     prefix: String,
+    /// Version tag of the checkpoint as this run last saw it; None: absent.
+    version: std::sync::Mutex<Option<String>>,
 }
 
 impl<S: Storage> CheckpointStore<S> {
@@ -257,6 +263,7 @@ impl<S: Storage> CheckpointStore<S> {
         CheckpointStore {
             storage,
             prefix: format!("{root}{account_id}_{region}/"),
+            version: std::sync::Mutex::new(None),
         }
     }
 
@@ -282,9 +289,12 @@ impl<S: Storage> CheckpointStore<S> {
 
     /// The checkpoint, if there is one.
     pub async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
-        let Some(bytes) = self.storage.get(&self.key()).await? else {
+        let Some(found) = self.storage.get_versioned(&self.key()).await? else {
+            self.set_version(None);
             return Ok(None);
         };
+        self.set_version(Some(found.version));
+        let bytes = found.data;
         let corrupt = |reason: String| CheckpointError::Corrupt {
             location: self.location(),
             reason,
@@ -322,12 +332,37 @@ impl<S: Storage> CheckpointStore<S> {
         })
     }
 
-    /// Writes the checkpoint atomically.
+    fn set_version(&self, version: Option<String>) {
+        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = version;
+    }
+
+    /// Writes the checkpoint atomically, if nobody else wrote it since this
+    /// run last read or wrote it.
     pub async fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), CheckpointError> {
         checkpoint.updated_at = chrono::Utc::now().to_rfc3339();
-        let bytes = serde_json::to_vec_pretty(checkpoint).unwrap_or_default();
-        self.storage.put(&self.key(), Bytes::from(bytes)).await?;
-        Ok(())
+        let bytes = Bytes::from(serde_json::to_vec_pretty(checkpoint).unwrap_or_default());
+        let expected = self
+            .version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let outcome = match &expected {
+            Some(version) => {
+                self.storage
+                    .put_if_match(&self.key(), bytes, version)
+                    .await?
+            }
+            None => self.storage.put_if_absent(&self.key(), bytes).await?,
+        };
+        match outcome {
+            Conditional::Done { version } => {
+                self.set_version(Some(version));
+                Ok(())
+            }
+            Conditional::Conflict => Err(CheckpointError::Conflict {
+                location: self.location(),
+            }),
+        }
     }
 
     /// Staged parts, whoever wrote them.
@@ -347,6 +382,7 @@ impl<S: Storage> CheckpointStore<S> {
     pub async fn discard(&self) -> Result<(), CheckpointError> {
         self.clear_staged().await?;
         self.storage.delete(&self.key()).await?;
+        self.set_version(None);
         Ok(())
     }
 }
@@ -432,5 +468,32 @@ mod tests {
             .expect_err("differs")
             .to_string();
         assert!(err.contains("states"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_changed_by_another_writer_is_not_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Arc::new(LocalStorage::new(dir.path()));
+        let ours = CheckpointStore::new(storage.clone(), "", "1", "r");
+        let theirs = CheckpointStore::new(storage.clone(), "", "1", "r");
+        let mut checkpoint = Checkpoint::new(&config(), "1", "r", "run", &[]);
+        assert!(ours.load().await.expect("load").is_none());
+        ours.save(&mut checkpoint).await.expect("create");
+        assert!(
+            matches!(
+                theirs.save(&mut checkpoint).await,
+                Err(CheckpointError::Conflict { .. })
+            ),
+            "create-only"
+        );
+        theirs.load().await.expect("load");
+        theirs
+            .save(&mut checkpoint)
+            .await
+            .expect("theirs, after reading");
+        assert!(matches!(
+            ours.save(&mut checkpoint).await,
+            Err(CheckpointError::Conflict { .. })
+        ));
     }
 }

@@ -66,7 +66,9 @@ impl ExportError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ExportError::Config(_) => exit_code::USAGE,
-            ExportError::Checkpoint(CheckpointError::Storage(_)) => exit_code::FAILURE,
+            ExportError::Checkpoint(
+                CheckpointError::Storage(_) | CheckpointError::Conflict { .. },
+            ) => exit_code::FAILURE,
             ExportError::Checkpoint(_) => exit_code::USAGE,
             ExportError::Crawl(_) => exit_code::INCOMPLETE,
             ExportError::Interrupted => exit_code::INTERRUPTED,
