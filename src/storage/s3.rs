@@ -106,20 +106,34 @@ impl S3Storage {
         format!("s3://{}/{}{key}", self.bucket, self.prefix)
     }
 
-    fn remote<E, R>(&self, op: &'static str, key: &str, error: SdkError<E, R>) -> StorageError
+    fn remote<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        error: SdkError<E, HttpResponse>,
+    ) -> StorageError
     where
         E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
-        let hint = match error.code() {
-            Some("AccessDenied") => " (access denied: check the task role's s3:PutObject/GetObject/ListBucket/DeleteObject permissions on this prefix, and KMS permissions with --sse aws:kms)",
-            Some("NoSuchBucket") => " (the bucket does not exist)",
+        let status = http_status(&error);
+        let message = match (&error, error.code(), status) {
+            (SdkError::ServiceError(_), Some(code), _) => {
+                format!("{code}: {}", error.message().unwrap_or("no message"))
+            }
+            (SdkError::ServiceError(_), None, Some(status)) => format!("HTTP {status}"),
+            _ => DisplayErrorContext(&error).to_string(),
+        };
+        let hint = match (error.code(), status) {
+            (Some("AccessDenied"), _) | (_, Some(403)) => {
+                " (access denied: check the credentials' s3:PutObject, GetObject, ListBucket and DeleteObject permissions on this prefix, the bucket policy, and KMS permissions with --sse aws:kms)"
+            }
+            (Some("NoSuchBucket"), _) => " (the bucket does not exist)",
             _ => "",
         };
         StorageError::Remote {
             op,
             location: self.url(key),
-            message: format!("{}{hint}", DisplayErrorContext(&error)),
+            message: format!("{message}{hint}"),
         }
     }
 

@@ -297,3 +297,139 @@ pub fn session(id: &str, start_ms: i64) -> SimSession {
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// A running `moto_server` (S3) on a free loopback port, killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+/// The moto_server of the project's venv (`make venv`), or $MOTO_SERVER.
+fn moto_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make venv` first",
+        path.display()
+    );
+    path
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        // moto_server cannot report a port it picked, so take a free one and
+        // hand it over; readiness is then polled over HTTP.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let request = format!("GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+                let mut response = String::new();
+                if stream.write_all(request.as_bytes()).is_ok()
+                    && stream.read_to_string(&mut response).is_ok()
+                    && response.starts_with("HTTP/1.1 200")
+                {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited before serving: {status}");
+            }
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        moto
+    }
+
+    /// An S3 client for the test itself (setting up buckets, reading back).
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(&self.endpoint)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        runtime().block_on(async {
+            self.client()
+                .create_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .expect("create bucket");
+        });
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// `ssm-audit` pointed at the simulator for SSM and STS and at moto for S3.
+pub fn ssm_audit_with_s3(sim: &Sim, moto: &Moto) -> Command {
+    let mut cmd = ssm_audit();
+    cmd.env("AWS_ENDPOINT_URL_SSM", &sim.endpoint)
+        .env("AWS_ENDPOINT_URL_STS", &sim.endpoint)
+        .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+        .env("SSM_AUDIT_S3_FORCE_PATH_STYLE", "true");
+    cmd
+}
+
+/// Every partition below `s3://bucket/prefix/sessions/`, with its rows.
+pub fn read_s3_rows(
+    moto: &Moto,
+    bucket: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, SessionRecord> {
+    use ssm_audit::storage::Storage;
+    let storage =
+        ssm_audit::storage::S3Storage::new(moto.client(), bucket, prefix, Default::default());
+    runtime().block_on(async {
+        let mut rows = std::collections::BTreeMap::new();
+        for key in storage.list("sessions/").await.expect("list") {
+            let bytes = storage
+                .get(&key)
+                .await
+                .expect("get")
+                .expect("listed object exists");
+            for r in ssm_audit::schema::read_parquet(bytes).expect("a valid partition") {
+                let id = r.session_id.clone();
+                assert!(rows.insert(id.clone(), r).is_none(), "{id} appears twice");
+            }
+        }
+        rows
+    })
+}

@@ -1,0 +1,474 @@
+//! S3 outputs against moto_server: the storage conformance suite for both
+//! backends, and the export's guarantees with the output, checkpoint and lock
+//! in a bucket.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use common::*;
+use ssm_audit::storage::{Conditional, LocalStorage, S3Options, S3Storage, Storage, StorageError};
+
+/// What every backend must do; run against the local directory and S3.
+async fn conformance<S: Storage>(storage: &S) {
+    storage.preflight().await.expect("preflight");
+    assert_eq!(
+        storage.list("").await.expect("list"),
+        Vec::<String>::new(),
+        "preflight leaves nothing"
+    );
+    assert_eq!(storage.get("a/missing").await.expect("get"), None);
+
+    storage
+        .put("a/b/one", Bytes::from_static(b"1"))
+        .await
+        .expect("put");
+    storage
+        .put("a/two", Bytes::from_static(b"2"))
+        .await
+        .expect("put");
+    storage
+        .put("a/two", Bytes::from_static(b"22"))
+        .await
+        .expect("replace");
+    storage
+        .put("c/three", Bytes::from_static(b"3"))
+        .await
+        .expect("put");
+    assert_eq!(
+        storage.get("a/two").await.expect("get"),
+        Some(Bytes::from_static(b"22"))
+    );
+    assert_eq!(
+        storage.list("a/").await.expect("list"),
+        ["a/b/one", "a/two"]
+    );
+    assert_eq!(
+        storage.list("").await.expect("list"),
+        ["a/b/one", "a/two", "c/three"]
+    );
+    assert_eq!(
+        storage.list("zzz/").await.expect("list"),
+        Vec::<String>::new()
+    );
+
+    // Create-only.
+    let Conditional::Done { version: v1 } = storage
+        .put_if_absent("lock", Bytes::from_static(b"a"))
+        .await
+        .expect("create")
+    else {
+        panic!("the first create wins")
+    };
+    assert_eq!(
+        storage
+            .put_if_absent("lock", Bytes::from_static(b"b"))
+            .await
+            .expect("create"),
+        Conditional::Conflict
+    );
+    let read = storage
+        .get_versioned("lock")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (read.data, read.version.clone()),
+        (Bytes::from_static(b"a"), v1.clone())
+    );
+
+    // Replace-if-unchanged.
+    let Conditional::Done { version: v2 } = storage
+        .put_if_match("lock", Bytes::from_static(b"c"), &v1)
+        .await
+        .expect("update")
+    else {
+        panic!("the holder of v1 may update")
+    };
+    assert_ne!(v1, v2);
+    assert_eq!(
+        storage
+            .put_if_match("lock", Bytes::from_static(b"d"), &v1)
+            .await
+            .expect("update"),
+        Conditional::Conflict
+    );
+    assert_eq!(
+        storage.get("lock").await.expect("get"),
+        Some(Bytes::from_static(b"c"))
+    );
+
+    // Delete, plain and conditional.
+    assert_eq!(
+        storage.delete_if_match("lock", &v1).await.expect("delete"),
+        Conditional::Conflict
+    );
+    assert!(matches!(
+        storage.delete_if_match("lock", &v2).await.expect("delete"),
+        Conditional::Done { .. }
+    ));
+    assert_eq!(storage.get("lock").await.expect("get"), None);
+    storage.delete("a/two").await.expect("delete");
+    storage
+        .delete("a/two")
+        .await
+        .expect("deleting a missing object is fine");
+    assert_eq!(storage.list("a/").await.expect("list"), ["a/b/one"]);
+
+    // A large object survives intact (multipart on S3 with a small threshold).
+    let large: Vec<u8> = (0..11 * 1024 * 1024)
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    storage
+        .put("big/object", Bytes::from(large.clone()))
+        .await
+        .expect("large put");
+    assert_eq!(
+        storage
+            .get("big/object")
+            .await
+            .expect("get")
+            .expect("exists")
+            .len(),
+        large.len()
+    );
+    assert_eq!(
+        storage.get("big/object").await.expect("get"),
+        Some(Bytes::from(large))
+    );
+
+    for key in ["../escape", "/absolute", "a/../b", ""] {
+        assert!(
+            matches!(storage.get(key).await, Err(StorageError::InvalidKey(_))),
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn both_storage_backends_pass_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    runtime().block_on(conformance(&LocalStorage::new(dir.path().join("root"))));
+
+    let moto = Moto::start();
+    moto.create_bucket("conformance");
+    let options = S3Options {
+        multipart_threshold: 6 << 20,
+        part_size: 5 << 20,
+        ..S3Options::default()
+    };
+    runtime().block_on(conformance(&S3Storage::new(
+        moto.client(),
+        "conformance",
+        "some/prefix",
+        options,
+    )));
+    // The prefix really scopes the keys.
+    let outside = runtime().block_on(async {
+        moto.client()
+            .list_objects_v2()
+            .bucket("conformance")
+            .send()
+            .await
+            .expect("list")
+            .key_count()
+    });
+    let inside = runtime().block_on(
+        S3Storage::new(
+            moto.client(),
+            "conformance",
+            "some/prefix",
+            S3Options::default(),
+        )
+        .list(""),
+    );
+    assert_eq!(outside, Some(inside.expect("list").len() as i32));
+}
+
+fn s3_export(sim: &Sim, moto: &Moto, output: &str, extra: &[&str]) -> std::process::Output {
+    ssm_audit_with_s3(sim, moto)
+        .args(["export", "--output", output])
+        .args(extra)
+        .output()
+        .expect("ssm-audit runs")
+}
+
+#[test]
+fn an_export_to_s3_equals_a_local_export_and_every_object_carries_checksum_and_encryption() {
+    let data = generated(1200, 91, &["--bursts", "2", "--burst-size", "80"]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let moto = Moto::start();
+    moto.create_bucket("audit-bucket");
+    let sse = ["--sse", "aws:kms", "--sse-kms-key-id", "alias/ssm-audit"];
+    assert_success(&s3_export(&sim, &moto, "s3://audit-bucket/ssm/prod", &sse));
+    let local = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&sim, local.path(), &[]));
+
+    let strip = |rows: std::collections::BTreeMap<String, ssm_audit::record::SessionRecord>| {
+        rows.into_values()
+            .map(|mut r| {
+                r.first_seen_at = 0;
+                r.last_seen_at = 0;
+                r
+            })
+            .collect::<Vec<_>>()
+    };
+    let from_s3 = read_s3_rows(&moto, "audit-bucket", "ssm/prod");
+    assert_eq!(from_s3.len(), data.len());
+    assert_eq!(strip(from_s3), strip(read_rows(local.path())));
+
+    runtime().block_on(async {
+        let client = moto.client();
+        let listed = client
+            .list_objects_v2()
+            .bucket("audit-bucket")
+            .prefix("ssm/prod/_runs/")
+            .send()
+            .await
+            .expect("list");
+        let manifest_key = listed.contents()[0].key().expect("key").to_owned();
+        let manifest = client
+            .get_object()
+            .bucket("audit-bucket")
+            .key(&manifest_key)
+            .send()
+            .await
+            .expect("get");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&manifest.body.collect().await.expect("body").into_bytes())
+                .expect("JSON");
+        let files = manifest["files"].as_array().expect("files");
+        assert!(!files.is_empty());
+        for file in files {
+            let key = format!("ssm/prod/{}", file["path"].as_str().expect("path"));
+            let object = client
+                .get_object()
+                .bucket("audit-bucket")
+                .key(&key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+                .expect("get");
+            let checksum = object
+                .checksum_sha256()
+                .expect("a SHA-256 checksum")
+                .to_owned();
+            let hex = hex::encode(
+                base64::engine::general_purpose::STANDARD
+                    .decode(checksum)
+                    .expect("base64"),
+            );
+            assert_eq!(Some(hex.as_str()), file["sha256"].as_str(), "{key}");
+        }
+        // Everything left in the bucket was uploaded encrypted with the key.
+        let all = client
+            .list_objects_v2()
+            .bucket("audit-bucket")
+            .send()
+            .await
+            .expect("list");
+        assert!(all.contents().len() > files.len());
+        for object in all.contents() {
+            let key = object.key().expect("key");
+            let head = client
+                .head_object()
+                .bucket("audit-bucket")
+                .key(key)
+                .send()
+                .await
+                .expect("head");
+            assert_eq!(
+                head.server_side_encryption().map(|s| s.as_str()),
+                Some("aws:kms"),
+                "{key}"
+            );
+            assert_eq!(head.ssekms_key_id(), Some("alias/ssm-audit"), "{key}");
+        }
+    });
+}
+
+#[test]
+fn kill_9_and_resume_with_the_checkpoint_in_s3() {
+    let data = generated(1500, 92, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "5ms"]);
+    let moto = Moto::start();
+    moto.create_bucket("audit-bucket");
+    let flags = ["--page-size", "40", "--slice", "12h", "--concurrency", "3"];
+    for round in 0..2 {
+        let mut child = ssm_audit_with_s3(&sim, &moto)
+            .args(["export", "--output", "s3://audit-bucket/ssm"])
+            .args(flags)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starts");
+        let target = sim.stat("describe_ok") + 15;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while sim.stat("describe_ok") < target && child.try_wait().expect("wait").is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round} stalled"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+    }
+    let result = s3_export(&sim, &moto, "s3://audit-bucket/ssm", &flags);
+    assert_success(&result);
+    assert!(stderr(&result).contains("resumed"), "{}", stderr(&result));
+    let rows = read_s3_rows(&moto, "audit-bucket", "ssm");
+    assert_eq!(rows.len(), data.len());
+    for s in &data {
+        assert_same_session(&rows[&s.session_id], s);
+    }
+}
+
+#[test]
+fn two_runs_at_once_on_one_prefix_exactly_one_proceeds() {
+    let data = generated(400, 93, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "30ms"]);
+    let moto = Moto::start();
+    moto.create_bucket("audit-bucket");
+    let spawn = || {
+        ssm_audit_with_s3(&sim, &moto)
+            .args([
+                "export",
+                "--output",
+                "s3://audit-bucket/shared",
+                "--slice",
+                "12h",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starts")
+    };
+    let (first, second) = (spawn(), spawn());
+    let outcomes = [
+        first.wait_with_output().expect("first"),
+        second.wait_with_output().expect("second"),
+    ];
+    let codes: Vec<_> = outcomes.iter().map(|o| o.status.code()).collect();
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(5)),
+        "{codes:?}: {}",
+        outcomes.iter().map(stderr).collect::<String>()
+    );
+    let refused = outcomes
+        .iter()
+        .find(|o| o.status.code() == Some(5))
+        .expect("one refused");
+    assert!(
+        stderr(refused).contains("another export holds the lock"),
+        "{}",
+        stderr(refused)
+    );
+    assert_eq!(
+        read_s3_rows(&moto, "audit-bucket", "shared").len(),
+        data.len()
+    );
+}
+
+#[test]
+fn a_missing_bucket_or_an_unwritable_prefix_fails_before_any_ssm_call() {
+    let (sim, _d) = Sim::with_sessions(&generated(20, 94, &[]), &[]);
+    let moto = Moto::start();
+    let missing = s3_export(&sim, &moto, "s3://no-such-bucket/ssm", &[]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("bucket no-such-bucket does not exist"),
+        "{}",
+        stderr(&missing)
+    );
+
+    moto.create_bucket("locked-bucket");
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+            "Resource": "arn:aws:s3:::locked-bucket/readonly/*"
+        }]
+    });
+    runtime().block_on(async {
+        moto.client()
+            .put_bucket_policy()
+            .bucket("locked-bucket")
+            .policy(policy.to_string())
+            .send()
+            .await
+            .expect("policy");
+    });
+    let denied = s3_export(&sim, &moto, "s3://locked-bucket/readonly", &[]);
+    assert_eq!(denied.status.code(), Some(2), "{}", stderr(&denied));
+    let text = stderr(&denied);
+    assert!(
+        text.contains("cannot write under the prefix") && text.contains("access denied"),
+        "{text}"
+    );
+    assert_eq!(sim.stat("describe_calls"), 0);
+}
+
+#[test]
+fn a_permanent_s3_failure_stops_the_run_with_the_checkpoint_intact() {
+    let data = generated(300, 95, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let moto = Moto::start();
+    moto.create_bucket("audit-bucket");
+    let deny_partitions = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+            "Resource": "arn:aws:s3:::audit-bucket/ssm/sessions/*"
+        }]
+    });
+    let client = moto.client();
+    runtime().block_on(async {
+        client
+            .put_bucket_policy()
+            .bucket("audit-bucket")
+            .policy(deny_partitions.to_string())
+            .send()
+            .await
+            .expect("policy");
+    });
+    let failed = s3_export(&sim, &moto, "s3://audit-bucket/ssm", &[]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let text = stderr(&failed);
+    assert!(
+        text.contains("sessions/dt=")
+            && text.contains("access denied")
+            && text.contains("rerunning"),
+        "{text}"
+    );
+    let calls = sim.stat("describe_ok");
+
+    runtime().block_on(async {
+        let checkpoint = client
+            .get_object()
+            .bucket("audit-bucket")
+            .key(format!(
+                "ssm/_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json"
+            ))
+            .send()
+            .await
+            .expect("the checkpoint is in the bucket");
+        let checkpoint: serde_json::Value =
+            serde_json::from_slice(&checkpoint.body.collect().await.expect("body").into_bytes())
+                .expect("JSON");
+        assert_eq!(checkpoint["status"], "in_progress");
+        client
+            .delete_bucket_policy()
+            .bucket("audit-bucket")
+            .send()
+            .await
+            .expect("lift the policy");
+    });
+    assert_success(&s3_export(&sim, &moto, "s3://audit-bucket/ssm", &[]));
+    assert_eq!(
+        sim.stat("describe_ok"),
+        calls,
+        "the crawl was kept: nothing fetched again"
+    );
+    assert_eq!(read_s3_rows(&moto, "audit-bucket", "ssm").len(), data.len());
+}
