@@ -209,3 +209,30 @@ pub fn s3_client(config: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Clie
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }
+
+/// Storage for a location, loading the SDK configuration only when the
+/// location is in S3 (a local data set needs no AWS settings at all).
+pub async fn storage_for(
+    location: &crate::config::Location,
+    settings: &AwsSettings,
+    s3: &crate::config::S3Settings,
+) -> Result<crate::storage::AnyStorage, AwsError> {
+    use crate::config::Location;
+    use crate::storage::{AnyStorage, LocalStorage, S3Options, S3Storage};
+    match location {
+        Location::Local(path) => Ok(AnyStorage::Local(LocalStorage::new(path.clone()))),
+        Location::S3 { bucket, prefix } => {
+            let sdk_config = load_sdk_config(settings).await?;
+            let options = S3Options {
+                sse: s3.sse(),
+                ..S3Options::default()
+            };
+            Ok(AnyStorage::S3(S3Storage::new(
+                s3_client(&sdk_config, s3.force_path_style),
+                bucket,
+                prefix,
+                options,
+            )))
+        }
+    }
+}

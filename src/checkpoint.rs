@@ -400,7 +400,9 @@ mod tests {
             "/tmp/x",
         ])
         .expect("flags");
-        let crate::cli::Command::Export(args) = cli.command;
+        let crate::cli::Command::Export(args) = cli.command else {
+            panic!("an export command")
+        };
         ExportConfig::from_args(&args, 1_790_000_000_000).expect("valid")
     }
 

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Keeps a permanent, queryable record of SSM Session Manager sessions",
     after_help = "Exit codes: 0 success, 1 failure (AWS, storage), 2 invalid flags or configuration, \
                   3 crawl incomplete (rerun to resume), 4 interrupted by a signal (rerun to resume), \
-                  5 another run holds the output lock. See README.md."
+                  5 another run holds the output lock, 6 verify found differences. See README.md."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -23,6 +23,94 @@ pub struct Cli {
 pub enum Command {
     /// Crawl DescribeSessions over a time window into partitioned Parquet.
     Export(ExportArgs),
+    /// Check every data file against the run manifests that wrote it.
+    Verify(VerifyArgs),
+    /// Write an auditor's report (HTML, CSV or JSON) from the data set.
+    Report(ReportArgs),
+}
+
+/// How to reach AWS; unset values come from the standard AWS configuration.
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    /// AWS region (default: the standard AWS configuration, e.g. AWS_REGION).
+    #[arg(long, env = "SSM_AUDIT_REGION")]
+    pub region: Option<String>,
+
+    /// Named profile from the AWS config files.
+    #[arg(long, env = "SSM_AUDIT_PROFILE")]
+    pub profile: Option<String>,
+
+    /// Endpoint URL for every AWS service the job calls (also AWS_ENDPOINT_URL,
+    /// AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL_STS).
+    #[arg(long, env = "SSM_AUDIT_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Attempts per AWS call, retries included. Default: AWS_MAX_ATTEMPTS when
+    /// set, otherwise 10, because throttled nightly crawls need more than the
+    /// SDK's 3.
+    #[arg(long, env = "SSM_AUDIT_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: Option<u32>,
+
+    /// Address buckets by path (`endpoint/bucket/key`), as S3-compatible
+    /// stores often need.
+    #[arg(long, env = "SSM_AUDIT_S3_FORCE_PATH_STYLE")]
+    pub s3_force_path_style: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The data set to check: a directory or `s3://bucket/prefix`.
+    #[arg(long, env = "SSM_AUDIT_OUTPUT", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub output: String,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The data set to read: a directory or `s3://bucket/prefix`.
+    #[arg(long, env = "SSM_AUDIT_INPUT", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub input: String,
+
+    /// First day of the period (UTC, inclusive), for example 2026-07-01.
+    #[arg(long, env = "SSM_AUDIT_FROM", value_name = "DATE")]
+    pub from: Option<String>,
+
+    /// Last day of the period (UTC, inclusive), for example 2026-09-30.
+    #[arg(long, env = "SSM_AUDIT_TO", value_name = "DATE")]
+    pub to: Option<String>,
+
+    /// Only sessions of this owner ARN (repeatable).
+    #[arg(long, env = "SSM_AUDIT_OWNER", value_delimiter = ';')]
+    pub owner: Vec<String>,
+
+    /// Only sessions on this target (repeatable).
+    #[arg(long, env = "SSM_AUDIT_TARGET", value_delimiter = ';')]
+    pub target: Vec<String>,
+
+    #[arg(long, env = "SSM_AUDIT_FORMAT", value_enum, default_value_t = ReportFormat::Html)]
+    pub format: ReportFormat,
+
+    /// Where to write the report: a file, or `s3://bucket/key`.
+    #[arg(long, env = "SSM_AUDIT_OUT", value_name = "FILE|s3://BUCKET/KEY")]
+    pub out: String,
+
+    /// With an s3:// --out, print a presigned download link valid this long
+    /// (at most 7d), for auditors without AWS access.
+    #[arg(long, env = "SSM_AUDIT_PRESIGN", value_name = "DURATION")]
+    pub presign: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 /// Which DescribeSessions lists to crawl.
@@ -88,28 +176,9 @@ pub struct ExportArgs {
           num_args = 1.., value_delimiter = ';')]
     pub filters: Vec<String>,
 
-    /// AWS region (default: the standard AWS configuration, e.g. AWS_REGION).
-    #[arg(long, env = "SSM_AUDIT_REGION")]
-    pub region: Option<String>,
-
-    /// Named profile from the AWS config files.
-    #[arg(long, env = "SSM_AUDIT_PROFILE")]
-    pub profile: Option<String>,
-
-    /// Endpoint URL for every AWS service the job calls (also AWS_ENDPOINT_URL,
-    /// AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL_STS).
-    #[arg(long, env = "SSM_AUDIT_ENDPOINT_URL", value_name = "URL")]
-    pub endpoint_url: Option<String>,
-
     /// Account id of the crawled sessions; default: sts:GetCallerIdentity.
     #[arg(long, env = "SSM_AUDIT_ACCOUNT_ID")]
     pub account_id: Option<String>,
-
-    /// Attempts per AWS call, retries included. Default: AWS_MAX_ATTEMPTS when
-    /// set, otherwise 10, because throttled nightly crawls need more than the
-    /// SDK's 3.
-    #[arg(long, env = "SSM_AUDIT_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub max_attempts: Option<u32>,
 
     /// Folder of the crawl checkpoints and their staged pages; default
     /// `<output>/_checkpoint`. A killed run resumes from it.
@@ -119,6 +188,9 @@ pub struct ExportArgs {
         value_name = "DIR|s3://BUCKET/PREFIX"
     )]
     pub checkpoint: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
 
     /// Discard an unfinished checkpoint (and its staged pages) and crawl
     /// afresh, for example after changing flags or when it is corrupt.
@@ -132,11 +204,6 @@ pub struct ExportArgs {
     /// KMS key (id, ARN or alias) for `--sse aws:kms`; default: the bucket's.
     #[arg(long, env = "SSM_AUDIT_SSE_KMS_KEY_ID", value_name = "KEY")]
     pub sse_kms_key_id: Option<String>,
-
-    /// Address buckets by path (`endpoint/bucket/key`), as S3-compatible
-    /// stores often need.
-    #[arg(long, env = "SSM_AUDIT_S3_FORCE_PATH_STYLE")]
-    pub s3_force_path_style: bool,
 }
 
 /// Server-side encryption for S3 uploads.

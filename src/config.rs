@@ -31,6 +31,18 @@ pub struct AwsSettings {
     pub max_attempts: Option<u32>,
 }
 
+impl AwsSettings {
+    pub fn from_args(args: &crate::cli::AwsArgs, account_id: Option<String>) -> AwsSettings {
+        AwsSettings {
+            region: args.region.clone(),
+            profile: args.profile.clone(),
+            endpoint_url: args.endpoint_url.clone(),
+            account_id,
+            max_attempts: args.max_attempts,
+        }
+    }
+}
+
 /// One user filter passed through to DescribeSessions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserFilter {
@@ -239,7 +251,7 @@ impl ExportConfig {
                 crate::cli::SseArg::AwsKms => "aws:kms".to_owned(),
             }),
             sse_kms_key_id: args.sse_kms_key_id.clone(),
-            force_path_style: args.s3_force_path_style,
+            force_path_style: args.aws.s3_force_path_style,
         };
         let uses_s3 = output.is_s3() || checkpoint.as_ref().is_some_and(Location::is_s3);
         if s3.sse.is_some() && !uses_s3 {
@@ -268,13 +280,7 @@ impl ExportConfig {
             concurrency: usize::from(args.concurrency),
             page_size: i32::from(args.page_size),
             filters,
-            aws: AwsSettings {
-                region: args.region.clone(),
-                profile: args.profile.clone(),
-                endpoint_url: args.endpoint_url.clone(),
-                account_id: args.account_id.clone(),
-                max_attempts: args.max_attempts,
-            },
+            aws: AwsSettings::from_args(&args.aws, args.account_id.clone()),
             window_spec,
             checkpoint,
             s3,
@@ -369,7 +375,9 @@ mod tests {
         let mut argv = vec!["ssm-audit", "export", "--output", output];
         argv.extend_from_slice(extra);
         let cli = crate::cli::Cli::try_parse_from(argv).expect("flags parse");
-        let crate::cli::Command::Export(args) = cli.command;
+        let crate::cli::Command::Export(args) = cli.command else {
+            panic!("an export command")
+        };
         ExportConfig::from_args(&args, NOW)
     }
 

@@ -60,6 +60,8 @@ pub mod exit_code {
     pub const INCOMPLETE: u8 = 3;
     pub const INTERRUPTED: u8 = 4;
     pub const LOCKED: u8 = 5;
+    /// `verify` found files changed, missing or unlisted.
+    pub const DIFFERENCES: u8 = 6;
 }
 
 impl ExportError {

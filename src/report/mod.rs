@@ -1,0 +1,615 @@
+//! `ssm-audit report`: an auditor's document from the data set. Reads only
+//! the partitions in the period, keeps the sessions that match the filters,
+//! computes the figures an auditor asks for, and writes them as one
+//! self-contained HTML file, RFC 4180 CSV, or JSON, to a file or to S3 (with
+//! an optional presigned link for people without AWS access).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{Datelike, NaiveDate, Timelike};
+use serde::Serialize;
+
+use crate::cli::{ReportArgs, ReportFormat};
+use crate::config::{AwsSettings, ConfigError, Location, S3Settings};
+use crate::record::SessionRecord;
+use crate::schema::{self, SchemaError};
+use crate::storage::{Storage, StorageError};
+
+mod csv;
+mod html;
+
+/// The longest a presigned link may live (SigV4's limit).
+const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Rows in the "top" and "longest" tables.
+const TOP: usize = 10;
+
+/// Where the report goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    File(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::File(path) => write!(f, "{}", path.display()),
+            Destination::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// A validated report request.
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    pub input: Location,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub owners: Vec<String>,
+    pub targets: Vec<String>,
+    pub format: ReportFormat,
+    pub out: Destination,
+    pub presign: Option<Duration>,
+    pub aws: AwsSettings,
+    pub s3: S3Settings,
+}
+
+fn parse_day(flag: &str, text: &str) -> Result<NaiveDate, ConfigError> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| ConfigError(format!("{flag} {text:?} is not a date such as 2026-07-01")))
+}
+
+impl ReportConfig {
+    pub fn from_args(args: &ReportArgs) -> Result<ReportConfig, ConfigError> {
+        let input = Location::parse("--input", &args.input)?;
+        let from = args
+            .from
+            .as_deref()
+            .map(|t| parse_day("--from", t))
+            .transpose()?;
+        let to = args
+            .to
+            .as_deref()
+            .map(|t| parse_day("--to", t))
+            .transpose()?;
+        if let (Some(from), Some(to)) = (from, to) {
+            if from > to {
+                return Err(ConfigError(format!("--from {from} is after --to {to}")));
+            }
+        }
+        let out = match Location::parse("--out", &args.out)? {
+            Location::Local(path) => Destination::File(path),
+            Location::S3 { bucket, prefix } if !prefix.is_empty() && !args.out.ends_with('/') => {
+                Destination::S3 {
+                    bucket,
+                    key: prefix,
+                }
+            }
+            Location::S3 { .. } => {
+                return Err(ConfigError(format!(
+                    "--out {:?} names no object: end it with a file name",
+                    args.out
+                )))
+            }
+        };
+        let presign = match &args.presign {
+            None => None,
+            Some(text) => {
+                let duration = humantime::parse_duration(text).map_err(|_| {
+                    ConfigError(format!(
+                        "--presign {text:?} is not a duration such as 7d or 12h"
+                    ))
+                })?;
+                if duration.is_zero() || duration > MAX_PRESIGN {
+                    return Err(ConfigError(format!(
+                        "--presign {text} must be above 0 and at most 7d"
+                    )));
+                }
+                if !matches!(out, Destination::S3 { .. }) {
+                    return Err(ConfigError(
+                        "--presign needs an s3:// --out to link to".into(),
+                    ));
+                }
+                Some(duration)
+            }
+        };
+        Ok(ReportConfig {
+            input,
+            from,
+            to,
+            owners: args
+                .owner
+                .iter()
+                .filter(|o| !o.is_empty())
+                .cloned()
+                .collect(),
+            targets: args
+                .target
+                .iter()
+                .filter(|t| !t.is_empty())
+                .cloned()
+                .collect(),
+            format: args.format,
+            out,
+            presign,
+            aws: AwsSettings::from_args(&args.aws, None),
+            s3: S3Settings {
+                force_path_style: args.aws.s3_force_path_style,
+                ..S3Settings::default()
+            },
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("partition {key} is unreadable: {source}")]
+    Partition { key: String, source: SchemaError },
+    #[error("cannot write the report to {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot encode the report: {0}")]
+    Encode(String),
+    #[error("cannot presign a link to {url}: {message}")]
+    Presign { url: String, message: String },
+}
+
+/// Everything a report shows, in every format.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub generated_at: String,
+    pub source: String,
+    pub period: Period,
+    pub filters: Filters,
+    pub totals: Totals,
+    pub sessions_per_day: Vec<DayCount>,
+    pub top_owners: Vec<NameCount>,
+    pub top_targets: Vec<NameCount>,
+    /// Sessions by index into `sessions`.
+    #[serde(skip)]
+    pub longest: Vec<usize>,
+    #[serde(skip)]
+    pub failed: Vec<usize>,
+    #[serde(skip)]
+    pub just_in_time: Vec<usize>,
+    #[serde(skip)]
+    pub after_hours: Vec<usize>,
+    #[serde(serialize_with = "serialize_sessions")]
+    pub sessions: Vec<SessionRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Period {
+    /// First and last day (UTC, inclusive); None: unbounded.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Filters {
+    pub owners: Vec<String>,
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub sessions: usize,
+    pub owners: usize,
+    pub targets: usize,
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+    pub failed: usize,
+    pub just_in_time: usize,
+    pub after_hours: usize,
+    pub still_open: usize,
+    pub hours_total: f64,
+    pub by_status: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DayCount {
+    pub day: String,
+    pub sessions: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NameCount {
+    pub name: String,
+    pub sessions: usize,
+}
+
+/// A session as reports show it: times in RFC 3339 UTC, duration derived.
+#[derive(Debug, Serialize)]
+struct SessionView<'a> {
+    session_id: &'a str,
+    account_id: &'a str,
+    region: &'a str,
+    status: Option<&'a str>,
+    target: Option<&'a str>,
+    owner: Option<&'a str>,
+    document_name: Option<&'a str>,
+    reason: Option<&'a str>,
+    access_type: Option<&'a str>,
+    start_date: String,
+    end_date: Option<String>,
+    duration_minutes: Option<i64>,
+    max_session_duration_minutes: Option<i32>,
+    s3_output_url: Option<&'a str>,
+    cloudwatch_output_url: Option<&'a str>,
+    after_hours: bool,
+    first_seen_at: String,
+    last_seen_at: String,
+}
+
+impl<'a> SessionView<'a> {
+    fn of(r: &'a SessionRecord) -> SessionView<'a> {
+        SessionView {
+            session_id: &r.session_id,
+            account_id: &r.account_id,
+            region: &r.region,
+            status: r.status.as_deref(),
+            target: r.target.as_deref(),
+            owner: r.owner.as_deref(),
+            document_name: r.document_name.as_deref(),
+            reason: r.reason.as_deref(),
+            access_type: r.access_type.as_deref(),
+            start_date: rfc3339(r.start_date),
+            end_date: r.end_date.map(rfc3339),
+            duration_minutes: duration_minutes(r),
+            max_session_duration_minutes: r.max_session_duration_minutes,
+            s3_output_url: r.s3_output_url.as_deref(),
+            cloudwatch_output_url: r.cloudwatch_output_url.as_deref(),
+            after_hours: is_after_hours(r),
+            first_seen_at: rfc3339(r.first_seen_at),
+            last_seen_at: rfc3339(r.last_seen_at),
+        }
+    }
+}
+
+fn serialize_sessions<S: serde::Serializer>(
+    sessions: &[SessionRecord],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(sessions.iter().map(SessionView::of))
+}
+
+/// RFC 3339 in UTC with milliseconds, as reports print times.
+pub fn rfc3339(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+pub fn duration_minutes(r: &SessionRecord) -> Option<i64> {
+    r.end_date.map(|end| (end - r.start_date) / 60_000)
+}
+
+/// Outside business hours, UTC: before 08:00 or from 18:00 on weekdays, or
+/// any time on Saturday and Sunday. The same rule as
+/// `schemas/queries/after_hours_sessions.sql`.
+pub fn is_after_hours(r: &SessionRecord) -> bool {
+    let start = chrono::DateTime::from_timestamp_millis(r.start_date).unwrap_or_default();
+    start.hour() < 8 || start.hour() >= 18 || start.weekday().number_from_monday() >= 6
+}
+
+/// The day of a partition key `sessions/dt=YYYY-MM-DD/…`.
+fn partition_day(key: &str) -> Option<NaiveDate> {
+    let rest = key.strip_prefix("sessions/dt=")?;
+    NaiveDate::parse_from_str(rest.get(..10)?, "%Y-%m-%d").ok()
+}
+
+/// Reads the sessions of the period that match the filters, reading only
+/// the partitions in range.
+pub async fn select<S: Storage>(
+    storage: &S,
+    config: &ReportConfig,
+) -> Result<Vec<SessionRecord>, ReportError> {
+    let owners: BTreeSet<&str> = config.owners.iter().map(String::as_str).collect();
+    let targets: BTreeSet<&str> = config.targets.iter().map(String::as_str).collect();
+    let mut sessions = Vec::new();
+    for key in storage.list("sessions/").await? {
+        let Some(day) = partition_day(&key) else {
+            continue;
+        };
+        if config.from.is_some_and(|from| day < from) || config.to.is_some_and(|to| day > to) {
+            continue;
+        }
+        let Some(bytes) = storage.get(&key).await? else {
+            continue;
+        };
+        let rows = schema::read_parquet(bytes).map_err(|source| ReportError::Partition {
+            key: key.clone(),
+            source,
+        })?;
+        sessions.extend(rows.into_iter().filter(|r| {
+            (owners.is_empty() || r.owner.as_deref().is_some_and(|o| owners.contains(o)))
+                && (targets.is_empty() || r.target.as_deref().is_some_and(|t| targets.contains(t)))
+        }));
+    }
+    sessions.sort_by(|a, b| (a.start_date, &a.session_id).cmp(&(b.start_date, &b.session_id)));
+    Ok(sessions)
+}
+
+fn top(counts: HashMap<&str, usize>) -> Vec<NameCount> {
+    let mut list: Vec<NameCount> = counts
+        .into_iter()
+        .map(|(name, sessions)| NameCount {
+            name: name.to_owned(),
+            sessions,
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        b.sessions
+            .cmp(&a.sessions)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    list.truncate(TOP);
+    list
+}
+
+/// Computes the report's figures from the selected sessions.
+pub fn build(sessions: Vec<SessionRecord>, config: &ReportConfig, source: String) -> Report {
+    let mut totals = Totals {
+        sessions: sessions.len(),
+        ..Totals::default()
+    };
+    let mut owners: HashMap<&str, usize> = HashMap::new();
+    let mut targets: HashMap<&str, usize> = HashMap::new();
+    let mut per_day: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+    let mut accounts = BTreeSet::new();
+    let mut regions = BTreeSet::new();
+    let (mut failed, mut jit, mut after_hours) = (Vec::new(), Vec::new(), Vec::new());
+    let mut minutes_total = 0i64;
+    for (index, r) in sessions.iter().enumerate() {
+        *owners
+            .entry(r.owner.as_deref().unwrap_or("(none)"))
+            .or_default() += 1;
+        *targets
+            .entry(r.target.as_deref().unwrap_or("(none)"))
+            .or_default() += 1;
+        let day = chrono::DateTime::from_timestamp_millis(r.start_date)
+            .unwrap_or_default()
+            .date_naive();
+        *per_day.entry(day).or_default() += 1;
+        accounts.insert(r.account_id.clone());
+        regions.insert(r.region.clone());
+        *totals
+            .by_status
+            .entry(r.status.clone().unwrap_or_else(|| "(none)".into()))
+            .or_default() += 1;
+        if r.status.as_deref() == Some("Failed") {
+            failed.push(index);
+        }
+        if r.access_type.as_deref() == Some("JustInTime") {
+            jit.push(index);
+        }
+        if is_after_hours(r) {
+            after_hours.push(index);
+        }
+        match duration_minutes(r) {
+            Some(m) => minutes_total += m,
+            None => totals.still_open += 1,
+        }
+    }
+    // Every day of the period gets a bar, also the days without sessions.
+    let first = config.from.or_else(|| per_day.keys().next().copied());
+    let last = config.to.or_else(|| per_day.keys().next_back().copied());
+    let mut sessions_per_day = Vec::new();
+    if let (Some(mut day), Some(last)) = (first, last) {
+        while day <= last {
+            sessions_per_day.push(DayCount {
+                day: day.to_string(),
+                sessions: per_day.get(&day).copied().unwrap_or(0),
+            });
+            day = day.succ_opt().unwrap_or(last + chrono::Days::new(1));
+        }
+    }
+    let mut longest: Vec<usize> = (0..sessions.len())
+        .filter(|&i| sessions[i].end_date.is_some())
+        .collect();
+    longest.sort_by_key(|&i| std::cmp::Reverse(duration_minutes(&sessions[i]).unwrap_or(0)));
+    longest.truncate(TOP);
+    totals.owners = owners.len();
+    totals.targets = targets.len();
+    totals.accounts = accounts.into_iter().collect();
+    totals.regions = regions.into_iter().collect();
+    totals.failed = failed.len();
+    totals.just_in_time = jit.len();
+    totals.after_hours = after_hours.len();
+    totals.hours_total = (minutes_total as f64 / 60.0 * 10.0).round() / 10.0;
+    Report {
+        generated_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        source,
+        period: Period {
+            from: config.from.map(|d| d.to_string()),
+            to: config.to.map(|d| d.to_string()),
+        },
+        filters: Filters {
+            owners: config.owners.clone(),
+            targets: config.targets.clone(),
+        },
+        totals,
+        sessions_per_day,
+        top_owners: top(owners),
+        top_targets: top(targets),
+        longest,
+        failed,
+        just_in_time: jit,
+        after_hours,
+        sessions,
+    }
+}
+
+/// Renders the report in the requested format.
+pub fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, ReportError> {
+    match format {
+        ReportFormat::Html => Ok(html::render(report).into_bytes()),
+        ReportFormat::Csv => csv::render(&report.sessions),
+        ReportFormat::Json => {
+            serde_json::to_vec_pretty(report).map_err(|e| ReportError::Encode(e.to_string()))
+        }
+    }
+}
+
+fn content_type(format: ReportFormat) -> &'static str {
+    match format {
+        ReportFormat::Html => "text/html; charset=utf-8",
+        ReportFormat::Csv => "text/csv; charset=utf-8",
+        ReportFormat::Json => "application/json",
+    }
+}
+
+/// Runs `ssm-audit report`.
+pub async fn run(config: ReportConfig) -> anyhow::Result<()> {
+    let storage = crate::aws::storage_for(&config.input, &config.aws, &config.s3).await?;
+    let sessions = select(&storage, &config).await?;
+    let report = build(sessions, &config, storage.location());
+    let bytes = render(&report, config.format)?;
+    match &config.out {
+        Destination::File(path) => {
+            let staging = path.with_extension("partial");
+            std::fs::write(&staging, &bytes)
+                .and_then(|()| std::fs::rename(&staging, path))
+                .map_err(|source| ReportError::Write {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+        }
+        Destination::S3 { bucket, key } => {
+            let sdk_config = crate::aws::load_sdk_config(&config.aws).await?;
+            let client = crate::aws::s3_client(&sdk_config, config.s3.force_path_style);
+            upload(
+                &client,
+                bucket,
+                key,
+                Bytes::from(bytes),
+                content_type(config.format),
+            )
+            .await?;
+            if let Some(expires) = config.presign {
+                println!("{}", presign(&client, bucket, key, expires).await?);
+            }
+        }
+    }
+    eprintln!(
+        "ssm-audit: wrote a {:?} report of {} sessions to {}",
+        config.format, report.totals.sessions, config.out
+    );
+    Ok(())
+}
+
+async fn upload(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: Bytes,
+    content_type: &str,
+) -> Result<(), ReportError> {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .body(body.into())
+        .send()
+        .await
+        .map_err(|e| ReportError::Write {
+            path: format!("s3://{bucket}/{key}"),
+            source: std::io::Error::other(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
+        })?;
+    Ok(())
+}
+
+async fn presign(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    expires: Duration,
+) -> Result<String, ReportError> {
+    let url = format!("s3://{bucket}/{key}");
+    let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires).map_err(|e| {
+        ReportError::Presign {
+            url: url.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    let request = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(config)
+        .await
+        .map_err(|e| ReportError::Presign {
+            url,
+            message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    Ok(request.uri().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::record;
+
+    fn config() -> ReportConfig {
+        ReportConfig {
+            input: Location::Local("in".into()),
+            from: NaiveDate::from_ymd_opt(2026, 11, 1),
+            to: NaiveDate::from_ymd_opt(2026, 11, 3),
+            owners: vec![],
+            targets: vec![],
+            format: ReportFormat::Json,
+            out: Destination::File("r.json".into()),
+            presign: None,
+            aws: AwsSettings::default(),
+            s3: S3Settings::default(),
+        }
+    }
+
+    #[test]
+    fn figures_cover_every_day_and_the_after_hours_rule() {
+        // 2026-11-01 is a Sunday; 2026-11-02 a Monday.
+        let sunday_noon = 1_793_534_400_000;
+        let monday_9 = sunday_noon + 21 * 3_600_000;
+        let monday_20 = monday_9 + 11 * 3_600_000;
+        let mut failed = record("c", monday_20, "Failed", 1);
+        failed.end_date = None;
+        let sessions = vec![
+            record("a", sunday_noon, "Terminated", 1),
+            record("b", monday_9, "Terminated", 1),
+            failed,
+        ];
+        let report = build(sessions, &config(), "in".into());
+        assert_eq!(report.sessions_per_day.len(), 3);
+        assert_eq!(
+            report
+                .sessions_per_day
+                .iter()
+                .map(|d| d.sessions)
+                .collect::<Vec<_>>(),
+            [1, 2, 0]
+        );
+        assert_eq!(report.totals.after_hours, 2, "Sunday noon and Monday 20:00");
+        assert_eq!(report.totals.failed, 1);
+        assert_eq!(report.totals.still_open, 1);
+        assert_eq!(report.longest.len(), 2);
+    }
+
+    #[test]
+    fn partition_keys_give_their_day() {
+        assert_eq!(
+            partition_day("sessions/dt=2026-11-02/1_r.parquet"),
+            NaiveDate::from_ymd_opt(2026, 11, 2)
+        );
+        assert_eq!(partition_day("sessions/other"), None);
+    }
+}
