@@ -499,9 +499,14 @@ pub async fn run(config: ReportConfig) -> anyhow::Result<()> {
             }
         }
     }
+    let format = match config.format {
+        ReportFormat::Html => "an HTML",
+        ReportFormat::Csv => "a CSV",
+        ReportFormat::Json => "a JSON",
+    };
     eprintln!(
-        "ssm-audit: wrote a {:?} report of {} sessions to {}",
-        config.format, report.totals.sessions, config.out
+        "ssm-audit: wrote {format} report of {} sessions to {}",
+        report.totals.sessions, config.out
     );
     Ok(())
 }

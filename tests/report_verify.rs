@@ -1,0 +1,240 @@
+//! `ssm-audit verify` and `ssm-audit report` on real exports.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use ssm_audit::sim::model::SimSession;
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+fn run(args: &[&str]) -> std::process::Output {
+    ssm_audit().args(args).output().expect("ssm-audit runs")
+}
+
+fn exported(data: &[SimSession]) -> (tempfile::TempDir, Sim, tempfile::TempDir) {
+    let (sim, data_dir) = Sim::with_sessions(data, &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&sim, out.path(), &[]));
+    (out, sim, data_dir)
+}
+
+fn verify(out: &Path) -> std::process::Output {
+    run(&["verify", "--output", out.to_str().expect("utf-8")])
+}
+
+#[test]
+fn verify_passes_a_clean_data_set_and_names_every_changed_missing_and_unlisted_file() {
+    let data = generated(600, 61, &[]);
+    let (out, sim, _d) = exported(&data);
+    let clean = verify(out.path());
+    assert_success(&clean);
+    let text = String::from_utf8_lossy(&clean.stdout).into_owned();
+    assert!(text.contains("0 changed, 0 missing, 0 unlisted"), "{text}");
+
+    // A later run rewrites partitions: they are checked against it.
+    assert_success(&export(&sim, out.path(), &[]));
+    assert_success(&verify(out.path()));
+
+    let files: Vec<String> = read_partitions(out.path())
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    let altered = out.path().join(&files[0]);
+    let mut bytes = std::fs::read(&altered).expect("read");
+    bytes.push(0);
+    std::fs::write(&altered, bytes).expect("alter");
+    std::fs::remove_file(out.path().join(&files[1])).expect("delete");
+    let stray = out
+        .path()
+        .join("sessions/dt=2020-01-01/123456789012_eu-west-1.parquet");
+    std::fs::create_dir_all(stray.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&stray, b"not from any run").expect("add");
+
+    let dirty = verify(out.path());
+    assert_eq!(dirty.status.code(), Some(6), "{}", stderr(&dirty));
+    let text = String::from_utf8_lossy(&dirty.stdout).into_owned();
+    assert!(text.contains(&format!("CHANGED   {}", files[0])), "{text}");
+    assert!(text.contains(&format!("MISSING   {}", files[1])), "{text}");
+    assert!(
+        text.contains("UNLISTED  sessions/dt=2020-01-01/123456789012_eu-west-1.parquet"),
+        "{text}"
+    );
+    assert!(text.contains("1 changed, 1 missing, 1 unlisted"), "{text}");
+    assert!(stderr(&dirty).contains("differs"), "{}", stderr(&dirty));
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    let nothing = verify(empty.path());
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(
+        stderr(&nothing).contains("no run manifests"),
+        "{}",
+        stderr(&nothing)
+    );
+}
+
+/// Two owners, two targets over three days, with hostile and Unicode text.
+fn audit_data() -> (Vec<SimSession>, i64) {
+    let day0 = (now_ms() - 6 * DAY).div_euclid(DAY) * DAY;
+    let mut data = Vec::new();
+    for d in 0..3 {
+        for (i, (owner, target)) in [
+            ("alice", "i-0aaaaaaaaaaaaaaaa"),
+            ("bob", "i-0bbbbbbbbbbbbbbbb"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut s = session(
+                &format!("{owner}-{d}"),
+                day0 + d * DAY + (9 + i as i64) * HOUR,
+            );
+            s.owner = Some(format!("arn:aws:iam::{ACCOUNT}:user/{owner}"));
+            s.target = Some(target.to_string());
+            data.push(s);
+        }
+    }
+    data[0].reason = Some("=HYPERLINK(\"http://evil.invalid\"),\"quoted\", 日本語".into());
+    data[1].reason = Some("<script>document.title='pwned'</script>".into());
+    data[2].status = Some("Failed".into());
+    data[3].access_type = Some("JustInTime".into());
+    (data, day0)
+}
+
+fn day(ms: i64) -> String {
+    ssm_audit::publish::partition_date(ms)
+}
+
+#[test]
+fn csv_and_json_reports_hold_the_period_and_filters_with_safe_cells() {
+    let (data, day0) = audit_data();
+    let (out, _sim, _d) = exported(&data);
+    let input = out.path().to_str().expect("utf-8").to_owned();
+    let reports = tempfile::tempdir().expect("tempdir");
+
+    let csv_path = reports.path().join("r.csv");
+    let result = run(&[
+        "report",
+        "--input",
+        &input,
+        "--format",
+        "csv",
+        "--out",
+        csv_path.to_str().expect("utf-8"),
+        "--from",
+        &day(day0),
+        "--to",
+        &day(day0 + DAY),
+    ]);
+    assert_success(&result);
+    let text = std::fs::read_to_string(&csv_path).expect("read");
+    let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    let rows: Vec<csv::StringRecord> = reader
+        .records()
+        .map(|r| r.expect("an RFC 4180 row"))
+        .collect();
+    assert_eq!(rows.len(), 4, "two days of two sessions");
+    let column = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let reason = &rows[0][column("reason")];
+    assert_eq!(
+        reason, "'=HYPERLINK(\"http://evil.invalid\"),\"quoted\", 日本語",
+        "neutralised, quoted, Unicode kept"
+    );
+    assert_eq!(
+        &rows[1][column("reason")],
+        "<script>document.title='pwned'</script>"
+    );
+    assert!(rows.iter().all(|r| r[column("start_date")].ends_with('Z')));
+
+    let json_path = reports.path().join("r.json");
+    let result = run(&[
+        "report",
+        "--input",
+        &input,
+        "--format",
+        "json",
+        "--out",
+        json_path.to_str().expect("utf-8"),
+        "--owner",
+        &format!("arn:aws:iam::{ACCOUNT}:user/bob"),
+    ]);
+    assert_success(&result);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).expect("read")).expect("JSON");
+    let sessions = report["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 3);
+    assert!(sessions
+        .iter()
+        .all(|s| s["owner"].as_str().is_some_and(|o| o.ends_with("/bob"))));
+    assert_eq!(report["totals"]["just_in_time"], 1);
+    assert_eq!(
+        report["sessions_per_day"].as_array().expect("days").len(),
+        3
+    );
+
+    let target_only = run(&[
+        "report",
+        "--input",
+        &input,
+        "--format",
+        "json",
+        "--out",
+        json_path.to_str().expect("utf-8"),
+        "--target",
+        "i-0aaaaaaaaaaaaaaaa",
+        "--from",
+        &day(day0 + 2 * DAY),
+    ]);
+    assert_success(&target_only);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).expect("read")).expect("JSON");
+    assert_eq!(report["totals"]["sessions"], 1);
+    assert_eq!(report["sessions"][0]["session_id"], "alice-2");
+}
+
+#[test]
+fn bad_report_flags_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().to_str().expect("utf-8");
+    let out = dir.path().join("r.html");
+    let out = out.to_str().expect("utf-8");
+    for (flags, expected) in [
+        (vec!["--from", "2026-11-02", "--to", "2026-11-01"], "after"),
+        (vec!["--from", "yesterday"], "not a date"),
+        (vec!["--presign", "1h"], "s3://"),
+        (vec!["--format", "pdf"], "pdf"),
+    ] {
+        let mut args = vec!["report", "--input", input, "--out", out];
+        args.extend(flags.iter().copied());
+        let result = run(&args);
+        assert_eq!(
+            result.status.code(),
+            Some(2),
+            "{flags:?}: {}",
+            stderr(&result)
+        );
+        assert!(
+            stderr(&result).contains(expected),
+            "{flags:?}: {}",
+            stderr(&result)
+        );
+    }
+    let too_long = run(&[
+        "report",
+        "--input",
+        input,
+        "--out",
+        "s3://reports-bucket/r.html",
+        "--presign",
+        "8d",
+    ]);
+    assert_eq!(too_long.status.code(), Some(2));
+    assert!(
+        stderr(&too_long).contains("at most 7d"),
+        "{}",
+        stderr(&too_long)
+    );
+}
