@@ -44,6 +44,13 @@ ls "$OUT/_runs" | tail -n 1 | sed "s|^|  $OUT/_runs/|"
 find "$OUT/sessions" -name '*.parquet' | sort | head -n 3 | sed 's/^/  /'
 echo "  ... $(find "$OUT/sessions" -name '*.parquet' | wc -l) partition files in all"
 
+echo
+echo "\$ ssm-audit verify --output $OUT"
+"$BIN/ssm-audit" verify --output "$OUT"
+echo "\$ ssm-audit report --input $OUT --format html --out $OUT/_reports/last-30-days.html"
+mkdir -p "$OUT/_reports"
+"$BIN/ssm-audit" report --input "$OUT" --format html --out "$OUT/_reports/last-30-days.html"
+
 "$PY" - "$OUT" <<'PY'
 import sys
 import duckdb
