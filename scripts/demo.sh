@@ -7,33 +7,14 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 BIN=${CARGO_TARGET_DIR:-target}/debug
 OUT=demo-output
-work=$(mktemp -d)
-sim_pid=
-cleanup() {
-  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/sim-lib.sh
+. scripts/sim-lib.sh
 # The simulator generates its data relative to its own clock, so each demo
 # starts from an empty output rather than merging into a previous demo's.
 rm -rf "$OUT"
 
-"$BIN/ssm-sim" serve --sessions 5000 --seed 42 --skew-share 0.2 --bursts 3 --burst-size 80 \
-  --latency 2ms --jitter 3ms --addr-file "$work/endpoint" >/dev/null 2>"$work/sim.log" &
-sim_pid=$!
-for _ in $(seq 1 500); do
-  [ -s "$work/endpoint" ] && break
-  kill -0 "$sim_pid" 2>/dev/null || { cat "$work/sim.log"; exit 1; }
-  sleep 0.01
-done
-endpoint=$(cat "$work/endpoint")
+start_sim --sessions 5000 --seed 42 --skew-share 0.2 --bursts 3 --burst-size 80 --latency 2ms --jitter 3ms
 echo "ssm-sim is serving 5000 sessions at $endpoint"
-
-# Test credentials: the simulator does not check signatures, and nothing here
-# may fall back to a real AWS profile or instance metadata.
-export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=eu-west-1 \
-  AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-unset AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_SSM AWS_ENDPOINT_URL_STS
 
 echo "\$ ssm-audit export --output $OUT --endpoint-url $endpoint"
 "$BIN/ssm-audit" export --output "$OUT" --endpoint-url "$endpoint"

@@ -421,17 +421,7 @@ fn bad_flags_exit_2_before_any_aws_call() {
     ];
     for (flags, expected) in cases {
         let result = export(&sim, &out.path().join("out"), flags);
-        assert_eq!(
-            result.status.code(),
-            Some(2),
-            "{flags:?}: {}",
-            stderr(&result)
-        );
-        assert!(
-            stderr(&result).contains(expected),
-            "{flags:?}: {}",
-            stderr(&result)
-        );
+        assert_refused(&result, 2, expected, &format!("{flags:?}"));
     }
     let result = export(&sim, &unwritable, &[]);
     assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));

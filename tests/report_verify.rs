@@ -209,18 +209,7 @@ fn bad_report_flags_exit_2() {
     ] {
         let mut args = vec!["report", "--input", input, "--out", out];
         args.extend(flags.iter().copied());
-        let result = run(&args);
-        assert_eq!(
-            result.status.code(),
-            Some(2),
-            "{flags:?}: {}",
-            stderr(&result)
-        );
-        assert!(
-            stderr(&result).contains(expected),
-            "{flags:?}: {}",
-            stderr(&result)
-        );
+        assert_refused(&run(&args), 2, expected, &format!("{flags:?}"));
     }
     let too_long = run(&[
         "report",

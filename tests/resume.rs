@@ -11,13 +11,7 @@ use common::*;
 use ssm_audit::record::SessionRecord;
 
 fn spawn_export(sim: &Sim, output: &Path, extra: &[&str]) -> Child {
-    ssm_audit()
-        .arg("export")
-        .arg("--output")
-        .arg(output)
-        .arg("--endpoint-url")
-        .arg(&sim.endpoint)
-        .args(extra)
+    export_command(sim, output, extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -53,15 +53,21 @@ impl LocalStorage {
         }
     }
 
-    fn put_blocking(path: &Path, data: &[u8]) -> Result<(), StorageError> {
+    /// Creates the directory of `path`; returns it with the file name.
+    fn prepare_dir(path: &Path) -> Result<(&Path, String), StorageError> {
         let dir = path
             .parent()
             .ok_or_else(|| StorageError::InvalidKey(path.display().to_string()))?;
         std::fs::create_dir_all(dir).map_err(Self::io("create directory", dir))?;
         let name = path
             .file_name()
-            .map(|n| n.to_string_lossy())
+            .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        Ok((dir, name))
+    }
+
+    fn put_blocking(path: &Path, data: &[u8]) -> Result<(), StorageError> {
+        let (dir, name) = Self::prepare_dir(path)?;
         let staging = dir.join(format!(
             ".{name}.tmp-{}-{}",
             std::process::id(),
@@ -110,14 +116,7 @@ impl LocalStorage {
         path: &Path,
         f: impl FnOnce() -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let dir = path
-            .parent()
-            .ok_or_else(|| StorageError::InvalidKey(path.display().to_string()))?;
-        std::fs::create_dir_all(dir).map_err(Self::io("create directory", dir))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
+        let (dir, name) = Self::prepare_dir(path)?;
         let lock_path = dir.join(format!(".{name}.flock"));
         let lock_file = std::fs::OpenOptions::new()
             .create(true)
@@ -382,62 +381,6 @@ mod tests {
             "emptied directories go too"
         );
         assert!(dir.path().join("out").exists(), "the root stays");
-    }
-
-    #[tokio::test]
-    async fn conditional_writes_lose_races_instead_of_overwriting() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = LocalStorage::new(dir.path());
-        let Conditional::Done { version: v1 } = store
-            .put_if_absent("lock", Bytes::from_static(b"a"))
-            .await
-            .expect("create")
-        else {
-            panic!("the first create wins")
-        };
-        assert_eq!(
-            store
-                .put_if_absent("lock", Bytes::from_static(b"b"))
-                .await
-                .expect("create"),
-            Conditional::Conflict
-        );
-        let Conditional::Done { version: v2 } = store
-            .put_if_match("lock", Bytes::from_static(b"c"), &v1)
-            .await
-            .expect("update")
-        else {
-            panic!("the holder of v1 may update")
-        };
-        assert_eq!(
-            store
-                .put_if_match("lock", Bytes::from_static(b"d"), &v1)
-                .await
-                .expect("update"),
-            Conditional::Conflict
-        );
-        assert_eq!(
-            store.delete_if_match("lock", &v1).await.expect("delete"),
-            Conditional::Conflict
-        );
-        assert_eq!(
-            store
-                .get_versioned("lock")
-                .await
-                .expect("get")
-                .map(|v| v.version),
-            Some(v2.clone())
-        );
-        assert!(matches!(
-            store.delete_if_match("lock", &v2).await.expect("delete"),
-            Conditional::Done { .. }
-        ));
-        assert_eq!(store.get("lock").await.expect("get"), None);
-        assert_eq!(
-            store.list("").await.expect("list"),
-            Vec::<String>::new(),
-            "lock sidecars are hidden"
-        );
     }
 
     #[tokio::test]

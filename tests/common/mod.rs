@@ -139,17 +139,33 @@ pub fn ssm_audit() -> Command {
     cmd
 }
 
-/// Runs `ssm-audit export` against `sim` into `output` with extra flags.
-pub fn export(sim: &Sim, output: &Path, extra: &[&str]) -> Output {
-    ssm_audit()
-        .arg("export")
+/// `ssm-audit export` against `sim` into `output` with extra flags.
+pub fn export_command(sim: &Sim, output: &Path, extra: &[&str]) -> Command {
+    let mut cmd = ssm_audit();
+    cmd.arg("export")
         .arg("--output")
         .arg(output)
         .arg("--endpoint-url")
         .arg(&sim.endpoint)
-        .args(extra)
+        .args(extra);
+    cmd
+}
+
+/// Runs `ssm-audit export` against `sim` into `output` with extra flags.
+pub fn export(sim: &Sim, output: &Path, extra: &[&str]) -> Output {
+    export_command(sim, output, extra)
         .output()
         .expect("ssm-audit runs")
+}
+
+/// Asserts the exit code and that stderr says `expected`; `what` names the case.
+pub fn assert_refused(output: &Output, code: i32, expected: &str, what: &str) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "{what}: {text}");
+    assert!(
+        text.contains(expected),
+        "{what}: expected {expected:?} in: {text}"
+    );
 }
 
 pub fn assert_success(output: &Output) {

@@ -1,0 +1,30 @@
+# Sourced by scripts/demo.sh and scripts/bench.sh: starts ssm-sim in the
+# background and waits (polling its address file) until it serves, and sets
+# an AWS environment that reaches only the simulator.
+# Needs: $BIN (folder of the binaries). Sets: $work, $sim_pid, $endpoint.
+
+work=$(mktemp -d)
+sim_pid=
+cleanup() {
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# start_sim [ssm-sim serve flags...]; the simulator's stderr goes to $work/sim.log.
+start_sim() {
+  "$BIN/ssm-sim" serve --addr-file "$work/endpoint" "$@" >/dev/null 2>"$work/sim.log" &
+  sim_pid=$!
+  for _ in $(seq 1 6000); do
+    [ -s "$work/endpoint" ] && break
+    kill -0 "$sim_pid" 2>/dev/null || { cat "$work/sim.log"; exit 1; }
+    sleep 0.01
+  done
+  endpoint=$(cat "$work/endpoint")
+}
+
+# Test credentials: the simulator does not check signatures, and nothing here
+# may fall back to a real AWS profile or instance metadata.
+export AWS_ACCESS_KEY_ID=ssm-sim AWS_SECRET_ACCESS_KEY=ssm-sim AWS_REGION=eu-west-1 \
+  AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+unset AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_SSM AWS_ENDPOINT_URL_STS
