@@ -63,7 +63,16 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsErr
             .then_some(DEFAULT_MAX_ATTEMPTS)
     });
     if let Some(attempts) = attempts {
-        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(attempts));
+        // Setting the attempts replaces the whole retry configuration, so the
+        // mode the user chose must be carried over.
+        let adaptive =
+            std::env::var("AWS_RETRY_MODE").is_ok_and(|m| m.eq_ignore_ascii_case("adaptive"));
+        let retry = if adaptive {
+            RetryConfig::adaptive()
+        } else {
+            RetryConfig::standard()
+        };
+        loader = loader.retry_config(retry.with_max_attempts(attempts));
     }
     let config = loader.load().await;
     if config.region().is_none() {

@@ -1,0 +1,89 @@
+//! The simulator's own command line: bad input is named, never a crash.
+
+use std::process::Command;
+
+fn ssm_sim(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ssm-sim"))
+        .args(args)
+        .output()
+        .expect("ssm-sim runs")
+}
+
+#[test]
+fn a_missing_or_malformed_data_file_is_named_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.jsonl");
+    let result = ssm_sim(&["serve", "--data", missing.to_str().expect("utf-8")]);
+    assert_eq!(result.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&result.stderr);
+    assert!(text.contains("missing.jsonl"), "{text}");
+
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"SessionId\":\"a\",\"StartDate\":1}\n{\"SessionId\":\"b\",\"StartDate\":\"soon\"}\n",
+    )
+    .expect("write");
+    let result = ssm_sim(&["serve", "--data", bad.to_str().expect("utf-8")]);
+    assert_eq!(result.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        text.contains("bad.jsonl:2") && text.contains("RFC 3339"),
+        "{text}"
+    );
+}
+
+#[test]
+fn out_of_range_knobs_are_refused() {
+    for args in [
+        &["serve", "--error-share", "1.5"][..],
+        &["serve", "--rate-limit", "0"],
+        &["serve", "--clock-offset", "yesterday"],
+        &["generate", "--skew-share", "-0.1"],
+    ] {
+        let result = ssm_sim(args);
+        assert_eq!(result.status.code(), Some(2), "{args:?}");
+        assert!(!result.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn generate_writes_the_data_set_it_would_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("data.jsonl");
+    let result = ssm_sim(&[
+        "generate",
+        "--sessions",
+        "250",
+        "--seed",
+        "3",
+        "--now",
+        "2026-11-01T00:00:00Z",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let sessions = ssm_audit::sim::data::load_jsonl(&out).expect("loads back");
+    assert_eq!(sessions.len(), 250);
+    let again = dir.path().join("again.jsonl");
+    ssm_sim(&[
+        "generate",
+        "--sessions",
+        "250",
+        "--seed",
+        "3",
+        "--now",
+        "2026-11-01T00:00:00Z",
+        "--out",
+        again.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        std::fs::read(&out).expect("read"),
+        std::fs::read(&again).expect("read"),
+        "same seed, same data"
+    );
+}
