@@ -150,20 +150,23 @@ fn csv_and_json_reports_hold_the_period_and_filters_with_safe_cells() {
     assert!(rows.iter().all(|r| r[column("start_date")].ends_with('Z')));
 
     let json_path = reports.path().join("r.json");
-    let result = run(&[
-        "report",
-        "--input",
-        &input,
-        "--format",
-        "json",
-        "--out",
-        json_path.to_str().expect("utf-8"),
-        "--owner",
-        &format!("arn:aws:iam::{ACCOUNT}:user/bob"),
-    ]);
-    assert_success(&result);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json_path).expect("read")).expect("JSON");
+    let json_report = |extra: &[&str]| {
+        let mut args = vec![
+            "report",
+            "--input",
+            &input,
+            "--format",
+            "json",
+            "--out",
+            json_path.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        assert_success(&run(&args));
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&json_path).expect("read"))
+            .expect("JSON")
+    };
+    let bob = format!("arn:aws:iam::{ACCOUNT}:user/bob");
+    let report = json_report(&["--owner", &bob]);
     let sessions = report["sessions"].as_array().expect("sessions");
     assert_eq!(sessions.len(), 3);
     assert!(sessions
@@ -175,22 +178,12 @@ fn csv_and_json_reports_hold_the_period_and_filters_with_safe_cells() {
         3
     );
 
-    let target_only = run(&[
-        "report",
-        "--input",
-        &input,
-        "--format",
-        "json",
-        "--out",
-        json_path.to_str().expect("utf-8"),
+    let report = json_report(&[
         "--target",
         "i-0aaaaaaaaaaaaaaaa",
         "--from",
         &day(day0 + 2 * DAY),
     ]);
-    assert_success(&target_only);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json_path).expect("read")).expect("JSON");
     assert_eq!(report["totals"]["sessions"], 1);
     assert_eq!(report["sessions"][0]["session_id"], "alice-2");
 }

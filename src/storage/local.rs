@@ -130,6 +130,18 @@ impl LocalStorage {
         result
     }
 
+    /// Runs `write` under the key's lock if the object is still at `version`.
+    fn when_unchanged(
+        path: &Path,
+        version: &str,
+        write: impl FnOnce() -> Result<Conditional, StorageError>,
+    ) -> Result<Conditional, StorageError> {
+        Self::with_key_lock(path, || match Self::read_versioned(path)? {
+            Some(current) if current.version == version => write(),
+            _ => Ok(Conditional::Conflict),
+        })
+    }
+
     fn read_versioned(path: &Path) -> Result<Option<Versioned>, StorageError> {
         match std::fs::read(path) {
             Ok(data) => Ok(Some(Versioned {
@@ -306,11 +318,7 @@ impl Storage for LocalStorage {
         let path = self.path_of(key)?;
         let version = version.to_owned();
         blocking(move || {
-            Self::with_key_lock(&path, || {
-                match Self::read_versioned(&path)? {
-                    Some(current) if current.version == version => {}
-                    _ => return Ok(Conditional::Conflict),
-                }
+            Self::when_unchanged(&path, &version, || {
                 Self::put_blocking(&path, &data)?;
                 Ok(Conditional::Done {
                     version: content_version(&data),
@@ -324,13 +332,11 @@ impl Storage for LocalStorage {
         let path = self.path_of(key)?;
         let version = version.to_owned();
         blocking(move || {
-            Self::with_key_lock(&path, || {
-                match Self::read_versioned(&path)? {
-                    Some(current) if current.version == version => {}
-                    _ => return Ok(Conditional::Conflict),
-                }
+            Self::when_unchanged(&path, &version, || {
                 std::fs::remove_file(&path).map_err(Self::io("delete", &path))?;
-                Ok(Conditional::Done { version })
+                Ok(Conditional::Done {
+                    version: version.clone(),
+                })
             })
         })
         .await
