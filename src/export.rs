@@ -453,10 +453,10 @@ impl Locked<'_> {
         checkpoint: &mut Checkpoint,
         stager: &mut Stager<AnyStorage>,
     ) -> Result<(), ExportError> {
-        for page in batch.drain(..) {
-            let (job, seq, next_token) = (page.job_id, page.seq, page.next_token.clone());
-            stager.stage(page).await?;
-            checkpoint.record_page(job, seq, next_token);
+        // Every part of the batch is durable before the checkpoint names the
+        // tokens that follow them.
+        for page in stager.stage_all(std::mem::take(batch)).await? {
+            checkpoint.record_page(page.job_id, page.seq, page.next_token);
         }
         self.checkpoints.save(checkpoint).await?;
         Ok(())

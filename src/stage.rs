@@ -51,6 +51,8 @@ pub enum StageError {
     Part { key: String, source: SchemaError },
     #[error("cannot encode a page as Parquet: {0}")]
     Encode(SchemaError),
+    #[error("a staging task failed: {0}")]
+    Task(String),
 }
 
 /// The stager: owns the staged parts and the dedupe set during a crawl.
@@ -80,6 +82,22 @@ pub fn part_key(prefix: &str, state: SessionState, job_id: u32, seq: u32) -> Str
     )
 }
 
+/// Encodes a page as a Parquet part and writes it durably; None for a page
+/// with no sessions, which needs no part.
+async fn write_part<S: Storage>(
+    storage: &Arc<S>,
+    prefix: &str,
+    page: &Page,
+) -> Result<Option<String>, StageError> {
+    if page.records.is_empty() {
+        return Ok(None);
+    }
+    let key = part_key(prefix, page.state, page.job_id, page.seq);
+    let bytes = schema::write_parquet(&page.records).map_err(StageError::Encode)?;
+    storage.put(&key, Bytes::from(bytes)).await?;
+    Ok(Some(key))
+}
+
 /// The (job id, page sequence) of a part key written by [`part_key`].
 pub fn parse_part_key(key: &str) -> Option<(u32, u32)> {
     let name = key.rsplit('/').next()?.strip_suffix(".parquet")?;
@@ -105,17 +123,49 @@ impl<S: Storage> Stager<S> {
     /// Stages one page durably, then lets its sessions into the dedupe set.
     /// Returns the part's key, or None for a page with no sessions.
     pub async fn stage(&mut self, page: Page) -> Result<Option<String>, StageError> {
+        let key = write_part(&self.storage, &self.prefix, &page).await?;
+        self.admit_page(key.as_deref(), page);
+        Ok(key)
+    }
+
+    /// Stages a batch of pages, writing their parts concurrently (a round
+    /// trip each on S3), then admits them in batch order. On a write error
+    /// nothing of the batch is admitted, and the error names the part.
+    pub async fn stage_all(&mut self, pages: Vec<Page>) -> Result<Vec<Page>, StageError> {
+        let mut writes = tokio::task::JoinSet::new();
+        for (index, page) in pages.into_iter().enumerate() {
+            let storage = self.storage.clone();
+            let prefix = self.prefix.clone();
+            writes.spawn(async move {
+                let key = write_part(&storage, &prefix, &page).await?;
+                Ok::<_, StageError>((index, key, page))
+            });
+        }
+        let mut written = Vec::with_capacity(writes.len());
+        while let Some(joined) = writes.join_next().await {
+            let result = joined.map_err(|e| StageError::Task(e.to_string()))?;
+            written.push(result?);
+        }
+        written.sort_by_key(|(index, _, _)| *index);
+        let mut pages = Vec::with_capacity(written.len());
+        for (_, key, page) in written {
+            let records = self.admit_page(key.as_deref(), page);
+            pages.push(records);
+        }
+        Ok(pages)
+    }
+
+    /// Counts a staged page and lets its sessions into the dedupe set;
+    /// returns the page without its records (for its token and position).
+    fn admit_page(&mut self, key: Option<&str>, mut page: Page) -> Page {
         self.counts.pages += 1;
         self.counts.outside_slice += page.outside_slice as u64;
-        if page.records.is_empty() {
-            self.counts.empty_pages += 1;
-            return Ok(None);
+        let records = std::mem::take(&mut page.records);
+        match key {
+            Some(key) => self.admit(key, page.state, records),
+            None => self.counts.empty_pages += 1,
         }
-        let key = part_key(&self.prefix, page.state, page.job_id, page.seq);
-        let bytes = schema::write_parquet(&page.records).map_err(StageError::Encode)?;
-        self.storage.put(&key, Bytes::from(bytes)).await?;
-        self.admit(&key, page.state, page.records);
-        Ok(Some(key))
+        page
     }
 
     /// Reads a part staged by an earlier attempt back into the dedupe set.
@@ -246,6 +296,51 @@ mod tests {
         assert_eq!((s.first_seen_at, s.last_seen_at), (50, 100));
         assert_eq!(staged.counts.empty_pages, 1);
         assert_eq!(staged.counts.seen_history + staged.counts.seen_active, 3);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_written_at_once_and_admitted_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Arc::new(LocalStorage::new(dir.path()));
+        let mut stager = Stager::new(storage.clone(), "stage/".into());
+        let mut first = page(
+            0,
+            0,
+            SessionState::Active,
+            vec![record("s", 10, "Connected", 100)],
+        );
+        first.next_token = Some("t".into());
+        let batch = vec![
+            first,
+            page(1, 0, SessionState::History, vec![]),
+            page(
+                2,
+                4,
+                SessionState::History,
+                vec![record("s", 10, "Terminated", 100)],
+            ),
+        ];
+        let pages = stager.stage_all(batch).await.expect("stage");
+        let order: Vec<_> = pages
+            .iter()
+            .map(|p| (p.job_id, p.seq, p.next_token.clone(), p.records.len()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (0, 0, Some("t".into()), 0),
+                (1, 0, None, 0),
+                (2, 4, None, 0)
+            ]
+        );
+        let staged = stager.into_staged();
+        assert_eq!(storage.list("stage/").await.expect("list").len(), 2);
+        let s = staged.winners["s"];
+        assert_eq!(
+            staged.parts[s.part as usize], "stage/history-00002-000004.parquet",
+            "ended wins"
+        );
+        assert_eq!((staged.counts.pages, staged.counts.empty_pages), (3, 1));
     }
 
     #[tokio::test]
