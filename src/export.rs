@@ -420,11 +420,23 @@ impl Locked<'_> {
         let mut batch = Vec::with_capacity(batch_limit);
         // Pages already received are staged even after a cancel: they are
         // whole pages, and staging them saves fetching them again.
+        let mut last_progress = std::time::Instant::now();
         while pages_rx.recv_many(&mut batch, batch_limit).await > 0 {
             let result = self.stage_batch(&mut batch, checkpoint, stager).await;
             if let Err(error) = result {
                 stage_error = Some(error);
                 break;
+            }
+            // Someone watching a long crawl (or its logs) sees it move.
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = std::time::Instant::now();
+                tracing::info!(
+                    slices_done = checkpoint.jobs_done(),
+                    slices = checkpoint.jobs.len(),
+                    pages = stager.counts().pages,
+                    sessions = stager.distinct_sessions(),
+                    "crawling"
+                );
             }
         }
         // Closing the receiver stops the crawler at its next page.
@@ -462,6 +474,9 @@ impl Locked<'_> {
         Ok(())
     }
 }
+
+/// How often a running crawl logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One job per (state, slice), newest slices first: the newest are where the
 /// service holds the most, and where Active sessions are.

@@ -229,6 +229,14 @@ impl<S: Storage> Stager<S> {
         }
     }
 
+    pub fn counts(&self) -> &StageCounts {
+        &self.counts
+    }
+
+    pub fn distinct_sessions(&self) -> usize {
+        self.winners.len()
+    }
+
     pub fn into_staged(self) -> Staged {
         Staged {
             parts: self.parts,
