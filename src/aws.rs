@@ -11,7 +11,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ssm::config::retry::{RetryPartition, TokenBucket};
-use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::operation::describe_sessions::DescribeSessionsError;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -90,7 +90,7 @@ pub async fn account_id(config: &SdkConfig, settings: &AwsSettings) -> Result<St
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| AwsError::Identity(DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| AwsError::Identity(error_text(&e)))?;
     identity
         .account()
         .map(str::to_owned)
@@ -244,4 +244,32 @@ pub async fn storage_for(
             )))
         }
     }
+}
+
+/// One line that says what an SDK call's error was: the service's error code
+/// and message when the service answered, otherwise each cause in turn
+/// ("dispatch failure: io error: … Connection refused (os error 111)").
+/// The SDK's own `DisplayErrorContext` also prints a debug dump, which
+/// reads badly in an operator's page.
+pub fn error_text<E>(error: &E) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    if let Some(code) = error.code() {
+        return match error.message() {
+            Some(message) => format!("{code}: {message}"),
+            None => code.to_owned(),
+        };
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        // Wrappers often repeat their source's text; say each thing once.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = current.source();
+    }
+    parts.join(": ")
 }

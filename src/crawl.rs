@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::{SessionFilter, SessionFilterKey};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -196,7 +196,7 @@ impl Worker {
                         state: job.state.as_str(),
                         from: crate::window::format_filter_time(job.slice.start),
                         to: crate::window::format_filter_time(job.slice.end),
-                        message: DisplayErrorContext(&error).to_string(),
+                        message: crate::aws::error_text(&error),
                     })
                 }
             };

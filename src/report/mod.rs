@@ -529,7 +529,7 @@ async fn upload(
         .await
         .map_err(|e| ReportError::Write {
             path: format!("s3://{bucket}/{key}"),
-            source: std::io::Error::other(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
+            source: std::io::Error::other(crate::aws::error_text(&e)),
         })?;
     Ok(())
 }
@@ -555,7 +555,7 @@ async fn presign(
         .await
         .map_err(|e| ReportError::Presign {
             url,
-            message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            message: crate::aws::error_text(&e),
         })?;
     Ok(request.uri().to_string())
 }

@@ -8,7 +8,7 @@
 //! Transient failures are retried by the SDK's retry policy; what still fails
 //! is a [`StorageError::Remote`] naming the object.
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
@@ -121,7 +121,7 @@ impl S3Storage {
                 format!("{code}: {}", error.message().unwrap_or("no message"))
             }
             (SdkError::ServiceError(_), None, Some(status)) => format!("HTTP {status}"),
-            _ => DisplayErrorContext(&error).to_string(),
+            _ => crate::aws::error_text(&error),
         };
         let hint = match (error.code(), status) {
             (Some("AccessDenied"), _) | (_, Some(403)) => {
@@ -295,7 +295,7 @@ impl Storage for S3Storage {
                 _ => format!(
                     "cannot reach bucket {}: {}",
                     self.bucket,
-                    DisplayErrorContext(&error)
+                    crate::aws::error_text(&error)
                 ),
             };
             return Err(unusable(reason));
