@@ -46,9 +46,6 @@ pub struct Page {
     pub next_token: Option<String>,
     /// Sessions the service returned outside the slice (a neighbour's).
     pub outside_slice: usize,
-    /// A token the service no longer took sent this job back to its start:
-    /// what the job staged before is superseded by the pages that follow.
-    pub restarted: bool,
 }
 
 /// Settings shared by every job of a crawl.
@@ -165,7 +162,6 @@ impl Worker {
     async fn crawl_job(&self, job: CrawlJob) -> Result<(), CrawlError> {
         let mut token = job.resume_token.clone();
         let mut seq = job.pages_done;
-        let mut restarted = false;
         loop {
             self.should_stop()?;
             let mut shutdown = self.shutdown.clone();
@@ -188,7 +184,6 @@ impl Worker {
                         "the service no longer accepts the resume token; crawling this slice again from its start"
                     );
                     token = None;
-                    restarted = true;
                     continue;
                 }
                 Err(error) => {
@@ -223,7 +218,6 @@ impl Worker {
                 records,
                 next_token: next_token.clone(),
                 outside_slice,
-                restarted: std::mem::take(&mut restarted),
             };
             self.pages
                 .send(page)

@@ -260,7 +260,6 @@ mod tests {
             records,
             next_token: None,
             outside_slice: 0,
-            restarted: false,
         }
     }
 
