@@ -34,6 +34,7 @@ lint:
 
 bench: venv
 	PY=$(PY) bash scripts/bench.sh
+	bash scripts/bench-throttle.sh
 
 clean:
 	rm -rf demo-output
