@@ -18,5 +18,5 @@ for mode in standard adaptive; do
   summary=$(AWS_RETRY_MODE=$mode "$BIN/ssm-audit" export --output "$work/out-$mode" --endpoint-url "$endpoint" \
     --concurrency "$CONCURRENCY" --slice 1d 2>&1 | grep -o "[0-9]* API calls, [0-9]* retries, [0-9]* throttled")
   end=$(date +%s.%N)
-  printf 'AWS_RETRY_MODE=%-8s %s in %.1f s\n' "$mode" "$summary" "$(echo "$end - $start" | bc)"
+  printf 'AWS_RETRY_MODE=%-8s %s in %.1f s\n' "$mode" "$summary" "$(python3 -c "print($end - $start)")"
 done
