@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::record::SessionRecord;
-use crate::schema::{self, SchemaError};
+use crate::schema::{self, ParquetSink, ParquetSource, SchemaError};
 use crate::stage::{Staged, Winner};
 use crate::storage::{Storage, StorageError};
 
@@ -38,6 +38,8 @@ pub enum PublishError {
     Part { key: String, reason: String },
     #[error("cannot encode partition {key}: {source}")]
     Encode { key: String, source: SchemaError },
+    #[error("{key} is not sorted by start_date and session_id")]
+    Unsorted { key: String },
 }
 
 /// The partition key of a session that started at `start_date` (epoch ms).
@@ -60,6 +62,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Merges every staged winner into its partition and publishes the
 /// partitions in date order. Returns the files written.
+///
+/// A partition is written as a stream: its winners, sorted by
+/// (`start_date`, `session_id`), are merged with the existing file's rows,
+/// which are in that order already, through a small cache of decoded parts.
+/// Memory holds a batch of rows and the encoded file, not the partition's
+/// rows, however many sessions one day has.
 pub async fn publish<S: Storage, P: Storage>(
     storage: &S,
     parts_storage: &P,
@@ -67,64 +75,33 @@ pub async fn publish<S: Storage, P: Storage>(
     account_id: &str,
     region: &str,
 ) -> Result<Vec<WrittenFile>, PublishError> {
-    // date -> part -> winners in that part; built here rather than kept
-    // during the crawl, so the crawl holds one entry per session only.
-    let mut by_date: BTreeMap<String, BTreeMap<u32, Vec<&Winner>>> = BTreeMap::new();
-    for winner in staged.winners.values() {
+    // Built here rather than kept during the crawl, so the crawl holds one
+    // entry per session only.
+    let mut by_date: BTreeMap<String, Vec<(&str, &Winner)>> = BTreeMap::new();
+    for (id, winner) in &staged.winners {
         by_date
             .entry(partition_date(winner.start_date))
             .or_default()
-            .entry(winner.part)
-            .or_default()
-            .push(winner);
+            .push((id.as_ref(), winner));
     }
+    let mut parts = PartCache::new(parts_storage, &staged.parts);
     let mut written = Vec::with_capacity(by_date.len());
-    for (date, parts) in by_date {
+    for (date, mut winners) in by_date {
+        winners.sort_unstable_by(|a, b| (a.1.start_date, a.0).cmp(&(b.1.start_date, b.0)));
         let key = partition_key(&date, account_id, region);
-        let mut fresh = Vec::new();
-        for (part, winners) in parts {
-            let part_key = &staged.parts[part as usize];
-            let bytes = parts_storage
-                .get(part_key)
-                .await?
-                .ok_or_else(|| PublishError::Part {
-                    key: part_key.clone(),
-                    reason: "it is gone".into(),
-                })?;
-            let rows = schema::read_parquet(bytes).map_err(|e| PublishError::Part {
-                key: part_key.clone(),
-                reason: e.to_string(),
-            })?;
-            for winner in winners {
-                let mut record =
-                    rows.get(winner.row as usize)
-                        .cloned()
-                        .ok_or_else(|| PublishError::Part {
-                            key: part_key.clone(),
-                            reason: format!("it has no row {}", winner.row),
-                        })?;
-                record.first_seen_at = winner.first_seen_at;
-                record.last_seen_at = winner.last_seen_at;
-                fresh.push(record);
-            }
-        }
-        let existing = match storage.get(&key).await? {
-            Some(bytes) => {
-                schema::read_parquet(bytes).map_err(|source| PublishError::Existing {
-                    key: key.clone(),
-                    source,
-                })?
-            }
-            None => Vec::new(),
-        };
-        let rows = merge(existing, fresh);
-        let bytes = schema::write_parquet(&rows).map_err(|source| PublishError::Encode {
-            key: key.clone(),
-            source,
-        })?;
+        let existing = storage.get(&key).await?;
+        let (bytes, rows) =
+            match merge_streaming(&key, existing.clone(), &winners, &mut parts).await {
+                Err(PublishError::Unsorted { .. }) => {
+                    // Not a file this version wrote in order: merge in memory.
+                    tracing::warn!(%key, "existing partition is not sorted; merging it in memory");
+                    merge_in_memory(&key, existing, &winners, &mut parts).await?
+                }
+                other => other?,
+            };
         let file = WrittenFile {
             path: key.clone(),
-            rows: rows.len(),
+            rows,
             bytes: bytes.len() as u64,
             sha256: sha256_hex(&bytes),
         };
@@ -132,6 +109,194 @@ pub async fn publish<S: Storage, P: Storage>(
         written.push(file);
     }
     Ok(written)
+}
+
+/// The order of a partition's rows.
+fn order_key(r: &SessionRecord) -> (i64, &str) {
+    (r.start_date, r.session_id.as_str())
+}
+
+/// Merges sorted winners with a sorted existing partition into a new file.
+async fn merge_streaming<P: Storage>(
+    key: &str,
+    existing: Option<Bytes>,
+    winners: &[(&str, &Winner)],
+    parts: &mut PartCache<'_, P>,
+) -> Result<(Vec<u8>, usize), PublishError> {
+    let encode = |source| PublishError::Encode {
+        key: key.to_owned(),
+        source,
+    };
+    let mut sink = ParquetSink::new().map_err(encode)?;
+    let mut old = match existing {
+        Some(bytes) => Some(ExistingRows::new(key, bytes)?),
+        None => None,
+    };
+    let mut next_old = match &mut old {
+        Some(rows) => rows.next()?,
+        None => None,
+    };
+    for (_, winner) in winners {
+        let fresh = parts.row(winner).await?;
+        while next_old
+            .as_ref()
+            .is_some_and(|o| order_key(o) < order_key(&fresh))
+        {
+            if let Some(row) = next_old.take() {
+                sink.push(row).map_err(encode)?;
+            }
+            next_old = old.as_mut().map_or(Ok(None), ExistingRows::next)?;
+        }
+        match next_old.take() {
+            Some(mut same) if order_key(&same) == order_key(&fresh) => {
+                same.absorb(fresh);
+                sink.push(same).map_err(encode)?;
+                next_old = old.as_mut().map_or(Ok(None), ExistingRows::next)?;
+            }
+            other => {
+                next_old = other;
+                sink.push(fresh).map_err(encode)?;
+            }
+        }
+    }
+    while let Some(row) = next_old.take() {
+        sink.push(row).map_err(encode)?;
+        next_old = old.as_mut().map_or(Ok(None), ExistingRows::next)?;
+    }
+    let rows = sink.rows();
+    Ok((sink.finish().map_err(encode)?, rows))
+}
+
+/// The fallback for an existing file that is not in order: all rows in
+/// memory, merged by session id.
+async fn merge_in_memory<P: Storage>(
+    key: &str,
+    existing: Option<Bytes>,
+    winners: &[(&str, &Winner)],
+    parts: &mut PartCache<'_, P>,
+) -> Result<(Vec<u8>, usize), PublishError> {
+    let old = match existing {
+        Some(bytes) => schema::read_parquet(bytes).map_err(|source| PublishError::Existing {
+            key: key.to_owned(),
+            source,
+        })?,
+        None => Vec::new(),
+    };
+    let mut fresh = Vec::with_capacity(winners.len());
+    for (_, winner) in winners {
+        fresh.push(parts.row(winner).await?);
+    }
+    let rows = merge(old, fresh);
+    let bytes = schema::write_parquet(&rows).map_err(|source| PublishError::Encode {
+        key: key.to_owned(),
+        source,
+    })?;
+    Ok((bytes, rows.len()))
+}
+
+/// The rows of an existing partition, in file order, checked to be sorted.
+struct ExistingRows<'a> {
+    key: &'a str,
+    source: ParquetSource,
+    previous: Option<(i64, String)>,
+}
+
+impl<'a> ExistingRows<'a> {
+    fn new(key: &'a str, bytes: Bytes) -> Result<ExistingRows<'a>, PublishError> {
+        let source = ParquetSource::new(bytes).map_err(|source| PublishError::Existing {
+            key: key.to_owned(),
+            source,
+        })?;
+        Ok(ExistingRows {
+            key,
+            source,
+            previous: None,
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<SessionRecord>, PublishError> {
+        let row = self
+            .source
+            .next_row()
+            .map_err(|source| PublishError::Existing {
+                key: self.key.to_owned(),
+                source,
+            })?;
+        if let Some(row) = &row {
+            let key = (row.start_date, row.session_id.clone());
+            if self.previous.as_ref().is_some_and(|p| *p >= key) {
+                return Err(PublishError::Unsorted {
+                    key: self.key.to_owned(),
+                });
+            }
+            self.previous = Some(key);
+        }
+        Ok(row)
+    }
+}
+
+/// Decoded staged parts, the most recently used kept. Winners sorted by
+/// start time visit a part's rows together, so a few parts suffice.
+struct PartCache<'a, P> {
+    storage: &'a P,
+    keys: &'a [String],
+    recent: std::collections::VecDeque<(u32, Vec<SessionRecord>)>,
+}
+
+/// Decoded parts kept at once: at most 200 rows each.
+const PART_CACHE: usize = 64;
+
+impl<'a, P: Storage> PartCache<'a, P> {
+    fn new(storage: &'a P, keys: &'a [String]) -> PartCache<'a, P> {
+        PartCache {
+            storage,
+            keys,
+            recent: std::collections::VecDeque::with_capacity(PART_CACHE),
+        }
+    }
+
+    /// The winning row, with the seen-at span of all its observations.
+    async fn row(&mut self, winner: &Winner) -> Result<SessionRecord, PublishError> {
+        let part_key = &self.keys[winner.part as usize];
+        let position = match self.recent.iter().position(|(p, _)| *p == winner.part) {
+            Some(position) => position,
+            None => {
+                let bytes =
+                    self.storage
+                        .get(part_key)
+                        .await?
+                        .ok_or_else(|| PublishError::Part {
+                            key: part_key.clone(),
+                            reason: "it is gone".into(),
+                        })?;
+                let rows = schema::read_parquet(bytes).map_err(|e| PublishError::Part {
+                    key: part_key.clone(),
+                    reason: e.to_string(),
+                })?;
+                if self.recent.len() == PART_CACHE {
+                    self.recent.pop_back();
+                }
+                self.recent.push_front((winner.part, rows));
+                0
+            }
+        };
+        if position > 0 {
+            if let Some(entry) = self.recent.remove(position) {
+                self.recent.push_front(entry);
+            }
+        }
+        let mut record = self.recent[0]
+            .1
+            .get(winner.row as usize)
+            .cloned()
+            .ok_or_else(|| PublishError::Part {
+                key: part_key.clone(),
+                reason: format!("it has no row {}", winner.row),
+            })?;
+        record.first_seen_at = winner.first_seen_at;
+        record.last_seen_at = winner.last_seen_at;
+        Ok(record)
+    }
 }
 
 /// Merges fresh observations into a partition's rows and sorts the result by
@@ -155,7 +320,10 @@ pub fn merge(existing: Vec<SessionRecord>, fresh: Vec<SessionRecord>) -> Vec<Ses
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crawl::Page;
     use crate::record::tests::record;
+    use crate::stage::Stager;
+    use crate::storage::LocalStorage;
 
     #[test]
     fn merge_keeps_old_rows_first_seen_and_takes_newer_state() {
@@ -172,6 +340,88 @@ mod tests {
         assert_eq!(ids, ["new", "old", "live"]);
         assert_eq!(rows[2].status.as_deref(), Some("Terminated"));
         assert_eq!((rows[2].first_seen_at, rows[2].last_seen_at), (10, 20));
+    }
+
+    async fn publish_and_read(
+        storage: &std::sync::Arc<LocalStorage>,
+        staged: &Staged,
+    ) -> Vec<SessionRecord> {
+        let written = publish(
+            storage.as_ref(),
+            storage.as_ref(),
+            staged,
+            "123456789012",
+            "eu-west-1",
+        )
+        .await
+        .expect("publish");
+        assert_eq!(written.len(), 1);
+        let bytes = storage
+            .get(&written[0].path)
+            .await
+            .expect("get")
+            .expect("written");
+        let rows = schema::read_parquet(bytes).expect("read");
+        assert_eq!(written[0].rows, rows.len());
+        rows
+    }
+
+    #[tokio::test]
+    async fn streaming_merge_keeps_order_and_old_rows_and_falls_back_on_unsorted_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = std::sync::Arc::new(LocalStorage::new(dir.path()));
+        let mut stager = Stager::new(storage.clone(), "stage/".into());
+        let fresh = vec![
+            record("c", 20, "Terminated", 200),
+            record("a", 10, "Terminated", 200),
+            record("b", 5, "Terminated", 200),
+        ];
+        stager
+            .stage(Page {
+                job_id: 0,
+                state: crate::api::SessionState::History,
+                seq: 0,
+                records: fresh,
+                next_token: None,
+                outside_slice: 0,
+            })
+            .await
+            .expect("stage");
+        let staged = stager.into_staged();
+        let key = partition_key("1970-01-01", "123456789012", "eu-west-1");
+        let old = vec![
+            record("x", 1, "Terminated", 100),
+            record("a", 10, "Connected", 100),
+            record("y", 30, "Failed", 100),
+        ];
+
+        storage
+            .put(&key, schema::write_parquet(&old).expect("encode").into())
+            .await
+            .expect("put");
+        let rows = publish_and_read(&storage, &staged).await;
+        let ids: Vec<_> = rows.iter().map(|r| r.session_id.as_str()).collect();
+        assert_eq!(ids, ["x", "b", "a", "c", "y"]);
+        let a = &rows[2];
+        assert_eq!(
+            (a.status.as_deref(), a.first_seen_at, a.last_seen_at),
+            (Some("Terminated"), 100, 200)
+        );
+
+        let mut unsorted = old.clone();
+        unsorted.reverse();
+        storage
+            .put(
+                &key,
+                schema::write_parquet(&unsorted).expect("encode").into(),
+            )
+            .await
+            .expect("put");
+        assert_eq!(
+            publish_and_read(&storage, &staged).await,
+            rows,
+            "the in-memory fallback gives the same file"
+        );
     }
 
     #[test]

@@ -129,40 +129,129 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Encodes rows as one Parquet file, in the order given.
-pub fn write_parquet(rows: &[SessionRecord]) -> Result<Vec<u8>, SchemaError> {
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(writer_properties()))?;
-    for chunk in rows.chunks(ROW_GROUP_SIZE) {
-        writer.write(&to_batch(chunk)?)?;
-    }
-    writer.close()?;
-    Ok(out)
+/// Rows buffered before they are encoded as one Arrow batch.
+const WRITE_BATCH: usize = 8192;
+
+/// Encodes rows into one Parquet file as they come, so a writer holds one
+/// batch of rows and the encoded file, never all rows at once.
+pub struct ParquetSink {
+    writer: ArrowWriter<Vec<u8>>,
+    buffer: Vec<SessionRecord>,
+    rows: usize,
 }
 
-/// Decodes a Parquet file written by [`write_parquet`]. A file whose columns
-/// differ from the contract is refused rather than guessed at.
-pub fn read_parquet(bytes: Bytes) -> Result<Vec<SessionRecord>, SchemaError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    let found = builder.schema().clone();
-    let expected = schema();
-    let same = found.fields().len() == expected.fields().len()
-        && found
-            .fields()
-            .iter()
-            .zip(expected.fields())
-            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
-    if !same {
-        let names: Vec<String> = found
-            .fields()
-            .iter()
-            .map(|f| format!("{} {}", f.name(), f.data_type()))
-            .collect();
-        return Err(SchemaError::Mismatch(names.join(", ")));
+impl std::fmt::Debug for ParquetSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetSink")
+            .field("rows", &self.rows)
+            .finish()
     }
+}
+
+impl ParquetSink {
+    pub fn new() -> Result<ParquetSink, SchemaError> {
+        Ok(ParquetSink {
+            writer: ArrowWriter::try_new(Vec::new(), schema(), Some(writer_properties()))?,
+            buffer: Vec::with_capacity(WRITE_BATCH),
+            rows: 0,
+        })
+    }
+
+    pub fn push(&mut self, row: SessionRecord) -> Result<(), SchemaError> {
+        self.buffer.push(row);
+        self.rows += 1;
+        if self.buffer.len() == WRITE_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SchemaError> {
+        if !self.buffer.is_empty() {
+            self.writer.write(&to_batch(&self.buffer)?)?;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The finished file's bytes.
+    pub fn finish(mut self) -> Result<Vec<u8>, SchemaError> {
+        self.flush()?;
+        Ok(self.writer.into_inner()?)
+    }
+}
+
+/// Encodes rows as one Parquet file, in the order given.
+pub fn write_parquet(rows: &[SessionRecord]) -> Result<Vec<u8>, SchemaError> {
+    let mut sink = ParquetSink::new()?;
+    for row in rows {
+        sink.push(row.clone())?;
+    }
+    sink.finish()
+}
+
+/// Reads a Parquet file written by [`ParquetSink`] a batch at a time. A file
+/// whose columns differ from the contract is refused rather than guessed at.
+pub struct ParquetSource {
+    batches: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    pending: std::collections::VecDeque<SessionRecord>,
+}
+
+impl std::fmt::Debug for ParquetSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetSource")
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl ParquetSource {
+    pub fn new(bytes: Bytes) -> Result<ParquetSource, SchemaError> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+        let found = builder.schema().clone();
+        let expected = schema();
+        let same = found.fields().len() == expected.fields().len()
+            && found
+                .fields()
+                .iter()
+                .zip(expected.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if !same {
+            let names: Vec<String> = found
+                .fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect();
+            return Err(SchemaError::Mismatch(names.join(", ")));
+        }
+        Ok(ParquetSource {
+            batches: builder.with_batch_size(WRITE_BATCH).build()?,
+            pending: std::collections::VecDeque::new(),
+        })
+    }
+
+    /// The next row, or None at the end of the file.
+    pub fn next_row(&mut self) -> Result<Option<SessionRecord>, SchemaError> {
+        while self.pending.is_empty() {
+            match self.batches.next() {
+                Some(batch) => self.pending.extend(from_batch(&batch?)?),
+                None => return Ok(None),
+            }
+        }
+        Ok(self.pending.pop_front())
+    }
+}
+
+/// Decodes a whole Parquet file written by [`write_parquet`].
+pub fn read_parquet(bytes: Bytes) -> Result<Vec<SessionRecord>, SchemaError> {
+    let mut source = ParquetSource::new(bytes)?;
     let mut rows = Vec::new();
-    for batch in builder.build()? {
-        rows.extend(from_batch(&batch?)?);
+    while let Some(row) = source.next_row()? {
+        rows.push(row);
     }
     Ok(rows)
 }
