@@ -17,7 +17,7 @@ use crate::api::SessionState;
 use crate::config::{ExportConfig, UserFilter};
 use crate::crawl::CrawlJob;
 use crate::storage::{Conditional, Storage, StorageError};
-use crate::window::{format_filter_time, TimeRange};
+use crate::window::TimeRange;
 
 /// Version of the checkpoint format; an unknown version is refused.
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -166,11 +166,7 @@ impl Checkpoint {
             spec: JobSpec::of(config),
             window_start_ms: config.window.start,
             window_end_ms: config.window.end,
-            window: format!(
-                "{} to {}",
-                format_filter_time(config.window.start),
-                format_filter_time(config.window.end)
-            ),
+            window: config.window.to_string(),
             jobs: jobs
                 .iter()
                 .map(|job| JobProgress {
@@ -178,11 +174,7 @@ impl Checkpoint {
                     state: job.state,
                     slice_start_ms: job.slice.start,
                     slice_end_ms: job.slice.end,
-                    slice: format!(
-                        "{} to {}",
-                        format_filter_time(job.slice.start),
-                        format_filter_time(job.slice.end)
-                    ),
+                    slice: job.slice.to_string(),
                     status: JobStatus::Pending,
                     pages_done: 0,
                     next_token: None,

@@ -203,10 +203,12 @@ impl ExportConfig {
             }
         );
         if since >= until {
+            let empty = TimeRange {
+                start: since,
+                end: until,
+            };
             return Err(ConfigError(format!(
-                "--since {} is not before --until {}: the window is empty",
-                crate::window::format_filter_time(since),
-                crate::window::format_filter_time(until)
+                "--since is not before --until ({empty}): the window is empty"
             )));
         }
         if until - since > HISTORY_DAYS * DAY_MS {

@@ -68,6 +68,8 @@ pub enum CrawlError {
         to: String,
         message: String,
     },
+    #[error("{0} failed unexpectedly; this is a bug in ssm-audit, please report it")]
+    Panicked(String),
     #[error("the crawl was stopped by a shutdown signal")]
     Interrupted,
     #[error("the page consumer stopped before the crawl ended")]
@@ -101,14 +103,8 @@ pub async fn crawl(
     drop(pages);
     let mut first_error = None;
     while let Some(joined) = workers.join_next().await {
-        let result = joined.unwrap_or_else(|e| {
-            Err(CrawlError::Api {
-                state: "any",
-                from: String::new(),
-                to: String::new(),
-                message: format!("a crawl worker panicked: {e}"),
-            })
-        });
+        let result =
+            joined.unwrap_or_else(|e| Err(CrawlError::Panicked(format!("a crawl worker: {e}"))));
         if let Err(error) = result {
             let _ = stop_tx.send(true);
             // A real failure explains more than the interruptions it causes.
@@ -117,7 +113,7 @@ pub async fn crawl(
                 (None, _)
                     | (
                         Some(CrawlError::Interrupted | CrawlError::ConsumerGone),
-                        CrawlError::Api { .. }
+                        CrawlError::Api { .. } | CrawlError::Panicked(_)
                     )
             );
             if replace {

@@ -441,14 +441,9 @@ impl Locked<'_> {
         }
         // Closing the receiver stops the crawler at its next page.
         drop(pages_rx);
-        let crawl_result = crawler.await.unwrap_or_else(|e| {
-            Err(CrawlError::Api {
-                state: "any",
-                from: String::new(),
-                to: String::new(),
-                message: format!("the crawler panicked: {e}"),
-            })
-        });
+        let crawl_result = crawler
+            .await
+            .unwrap_or_else(|e| Err(CrawlError::Panicked(format!("the crawler: {e}"))));
         if let Some(error) = stage_error {
             return Err(error);
         }

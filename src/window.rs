@@ -36,6 +36,19 @@ impl TimeRange {
     }
 }
 
+/// `2026-11-01T06:00:00Z to 2026-11-01T12:00:00Z`, for people reading
+/// checkpoints and messages.
+impl std::fmt::Display for TimeRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} to {}",
+            format_filter_time(self.start),
+            format_filter_time(self.end)
+        )
+    }
+}
+
 /// The only time form the service documents for filters.
 pub fn format_filter_time(millis: i64) -> String {
     chrono::DateTime::from_timestamp_millis(millis)
@@ -86,5 +99,9 @@ mod tests {
         assert_eq!(slice.query_after(), "2023-11-14T22:13:19Z");
         assert_eq!(slice.query_before(), "2023-11-14T22:15:01Z");
         assert!(slice.contains(slice.start) && !slice.contains(slice.end));
+        assert_eq!(
+            slice.to_string(),
+            "2023-11-14T22:13:20Z to 2023-11-14T22:15:00Z"
+        );
     }
 }

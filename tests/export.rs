@@ -68,9 +68,19 @@ fn a_full_export_matches_the_data_set_field_for_field() {
     for s in &data {
         assert_same_session(&rows[&s.session_id], s);
     }
+    let checkpoint_dir = out.path().join(format!("_checkpoint/{ACCOUNT}_{REGION}"));
     assert!(
-        !out.path().join("_staging").exists(),
+        !checkpoint_dir.join("staged").exists(),
         "staged parts are removed after publishing"
+    );
+    let checkpoint: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(checkpoint_dir.join("checkpoint.json")).expect("checkpoint"),
+    )
+    .expect("JSON");
+    assert_eq!(checkpoint["status"], "complete");
+    assert!(
+        !out.path().join("_lock.json").exists(),
+        "the lock is released"
     );
 
     let m = manifest(out.path());
@@ -424,12 +434,7 @@ fn bad_flags_exit_2_before_any_aws_call() {
         assert_refused(&result, 2, expected, &format!("{flags:?}"));
     }
     let result = export(&sim, &unwritable, &[]);
-    assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
-    assert!(
-        stderr(&result).contains("not a directory"),
-        "{}",
-        stderr(&result)
-    );
+    assert_refused(&result, 2, "not a directory", "result");
     assert_eq!(sim.stat("describe_calls") + sim.stat("identity_calls"), 0);
     assert!(!out.path().join("out").exists());
 }
@@ -446,12 +451,7 @@ fn missing_region_credentials_or_endpoint_exit_1_and_write_nothing() {
         .arg(&target)
         .output()
         .expect("runs");
-    assert_eq!(no_region.status.code(), Some(1), "{}", stderr(&no_region));
-    assert!(
-        stderr(&no_region).contains("region"),
-        "{}",
-        stderr(&no_region)
-    );
+    assert_refused(&no_region, 1, "region", "no_region");
 
     let no_credentials = ssm_audit()
         .env_remove("AWS_ACCESS_KEY_ID")
@@ -460,17 +460,7 @@ fn missing_region_credentials_or_endpoint_exit_1_and_write_nothing() {
         .arg(&target)
         .output()
         .expect("runs");
-    assert_eq!(
-        no_credentials.status.code(),
-        Some(1),
-        "{}",
-        stderr(&no_credentials)
-    );
-    assert!(
-        stderr(&no_credentials).contains("credentials"),
-        "{}",
-        stderr(&no_credentials)
-    );
+    assert_refused(&no_credentials, 1, "credentials", "no_credentials");
 
     // A port nothing listens on: bind one, note it, free it.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
@@ -489,17 +479,7 @@ fn missing_region_credentials_or_endpoint_exit_1_and_write_nothing() {
         .arg(&target)
         .output()
         .expect("runs");
-    assert_eq!(
-        unreachable.status.code(),
-        Some(1),
-        "{}",
-        stderr(&unreachable)
-    );
-    assert!(
-        stderr(&unreachable).contains("GetCallerIdentity"),
-        "{}",
-        stderr(&unreachable)
-    );
+    assert_refused(&unreachable, 1, "GetCallerIdentity", "unreachable");
 
     assert!(!target.exists(), "nothing written");
     assert_eq!(sim.stat("describe_calls"), 0);

@@ -409,12 +409,7 @@ fn two_runs_at_once_on_one_output_exactly_one_proceeds() {
         .join("_lock.json")
         .exists()));
     let second = export(&sim, out.path(), CRAWL);
-    assert_eq!(second.status.code(), Some(5), "{}", stderr(&second));
-    assert!(
-        stderr(&second).contains("another export holds the lock"),
-        "{}",
-        stderr(&second)
-    );
+    assert_refused(&second, 5, "another export holds the lock", "second");
     assert!(first.wait().expect("first finishes").success());
     assert_eq!(read_rows(out.path()).len(), data.len());
 }
@@ -463,12 +458,7 @@ fn a_write_error_stops_the_run_clearly_and_the_rerun_resumes_from_the_last_durab
     ));
     std::fs::create_dir_all(blocked.join("in-the-way")).expect("mkdir");
     let failed = export(&sim, out.path(), CRAWL);
-    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
-    assert!(
-        stderr(&failed).contains("active-00000-000000.parquet"),
-        "{}",
-        stderr(&failed)
-    );
+    assert_refused(&failed, 1, "active-00000-000000.parquet", "failed");
     let saved = checkpoint(out.path());
     assert_eq!(
         saved["jobs"][0]["pages_done"], 0,

@@ -375,11 +375,11 @@ fn a_missing_bucket_or_an_unwritable_prefix_fails_before_any_ssm_call() {
     let (sim, _d) = Sim::with_sessions(&generated(20, 94, &[]), &[]);
     let moto = Moto::start();
     let missing = s3_export(&sim, &moto, "s3://no-such-bucket/ssm", &[]);
-    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
-    assert!(
-        stderr(&missing).contains("bucket no-such-bucket does not exist"),
-        "{}",
-        stderr(&missing)
+    assert_refused(
+        &missing,
+        2,
+        "bucket no-such-bucket does not exist",
+        "missing",
     );
 
     moto.create_bucket("locked-bucket");

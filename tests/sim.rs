@@ -47,10 +47,8 @@ fn out_of_range_knobs_are_refused() {
     }
 }
 
-#[test]
-fn generate_writes_the_data_set_it_would_serve() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("data.jsonl");
+/// `ssm-sim generate` of a fixed data set into `out`, checked to succeed.
+fn generate_into(out: &std::path::Path) {
     let result = ssm_sim(&[
         "generate",
         "--sessions",
@@ -67,20 +65,19 @@ fn generate_writes_the_data_set_it_would_serve() {
         "{}",
         String::from_utf8_lossy(&result.stderr)
     );
+}
+
+#[test]
+fn generate_writes_the_data_set_it_would_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, again) = (
+        dir.path().join("data.jsonl"),
+        dir.path().join("again.jsonl"),
+    );
+    generate_into(&out);
     let sessions = ssm_audit::sim::data::load_jsonl(&out).expect("loads back");
     assert_eq!(sessions.len(), 250);
-    let again = dir.path().join("again.jsonl");
-    ssm_sim(&[
-        "generate",
-        "--sessions",
-        "250",
-        "--seed",
-        "3",
-        "--now",
-        "2026-11-01T00:00:00Z",
-        "--out",
-        again.to_str().expect("utf-8"),
-    ]);
+    generate_into(&again);
     assert_eq!(
         std::fs::read(&out).expect("read"),
         std::fs::read(&again).expect("read"),
