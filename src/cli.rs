@@ -111,6 +111,9 @@ pub struct ReportArgs {
 
     #[command(flatten)]
     pub aws: AwsArgs,
+
+    #[command(flatten)]
+    pub s3_write: S3WriteArgs,
 }
 
 /// Which DescribeSessions lists to crawl.
@@ -192,11 +195,23 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub aws: AwsArgs,
 
+    #[command(flatten)]
+    pub s3_write: S3WriteArgs,
+
     /// Discard an unfinished checkpoint (and its staged pages) and crawl
     /// afresh, for example after changing flags or when it is corrupt.
     #[arg(long, env = "SSM_AUDIT_RESTART")]
     pub restart: bool,
 
+    /// Start the run's clock at this RFC 3339 instant (it then advances in
+    /// real time). For tests, so that nothing depends on the hour they run.
+    #[arg(long, env = "SSM_AUDIT_CLOCK_START", value_name = "TIME", hide = true)]
+    pub clock_start: Option<String>,
+}
+
+/// How objects written to S3 are encrypted (export and report).
+#[derive(Debug, Args)]
+pub struct S3WriteArgs {
     /// Server-side encryption of every object written to S3.
     #[arg(long, env = "SSM_AUDIT_SSE", value_enum)]
     pub sse: Option<SseArg>,

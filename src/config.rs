@@ -8,17 +8,30 @@ use aws_sdk_ssm::types::SessionFilterKey;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{SessionState, ACCESS_TYPES, STATUSES};
-use crate::cli::{ExportArgs, StateArg};
-use crate::window::TimeRange;
+use crate::cli::{ExportArgs, S3WriteArgs, SseArg, StateArg};
+use crate::storage::{Sse, StorageError};
+use crate::time::{Clock, TimeRange};
 
 /// How long the service keeps History, in days.
 pub const HISTORY_DAYS: i64 = 30;
 const DAY_MS: i64 = 86_400_000;
 
 /// A flag or setting that cannot work; the message says which and why.
+/// Every variant is exit code 2: the command must change, not the world.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// A flag's value; the message names the flag and what would work.
+    #[error("{0}")]
+    Flag(String),
+    /// An output or checkpoint location that failed its pre-flight.
+    #[error("the {flag} location is not usable; {hint}")]
+    Unusable {
+        flag: &'static str,
+        hint: &'static str,
+        #[source]
+        source: StorageError,
+    },
+}
 
 /// The AWS settings of a run; anything unset falls back to the standard
 /// AWS configuration (environment, profiles).
@@ -67,7 +80,7 @@ impl Location {
     /// Parses `DIR` or `s3://bucket/prefix`.
     pub fn parse(flag: &str, text: &str) -> Result<Location, ConfigError> {
         if text.trim().is_empty() {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Flag(format!(
                 "{flag} is empty: name a directory or s3://bucket/prefix"
             )));
         }
@@ -82,13 +95,13 @@ impl Location {
             && !bucket.starts_with(['-', '.'])
             && !bucket.ends_with(['-', '.']);
         if !valid_bucket {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Flag(format!(
                 "{flag} {text:?} does not name a valid S3 bucket (3-63 lower-case letters, digits, dots, hyphens)"
             )));
         }
         let prefix = prefix.trim_matches('/');
         if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Flag(format!(
                 "{flag} {text:?} has an invalid prefix"
             )));
         }
@@ -119,24 +132,38 @@ impl Serialize for Location {
     }
 }
 
-/// How S3 objects are written.
+/// How S3 objects are addressed and written.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct S3Settings {
-    /// `AES256` or `aws:kms`.
-    pub sse: Option<String>,
-    pub sse_kms_key_id: Option<String>,
+    pub sse: Option<Sse>,
     pub force_path_style: bool,
 }
 
 impl S3Settings {
-    pub fn sse(&self) -> Option<crate::storage::Sse> {
-        match self.sse.as_deref() {
-            Some("AES256") => Some(crate::storage::Sse::Aes256),
-            Some("aws:kms") => Some(crate::storage::Sse::Kms {
-                key_id: self.sse_kms_key_id.clone(),
-            }),
-            _ => None,
-        }
+    /// Settings for a command that writes (`write` given) or only reads.
+    pub fn from_args(
+        aws: &crate::cli::AwsArgs,
+        write: Option<&S3WriteArgs>,
+    ) -> Result<S3Settings, ConfigError> {
+        let sse = match write {
+            None => None,
+            Some(write) => match (write.sse, &write.sse_kms_key_id) {
+                (Some(SseArg::AwsKms), key_id) => Some(Sse::Kms {
+                    key_id: key_id.clone(),
+                }),
+                (_, Some(_)) => {
+                    return Err(ConfigError::Flag(
+                        "--sse-kms-key-id needs --sse aws:kms".into(),
+                    ))
+                }
+                (Some(SseArg::Aes256), None) => Some(Sse::Aes256),
+                (None, None) => None,
+            },
+        };
+        Ok(S3Settings {
+            sse,
+            force_path_style: aws.s3_force_path_style,
+        })
     }
 }
 
@@ -160,6 +187,9 @@ pub struct ExportConfig {
     pub s3: S3Settings,
     /// Discard an unfinished checkpoint before crawling.
     pub restart: bool,
+    /// The run's clock: the system's, or one a test pinned.
+    #[serde(skip)]
+    pub clock: Clock,
     /// Things worth saying that do not stop the run.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -177,9 +207,14 @@ fn serialize_states<S: serde::Serializer>(
 const USER_FILTER_KEYS: [&str; 4] = ["Target", "Owner", "Status", "AccessType"];
 
 impl ExportConfig {
-    /// Validates the flags; `now_ms` is the run's clock, passed in so tests
-    /// can pin it.
-    pub fn from_args(args: &ExportArgs, now_ms: i64) -> Result<ExportConfig, ConfigError> {
+    /// Validates the flags. `clock` is the run's clock (the system's in the
+    /// binary), unless `--clock-start` pins another.
+    pub fn from_args(args: &ExportArgs, clock: Clock) -> Result<ExportConfig, ConfigError> {
+        let clock = match &args.clock_start {
+            Some(text) => Clock::starting_at(parse_time("--clock-start", text)?),
+            None => clock,
+        };
+        let now_ms = clock.now_ms();
         let mut warnings = Vec::new();
         let until = match &args.until {
             Some(text) => parse_time("--until", text)?,
@@ -193,12 +228,12 @@ impl ExportConfig {
         let window_spec = format!(
             "{} until {}",
             match (&args.since, &args.lookback) {
-                (Some(_), _) => format!("since {}", crate::window::format_filter_time(since)),
+                (Some(_), _) => format!("since {}", crate::time::format_filter_time(since)),
                 (None, Some(text)) => format!("lookback {text}"),
                 (None, None) => format!("lookback {HISTORY_DAYS}d"),
             },
             match &args.until {
-                Some(_) => crate::window::format_filter_time(until),
+                Some(_) => crate::time::format_filter_time(until),
                 None => "now".into(),
             }
         );
@@ -207,7 +242,7 @@ impl ExportConfig {
                 start: since,
                 end: until,
             };
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Flag(format!(
                 "--since is not before --until ({empty}): the window is empty"
             )));
         }
@@ -218,7 +253,7 @@ impl ExportConfig {
         }
         let slice_ms = parse_duration("--slice", &args.slice)?;
         if slice_ms < 1000 || slice_ms % 1000 != 0 {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Flag(format!(
                 "--slice {:?} must be a whole number of seconds, at least 1s (filters take whole seconds)",
                 args.slice
             )));
@@ -236,7 +271,7 @@ impl ExportConfig {
             .collect::<Result<Vec<_>, _>>()?;
         // DescribeSessions takes 6 filters; the crawler uses 2.
         if filters.len() > 4 {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Flag(format!(
                 "{} --filters given; at most 4 fit beside the crawler's InvokedAfter and InvokedBefore",
                 filters.len()
             )));
@@ -247,26 +282,17 @@ impl ExportConfig {
             .as_deref()
             .map(|text| Location::parse("--checkpoint", text))
             .transpose()?;
-        let s3 = S3Settings {
-            sse: args.sse.map(|sse| match sse {
-                crate::cli::SseArg::Aes256 => "AES256".to_owned(),
-                crate::cli::SseArg::AwsKms => "aws:kms".to_owned(),
-            }),
-            sse_kms_key_id: args.sse_kms_key_id.clone(),
-            force_path_style: args.aws.s3_force_path_style,
-        };
+        let s3 = S3Settings::from_args(&args.aws, Some(&args.s3_write))?;
         let uses_s3 = output.is_s3() || checkpoint.as_ref().is_some_and(Location::is_s3);
         if s3.sse.is_some() && !uses_s3 {
-            return Err(ConfigError(
+            return Err(ConfigError::Flag(
                 "--sse applies to s3:// outputs and checkpoints only".into(),
             ));
         }
-        if s3.sse_kms_key_id.is_some() && s3.sse.as_deref() != Some("aws:kms") {
-            return Err(ConfigError("--sse-kms-key-id needs --sse aws:kms".into()));
-        }
+
         if let Some(account) = &args.account_id {
             if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::Flag(format!(
                     "--account-id {account:?} is not a 12-digit AWS account id"
                 )));
             }
@@ -287,6 +313,7 @@ impl ExportConfig {
             checkpoint,
             s3,
             restart: args.restart,
+            clock,
             warnings,
         })
     }
@@ -304,7 +331,7 @@ pub fn parse_time(flag: &str, text: &str) -> Result<i64, ConfigError> {
             .and_utc()
             .timestamp_millis());
     }
-    Err(ConfigError(format!(
+    Err(ConfigError::Flag(format!(
         "{flag} {text:?} is not an ISO-8601 UTC time: use 2026-11-01 or 2026-11-01T06:00:00Z"
     )))
 }
@@ -315,7 +342,7 @@ fn parse_duration(flag: &str, text: &str) -> Result<i64, ConfigError> {
         .and_then(|d| i64::try_from(d.as_millis()).ok())
         .filter(|ms| *ms > 0)
         .ok_or_else(|| {
-            ConfigError(format!(
+            ConfigError::Flag(format!(
                 "{flag} {text:?} is not a duration such as 30d, 6h or 90m"
             ))
         })
@@ -325,7 +352,7 @@ fn parse_duration(flag: &str, text: &str) -> Result<i64, ConfigError> {
 /// The value runs to the end, so it may hold commas.
 pub fn parse_filter(text: &str) -> Result<UserFilter, ConfigError> {
     let bad = |why: &str| {
-        ConfigError(format!(
+        ConfigError::Flag(format!(
             "--filters {text:?} {why}: write key=<Target|Owner|Status|AccessType>,value=<value>"
         ))
     };
@@ -380,7 +407,7 @@ mod tests {
         let crate::cli::Command::Export(args) = cli.command else {
             panic!("an export command")
         };
-        ExportConfig::from_args(&args, NOW)
+        ExportConfig::from_args(&args, Clock::fixed(NOW))
     }
 
     #[test]
@@ -396,7 +423,7 @@ mod tests {
     #[test]
     fn refuses_an_empty_window_and_warns_on_a_long_one() {
         let err = config(&["--since", "2026-11-02", "--until", "2026-11-01"]).expect_err("empty");
-        assert!(err.0.contains("not before"), "{err}");
+        assert!(err.to_string().contains("not before"), "{err}");
         let long = config(&["--lookback", "45d"]).expect("valid");
         assert_eq!(long.warnings.len(), 1);
     }
@@ -454,7 +481,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(
-            c.s3.sse(),
+            c.s3.sse,
             Some(crate::storage::Sse::Kms {
                 key_id: Some("alias/audit".into())
             })

@@ -1,21 +1,22 @@
 //! ssm-audit keeps a permanent, queryable record of AWS Systems Manager
 //! Session Manager sessions. See `ARCHITECTURE.md` for the map.
+//!
+//! The modules in the order data flows through them: the command line
+//! ([`cli`]) becomes a validated configuration ([`config`]); [`export`]
+//! crawls DescribeSessions through [`aws`] and writes the data set
+//! ([`dataset`]) through [`storage`]; [`verify`] and [`report`] read it back.
+//! [`exit`] turns any failure into the process's exit code.
 
 pub mod api;
 pub mod aws;
-pub mod checkpoint;
 pub mod cli;
 pub mod config;
-pub mod crawl;
+pub mod dataset;
+pub mod exit;
 pub mod export;
-pub mod lock;
-pub mod manifest;
-pub mod publish;
-pub mod record;
 pub mod report;
-pub mod schema;
-pub mod sim;
-pub mod stage;
+pub mod shutdown;
 pub mod storage;
+pub mod text;
+pub mod time;
 pub mod verify;
-pub mod window;

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::manifest::{RunManifest, MANIFEST_VERSION, RUNS_PREFIX};
-use crate::publish::sha256_hex;
+use crate::dataset::layout::{RUNS_PREFIX, SESSIONS_PREFIX};
+use crate::dataset::manifest::{sha256_hex, RunManifest, MANIFEST_VERSION};
 use crate::storage::{Storage, StorageError};
 
 /// What verification found.
@@ -78,14 +78,16 @@ pub enum VerifyError {
     Differences,
 }
 
-/// Checks every data file under `sessions/` against the manifests.
+/// Checks every data file under the sessions folder against the manifests.
 pub async fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, VerifyError> {
     let mut manifests = Vec::new();
     for key in storage.list(RUNS_PREFIX).await? {
         if !key.ends_with(".json") {
             continue;
         }
-        let bytes = storage.get(&key).await?.unwrap_or_default();
+        let Some(bytes) = storage.get(&key).await? else {
+            continue; // removed since it was listed
+        };
         let manifest: RunManifest =
             serde_json::from_slice(&bytes).map_err(|e| VerifyError::Manifest {
                 key: key.clone(),
@@ -118,7 +120,11 @@ pub async fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, VerifyError
             );
         }
     }
-    let present: BTreeSet<String> = storage.list("sessions/").await?.into_iter().collect();
+    let present: BTreeSet<String> = storage
+        .list(SESSIONS_PREFIX)
+        .await?
+        .into_iter()
+        .collect();
     let mut report = VerifyReport {
         manifests: manifests.len(),
         ..VerifyReport::default()

@@ -9,7 +9,7 @@
 //! left alone.
 
 use super::{duration_minutes, is_after_hours, rfc3339, ReportError};
-use crate::record::SessionRecord;
+use crate::dataset::record::SessionRecord;
 
 const HEADER: [&str; 18] = [
     "session_id",
@@ -88,7 +88,7 @@ pub fn render(sessions: &[SessionRecord]) -> Result<Vec<u8>, ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::tests::record;
+    use crate::dataset::record::tests::record;
 
     #[test]
     fn formulas_are_neutralised_and_quoting_follows_rfc_4180() {

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use super::{duration_minutes, rfc3339, Report};
-use crate::record::SessionRecord;
+use crate::dataset::record::SessionRecord;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {

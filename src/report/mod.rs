@@ -12,11 +12,14 @@ use bytes::Bytes;
 use chrono::{Datelike, NaiveDate, Timelike};
 use serde::Serialize;
 
+use crate::aws::{self, AwsError};
 use crate::cli::{ReportArgs, ReportFormat};
 use crate::config::{AwsSettings, ConfigError, Location, S3Settings};
-use crate::record::SessionRecord;
-use crate::schema::{self, SchemaError};
-use crate::storage::{Storage, StorageError};
+use crate::dataset::layout::{self, PartitionKey};
+use crate::dataset::record::{sort_rows, SessionRecord};
+use crate::dataset::schema::{self, SchemaError};
+use crate::storage::{AnyStorage, LocalStorage, Storage, StorageError};
+use crate::time::Clock;
 
 mod csv;
 mod html;
@@ -55,11 +58,13 @@ pub struct ReportConfig {
     pub presign: Option<Duration>,
     pub aws: AwsSettings,
     pub s3: S3Settings,
+    /// Stamps `generated_at`.
+    pub clock: Clock,
 }
 
 fn parse_day(flag: &str, text: &str) -> Result<NaiveDate, ConfigError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| ConfigError(format!("{flag} {text:?} is not a date such as 2026-07-01")))
+        .map_err(|_| ConfigError::Flag(format!("{flag} {text:?} is not a date such as 2026-07-01")))
 }
 
 impl ReportConfig {
@@ -77,11 +82,17 @@ impl ReportConfig {
             .transpose()?;
         if let (Some(from), Some(to)) = (from, to) {
             if from > to {
-                return Err(ConfigError(format!("--from {from} is after --to {to}")));
+                return Err(ConfigError::Flag(format!("--from {from} is after --to {to}")));
             }
         }
         let out = match Location::parse("--out", &args.out)? {
-            Location::Local(path) => Destination::File(path),
+            Location::Local(path) if path.file_name().is_some() => Destination::File(path),
+            Location::Local(_) => {
+                return Err(ConfigError::Flag(format!(
+                    "--out {:?} names no file: end it with a file name",
+                    args.out
+                )))
+            }
             Location::S3 { bucket, prefix } if !prefix.is_empty() && !args.out.ends_with('/') => {
                 Destination::S3 {
                     bucket,
@@ -89,7 +100,7 @@ impl ReportConfig {
                 }
             }
             Location::S3 { .. } => {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::Flag(format!(
                     "--out {:?} names no object: end it with a file name",
                     args.out
                 )))
@@ -99,17 +110,17 @@ impl ReportConfig {
             None => None,
             Some(text) => {
                 let duration = humantime::parse_duration(text).map_err(|_| {
-                    ConfigError(format!(
+                    ConfigError::Flag(format!(
                         "--presign {text:?} is not a duration such as 7d or 12h"
                     ))
                 })?;
                 if duration.is_zero() || duration > MAX_PRESIGN {
-                    return Err(ConfigError(format!(
+                    return Err(ConfigError::Flag(format!(
                         "--presign {text} must be above 0 and at most 7d"
                     )));
                 }
                 if !matches!(out, Destination::S3 { .. }) {
-                    return Err(ConfigError(
+                    return Err(ConfigError::Flag(
                         "--presign needs an s3:// --out to link to".into(),
                     ));
                 }
@@ -136,10 +147,8 @@ impl ReportConfig {
             out,
             presign,
             aws: AwsSettings::from_args(&args.aws, None),
-            s3: S3Settings {
-                force_path_style: args.aws.s3_force_path_style,
-                ..S3Settings::default()
-            },
+            s3: S3Settings::from_args(&args.aws, Some(&args.s3_write))?,
+            clock: Clock::system(),
         })
     }
 }
@@ -148,17 +157,18 @@ impl ReportConfig {
 pub enum ReportError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
     #[error("partition {key} is unreadable: {source}")]
     Partition { key: String, source: SchemaError },
-    #[error("cannot write the report to {path}: {source}")]
+    #[error("cannot write the report to {destination}")]
     Write {
-        path: String,
-        source: std::io::Error,
+        destination: String,
+        #[source]
+        source: StorageError,
     },
     #[error("cannot encode the report: {0}")]
     Encode(String),
-    #[error("cannot presign a link to {url}: {message}")]
-    Presign { url: String, message: String },
 }
 
 /// Everything a report shows, in every format.
@@ -300,12 +310,6 @@ pub fn is_after_hours(r: &SessionRecord) -> bool {
     start.hour() < 8 || start.hour() >= 18 || start.weekday().number_from_monday() >= 6
 }
 
-/// The day of a partition key `sessions/dt=YYYY-MM-DD/…`.
-fn partition_day(key: &str) -> Option<NaiveDate> {
-    let rest = key.strip_prefix("sessions/dt=")?;
-    NaiveDate::parse_from_str(rest.get(..10)?, "%Y-%m-%d").ok()
-}
-
 /// Reads the sessions of the period that match the filters, reading only
 /// the partitions in range.
 pub async fn select<S: Storage>(
@@ -315,8 +319,8 @@ pub async fn select<S: Storage>(
     let owners: BTreeSet<&str> = config.owners.iter().map(String::as_str).collect();
     let targets: BTreeSet<&str> = config.targets.iter().map(String::as_str).collect();
     let mut sessions = Vec::new();
-    for key in storage.list("sessions/").await? {
-        let Some(day) = partition_day(&key) else {
+    for key in storage.list(layout::SESSIONS_PREFIX).await? {
+        let Some(PartitionKey { date: day, .. }) = PartitionKey::parse(&key) else {
             continue;
         };
         if config.from.is_some_and(|from| day < from) || config.to.is_some_and(|to| day > to) {
@@ -334,7 +338,7 @@ pub async fn select<S: Storage>(
                 && (targets.is_empty() || r.target.as_deref().is_some_and(|t| targets.contains(t)))
         }));
     }
-    sessions.sort_by(|a, b| (a.start_date, &a.session_id).cmp(&(b.start_date, &b.session_id)));
+    sort_rows(&mut sessions);
     Ok(sessions)
 }
 
@@ -426,7 +430,7 @@ pub fn build(sessions: Vec<SessionRecord>, config: &ReportConfig, source: String
     totals.after_hours = after_hours.len();
     totals.hours_total = (minutes_total as f64 / 60.0 * 10.0).round() / 10.0;
     Report {
-        generated_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        generated_at: config.clock.now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         source,
         period: Period {
             from: config.from.map(|d| d.to_string()),
@@ -459,45 +463,45 @@ pub fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, ReportEr
     }
 }
 
-fn content_type(format: ReportFormat) -> &'static str {
-    match format {
-        ReportFormat::Html => "text/html; charset=utf-8",
-        ReportFormat::Csv => "text/csv; charset=utf-8",
-        ReportFormat::Json => "application/json",
-    }
-}
-
 /// Runs `ssm-audit report`.
-pub async fn run(config: ReportConfig) -> anyhow::Result<()> {
-    let storage = crate::aws::storage_for(&config.input, &config.aws, &config.s3).await?;
+pub async fn run(config: ReportConfig) -> Result<(), ReportError> {
+    let storage = aws::storage_for(&config.input, None, &config.aws, &config.s3).await?;
     let sessions = select(&storage, &config).await?;
     let report = build(sessions, &config, storage.location());
     let bytes = render(&report, config.format)?;
-    match &config.out {
+    // The report goes through the storage seam like everything the product
+    // writes: atomic and durable on disk, checksummed and encrypted in S3.
+    let (destination, key) = match &config.out {
         Destination::File(path) => {
-            let staging = path.with_extension("partial");
-            std::fs::write(&staging, &bytes)
-                .and_then(|()| std::fs::rename(&staging, path))
-                .map_err(|source| ReportError::Write {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+            let folder = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (AnyStorage::Local(LocalStorage::new(folder)), name)
         }
         Destination::S3 { bucket, key } => {
-            let sdk_config = crate::aws::load_sdk_config(&config.aws).await?;
-            let client = crate::aws::s3_client(&sdk_config, config.s3.force_path_style);
-            upload(
-                &client,
-                bucket,
-                key,
-                Bytes::from(bytes),
-                content_type(config.format),
-            )
-            .await?;
-            if let Some(expires) = config.presign {
-                println!("{}", presign(&client, bucket, key, expires).await?);
-            }
+            let bucket_root = Location::S3 {
+                bucket: bucket.clone(),
+                prefix: String::new(),
+            };
+            let storage = aws::storage_for(&bucket_root, None, &config.aws, &config.s3).await?;
+            (storage, key.clone())
         }
+    };
+    let written = |source| ReportError::Write {
+        destination: config.out.to_string(),
+        source,
+    };
+    destination
+        .put(&key, Bytes::from(bytes))
+        .await
+        .map_err(written)?;
+    if let (Some(expires), AnyStorage::S3(s3)) = (config.presign, &destination) {
+        println!("{}", s3.presigned_get(&key, expires).await.map_err(written)?);
     }
     let format = match config.format {
         ReportFormat::Html => "an HTML",
@@ -511,59 +515,10 @@ pub async fn run(config: ReportConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn upload(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    body: Bytes,
-    content_type: &str,
-) -> Result<(), ReportError> {
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type(content_type)
-        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
-        .body(body.into())
-        .send()
-        .await
-        .map_err(|e| ReportError::Write {
-            path: format!("s3://{bucket}/{key}"),
-            source: std::io::Error::other(crate::aws::error_text(&e)),
-        })?;
-    Ok(())
-}
-
-async fn presign(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    expires: Duration,
-) -> Result<String, ReportError> {
-    let url = format!("s3://{bucket}/{key}");
-    let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires).map_err(|e| {
-        ReportError::Presign {
-            url: url.clone(),
-            message: e.to_string(),
-        }
-    })?;
-    let request = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .presigned(config)
-        .await
-        .map_err(|e| ReportError::Presign {
-            url,
-            message: crate::aws::error_text(&e),
-        })?;
-    Ok(request.uri().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::tests::record;
+    use crate::dataset::record::tests::record;
 
     fn config() -> ReportConfig {
         ReportConfig {
@@ -577,6 +532,7 @@ mod tests {
             presign: None,
             aws: AwsSettings::default(),
             s3: S3Settings::default(),
+            clock: Clock::fixed(1_793_534_400_000),
         }
     }
 
@@ -607,14 +563,5 @@ mod tests {
         assert_eq!(report.totals.failed, 1);
         assert_eq!(report.totals.still_open, 1);
         assert_eq!(report.longest.len(), 2);
-    }
-
-    #[test]
-    fn partition_keys_give_their_day() {
-        assert_eq!(
-            partition_day("sessions/dt=2026-11-02/1_r.parquet"),
-            NaiveDate::from_ymd_opt(2026, 11, 2)
-        );
-        assert_eq!(partition_day("sessions/other"), None);
     }
 }

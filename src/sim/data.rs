@@ -281,7 +281,7 @@ mod tests {
         assert!(s
             .iter()
             .all(|x| x.start_date >= now - WINDOW_MS && x.start_date <= now));
-        for status in super::super::model::STATUSES {
+        for status in ssm_audit::api::STATUSES {
             assert!(
                 s.iter().any(|x| x.status.as_deref() == Some(status)),
                 "{status}"

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::api::{SessionState, ACCESS_TYPES, STATUSES};
+use ssm_audit::api::SessionState;
 
 /// `OutputUrl` of a session (reserved by the service, usually empty strings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -14,7 +14,9 @@ use std::hash::{Hash, Hasher};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::model::{SessionState, SimSession, ACCESS_TYPES, STATUSES};
+use ssm_audit::api::{SessionState, ACCESS_TYPES, STATUSES};
+
+use super::model::SimSession;
 
 const DAY_MS: i64 = 86_400_000;
 /// How far back the History list reaches, as the service documents.
@@ -137,10 +139,6 @@ impl Store {
 
     pub fn len(&self) -> usize {
         self.active.len() + self.history.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Every session, Active first, as a data file would hold them.

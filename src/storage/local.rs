@@ -5,11 +5,14 @@
 //! interleave. Version tags are SHA-256 digests of the content.
 
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+use sha2::{Digest, Sha256};
+
+use super::key::{folder_prefix, object_key};
 use super::{Conditional, Storage, StorageError, Versioned};
 
 /// A local directory as storage.
@@ -31,15 +34,7 @@ impl LocalStorage {
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
-        let relative = Path::new(key);
-        let clean = !key.is_empty()
-            && relative
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)));
-        if !clean {
-            return Err(StorageError::InvalidKey(key.to_owned()));
-        }
-        Ok(self.root.join(relative))
+        Ok(self.root.join(object_key(key)?))
     }
 
     fn io<'a>(
@@ -178,7 +173,7 @@ impl LocalStorage {
 /// The local version tag of some bytes: their SHA-256 (what S3 calls the ETag
 /// is opaque too; only equality matters).
 fn content_version(data: &[u8]) -> String {
-    crate::publish::sha256_hex(data)
+    hex::encode(Sha256::digest(data))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -249,7 +244,7 @@ impl Storage for LocalStorage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let folder = prefix.trim_end_matches('/');
+        let folder = folder_prefix(prefix)?;
         let dir = if folder.is_empty() {
             self.root.clone()
         } else {
@@ -347,8 +342,8 @@ impl Storage for LocalStorage {
 mod tests {
     use super::*;
 
-    // What every backend does is the conformance suite in tests/s3.rs, run
-    // against this one too; these are the local directory's own duties.
+    // What every backend does is the conformance suite in
+    // tests/it/storage.rs; these are the local directory's own duties.
     #[tokio::test]
     async fn files_behave_like_objects_and_killed_writers_leave_no_trace() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -6,15 +6,22 @@
 //!
 //! Every `put` is an atomic publish: a reader sees the old object or the new
 //! one, never a part. Conditional writes report a lost race as
-//! [`Conditional::Conflict`], never as an error.
+//! [`Conditional::Conflict`], never as an error. Both backends accept and
+//! refuse the same keys ([`object_key`]).
+//!
+//! **API boundary**: nothing else in the product touches files or buckets,
+//! and this module depends on nothing of the product but the leaf `text`
+//! (`tests/it/tidy.rs` checks both).
 
 use std::future::Future;
 
 use bytes::Bytes;
 
+mod key;
 mod local;
 mod s3;
 
+pub use key::{folder_prefix, object_key};
 pub use local::LocalStorage;
 pub use s3::{S3Options, S3Storage, Sse};
 

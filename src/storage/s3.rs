@@ -16,10 +16,12 @@ use aws_sdk_s3::types::{
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use bytes::Bytes;
 
+use super::key::{folder_prefix, object_key};
 use super::{Conditional, Storage, StorageError, Versioned};
+use crate::text::error_text;
 
 /// Server-side encryption of every object written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Sse {
     /// SSE-S3.
     Aes256,
@@ -91,15 +93,43 @@ impl S3Storage {
     }
 
     fn full_key(&self, key: &str) -> Result<String, StorageError> {
-        let clean = !key.is_empty()
-            && !key.starts_with('/')
-            && key
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..");
-        if !clean {
-            return Err(StorageError::InvalidKey(key.to_owned()));
+        Ok(format!("{}{}", self.prefix, object_key(key)?))
+    }
+
+    /// An answer that lacks what S3 always sends (an ETag, an upload id):
+    /// never guessed at, because a guessed version would break the next
+    /// conditional write.
+    fn missing(&self, op: &'static str, key: &str, what: &str) -> StorageError {
+        StorageError::Remote {
+            op,
+            location: self.url(key),
+            message: format!("the answer carries no {what}; is this endpoint S3-compatible?"),
         }
-        Ok(format!("{}{key}", self.prefix))
+    }
+
+    /// A link that downloads `key` without AWS credentials for `expires`.
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> Result<String, StorageError> {
+        let full_key = self.full_key(key)?;
+        let presign_error = |message: String| StorageError::Remote {
+            op: "presign a link to",
+            location: self.url(key),
+            message,
+        };
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| presign_error(e.to_string()))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .presigned(config)
+            .await
+            .map_err(|e| presign_error(error_text(&e)))?;
+        Ok(request.uri().to_string())
     }
 
     fn url(&self, key: &str) -> String {
@@ -121,7 +151,7 @@ impl S3Storage {
                 format!("{code}: {}", error.message().unwrap_or("no message"))
             }
             (SdkError::ServiceError(_), None, Some(status)) => format!("HTTP {status}"),
-            _ => crate::aws::error_text(&error),
+            _ => error_text(&error),
         };
         let hint = match (error.code(), status) {
             (Some("AccessDenied"), _) | (_, Some(403)) => {
@@ -162,6 +192,7 @@ impl S3Storage {
             .with_sse_put(self.client.put_object())
             .bucket(&self.bucket)
             .key(&full_key)
+            .set_content_type(content_type(key).map(str::to_owned))
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .body(ByteStream::from(data));
         request = match condition {
@@ -170,9 +201,12 @@ impl S3Storage {
             Condition::Matches(version) => request.if_match(version),
         };
         match request.send().await {
-            Ok(output) => Ok(Conditional::Done {
-                version: output.e_tag().unwrap_or_default().to_owned(),
-            }),
+            Ok(output) => match output.e_tag() {
+                Some(etag) => Ok(Conditional::Done {
+                    version: etag.to_owned(),
+                }),
+                None => Err(self.missing("upload", key, "ETag")),
+            },
             Err(error) if condition != Condition::None && is_conflict(&error) => {
                 Ok(Conditional::Conflict)
             }
@@ -187,6 +221,7 @@ impl S3Storage {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&full_key)
+            .set_content_type(content_type(key).map(str::to_owned))
             .checksum_algorithm(ChecksumAlgorithm::Sha256);
         create = match &self.options.sse {
             None => create,
@@ -199,7 +234,10 @@ impl S3Storage {
             .send()
             .await
             .map_err(|e| self.remote("start a multipart upload of", key, e))?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let upload_id = upload
+            .upload_id()
+            .ok_or_else(|| self.missing("start a multipart upload of", key, "upload id"))?
+            .to_owned();
         let result = self.upload_parts(key, &full_key, &upload_id, data).await;
         if result.is_err() {
             // An abandoned upload costs storage until aborted.
@@ -264,6 +302,19 @@ impl S3Storage {
     }
 }
 
+/// The media type of an object, from its name, so that a report opened from
+/// a presigned link displays instead of downloading as bytes.
+fn content_type(key: &str) -> Option<&'static str> {
+    let extension = key.rsplit_once('.')?.1;
+    Some(match extension {
+        "html" => "text/html; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "json" => "application/json",
+        "parquet" => "application/vnd.apache.parquet",
+        _ => return None,
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Condition<'a> {
     None,
@@ -295,7 +346,7 @@ impl Storage for S3Storage {
                 _ => format!(
                     "cannot reach bucket {}: {}",
                     self.bucket,
-                    crate::aws::error_text(&error)
+                    error_text(&error)
                 ),
             };
             return Err(unusable(reason));
@@ -341,7 +392,10 @@ impl Storage for S3Storage {
             }
             Err(error) => return Err(self.remote("read", key, error)),
         };
-        let version = output.e_tag().unwrap_or_default().to_owned();
+        let version = output
+            .e_tag()
+            .ok_or_else(|| self.missing("read", key, "ETag"))?
+            .to_owned();
         let data = output
             .body
             .collect()
@@ -367,7 +421,7 @@ impl Storage for S3Storage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let folder = prefix.trim_matches('/');
+        let folder = folder_prefix(prefix)?;
         let full_prefix = if folder.is_empty() {
             self.prefix.clone()
         } else {

@@ -1,11 +1,10 @@
 //! `ssm-audit verify` and `ssm-audit report` on real exports.
 
-mod common;
 
 use std::path::Path;
 
-use common::*;
-use ssm_audit::sim::model::SimSession;
+use crate::common::*;
+use crate::sim_model::SimSession;
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -104,7 +103,9 @@ fn audit_data() -> (Vec<SimSession>, i64) {
 }
 
 fn day(ms: i64) -> String {
-    ssm_audit::publish::partition_date(ms)
+    ssm_audit::dataset::layout::partition_date(ms)
+        .expect("a day")
+        .to_string()
 }
 
 #[test]

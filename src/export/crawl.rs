@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::{SessionFilter, SessionFilterKey};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::api::SessionState;
 use crate::config::UserFilter;
-use crate::record::SessionRecord;
-use crate::window::TimeRange;
+use crate::dataset::record::SessionRecord;
+use crate::shutdown::CancellationToken;
+use crate::text::error_text;
+use crate::time::{format_filter_time, Clock, TimeRange};
 
 /// One slice of one state, and where to continue it.
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ pub struct CrawlOptions {
     pub filters: Vec<UserFilter>,
     pub account_id: String,
     pub region: String,
+    /// Stamps when each page was observed.
+    pub clock: Clock,
 }
 
 /// Why a crawl stopped before every job was complete.
@@ -83,11 +87,11 @@ pub async fn crawl(
     jobs: Vec<CrawlJob>,
     options: CrawlOptions,
     pages: mpsc::Sender<Page>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<(), CrawlError> {
     let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
-    // Tells the other workers to stop once one has failed.
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // Cancelled by the caller, or here once one worker has failed.
+    let stop = shutdown.child_token();
     let mut workers = JoinSet::new();
     for _ in 0..options.concurrency.max(1) {
         let worker = Worker {
@@ -95,8 +99,7 @@ pub async fn crawl(
             options: options.clone(),
             queue: queue.clone(),
             pages: pages.clone(),
-            shutdown: shutdown.clone(),
-            stop: stop_rx.clone(),
+            stop: stop.clone(),
         };
         workers.spawn(worker.run());
     }
@@ -106,7 +109,7 @@ pub async fn crawl(
         let result =
             joined.unwrap_or_else(|e| Err(CrawlError::Panicked(format!("a crawl worker: {e}"))));
         if let Err(error) = result {
-            let _ = stop_tx.send(true);
+            stop.cancel();
             // A real failure explains more than the interruptions it causes.
             let replace = matches!(
                 (&first_error, &error),
@@ -129,13 +132,12 @@ struct Worker {
     options: CrawlOptions,
     queue: Arc<Mutex<VecDeque<CrawlJob>>>,
     pages: mpsc::Sender<Page>,
-    shutdown: watch::Receiver<bool>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 }
 
 impl Worker {
     fn should_stop(&self) -> Result<(), CrawlError> {
-        if *self.shutdown.borrow() || *self.stop.borrow() {
+        if self.stop.is_cancelled() {
             return Err(CrawlError::Interrupted);
         }
         Ok(())
@@ -160,23 +162,20 @@ impl Worker {
         let mut seq = job.pages_done;
         loop {
             self.should_stop()?;
-            let mut shutdown = self.shutdown.clone();
-            let mut stop = self.stop.clone();
             let request = self.request(&job, token.clone());
             // A call in flight is abandoned on shutdown: its page was never
             // staged, so nothing is lost, and the job resumes from `token`.
             let response = tokio::select! {
                 r = request.send() => r,
-                _ = shutdown.wait_for(|s| *s) => return Err(CrawlError::Interrupted),
-                _ = stop.wait_for(|s| *s) => return Err(CrawlError::Interrupted),
+                () = self.stop.cancelled() => return Err(CrawlError::Interrupted),
             };
-            let observed_at = chrono::Utc::now().timestamp_millis();
+            let observed_at = self.options.clock.now_ms();
             let output = match response {
                 Ok(output) => output,
                 Err(error) if token.is_some() && error.code() == Some("InvalidNextToken") => {
                     tracing::warn!(
                         state = job.state.as_str(),
-                        slice_start = %crate::window::format_filter_time(job.slice.start),
+                        slice_start = %format_filter_time(job.slice.start),
                         "the service no longer accepts the resume token; crawling this slice again from its start"
                     );
                     token = None;
@@ -185,9 +184,9 @@ impl Worker {
                 Err(error) => {
                     return Err(CrawlError::Api {
                         state: job.state.as_str(),
-                        from: crate::window::format_filter_time(job.slice.start),
-                        to: crate::window::format_filter_time(job.slice.end),
-                        message: crate::aws::error_text(&error),
+                        from: format_filter_time(job.slice.start),
+                        to: format_filter_time(job.slice.end),
+                        message: error_text(&error),
                     })
                 }
             };

@@ -1,10 +1,10 @@
 //! `ssm-audit export` end to end: the real binary against the simulator,
 //! output read back and checked field for field against the data set.
 
-mod common;
 
-use common::*;
-use ssm_audit::sim::model::SimSession;
+use crate::common::*;
+use ssm_audit::dataset::layout::{partition_date, PartitionKey};
+use crate::sim_model::SimSession;
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -44,14 +44,15 @@ fn a_full_export_matches_the_data_set_field_for_field() {
 
     let files = read_partitions(out.path());
     for (path, rows) in &files {
-        let date = &path["sessions/dt=".len().."sessions/dt=".len() + 10];
-        assert!(
-            path.ends_with(&format!("/{ACCOUNT}_{REGION}.parquet")),
+        let partition = PartitionKey::parse(path).expect("a partition key");
+        assert_eq!(
+            (partition.account_id.as_str(), partition.region.as_str()),
+            (ACCOUNT, REGION),
             "{path}"
         );
         assert!(
             rows.iter()
-                .all(|r| ssm_audit::publish::partition_date(r.start_date) == date),
+                .all(|r| partition_date(r.start_date) == Some(partition.date)),
             "{path}"
         );
         let keys: Vec<_> = rows
@@ -98,7 +99,7 @@ fn a_full_export_matches_the_data_set_field_for_field() {
             .expect("listed file exists");
         assert_eq!(
             file["sha256"].as_str(),
-            Some(ssm_audit::publish::sha256_hex(&bytes).as_str())
+            Some(ssm_audit::dataset::manifest::sha256_hex(&bytes).as_str())
         );
     }
     assert_eq!(m["api"]["calls"].as_u64(), Some(sim.stat("describe_ok")));
@@ -135,8 +136,8 @@ fn sessions_on_slice_boundaries_are_exported_exactly_once_under_every_boundary_r
         }
         let before_midnight = &rows["mid-1"];
         assert_eq!(
-            ssm_audit::publish::partition_date(before_midnight.start_date),
-            ssm_audit::publish::partition_date(midnight - 1)
+            partition_date(before_midnight.start_date),
+            partition_date(midnight - 1)
         );
     }
 }
@@ -265,7 +266,7 @@ fn two_runs_give_the_same_rows_and_old_partitions_are_never_touched() {
     let out = tempfile::tempdir().expect("tempdir");
     // A partition from long ago: a session the service has forgotten.
     let ancient_key = "sessions/dt=2020-01-01/123456789012_eu-west-1.parquet";
-    let mut ancient = ssm_audit::record::SessionRecord {
+    let mut ancient = ssm_audit::dataset::record::SessionRecord {
         session_id: "zed-0000000000000000".into(),
         account_id: ACCOUNT.into(),
         region: REGION.into(),
@@ -285,7 +286,7 @@ fn two_runs_give_the_same_rows_and_old_partitions_are_never_touched() {
         last_seen_at: 1_577_836_800_000,
     };
     ancient.end_date = Some(ancient.start_date + 1);
-    let bytes = ssm_audit::schema::write_parquet(&[ancient]).expect("encode");
+    let bytes = ssm_audit::dataset::schema::write_parquet(&[ancient]).expect("encode");
     std::fs::create_dir_all(out.path().join("sessions/dt=2020-01-01")).expect("mkdir");
     std::fs::write(out.path().join(ancient_key), &bytes).expect("write");
     let modified = std::fs::metadata(out.path().join(ancient_key))

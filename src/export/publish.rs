@@ -7,25 +7,17 @@
 //! older than the crawl window (sessions the service has forgotten) are never
 //! rewritten. Each file is published atomically through the storage seam.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use chrono::NaiveDate;
 
-use crate::record::SessionRecord;
-use crate::schema::{self, ParquetSink, ParquetSource, SchemaError};
-use crate::stage::{Staged, Winner};
+use crate::dataset::layout::{self, PartitionKey};
+use crate::dataset::manifest::{sha256_hex, WrittenFile};
+use crate::dataset::record::{merge, SessionRecord};
+use crate::dataset::schema::{self, ParquetSink, ParquetSource, SchemaError};
+use crate::export::stage::{Staged, Winner};
 use crate::storage::{Storage, StorageError};
-
-/// One file a run wrote, as the run manifest lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct WrittenFile {
-    pub path: String,
-    pub rows: usize,
-    pub bytes: u64,
-    pub sha256: String,
-}
 
 /// A partition that could not be merged or written.
 #[derive(Debug, thiserror::Error)]
@@ -40,24 +32,8 @@ pub enum PublishError {
     Encode { key: String, source: SchemaError },
     #[error("{key} is not sorted by start_date and session_id")]
     Unsorted { key: String },
-}
-
-/// The partition key of a session that started at `start_date` (epoch ms).
-pub fn partition_date(start_date: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(start_date)
-        .unwrap_or_default()
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
-/// The key of one partition file.
-pub fn partition_key(date: &str, account_id: &str, region: &str) -> String {
-    format!("sessions/dt={date}/{account_id}_{region}.parquet")
-}
-
-/// Hex SHA-256 of bytes, as the manifest records it.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    #[error("session {session_id} has a StartDate ({start_date} ms) outside the calendar, so it has no partition")]
+    OutsideCalendar { session_id: String, start_date: i64 },
 }
 
 /// Merges every staged winner into its partition and publishes the
@@ -77,18 +53,28 @@ pub async fn publish<S: Storage, P: Storage>(
 ) -> Result<Vec<WrittenFile>, PublishError> {
     // Built here rather than kept during the crawl, so the crawl holds one
     // entry per session only.
-    let mut by_date: BTreeMap<String, Vec<(&str, &Winner)>> = BTreeMap::new();
+    let mut by_date: BTreeMap<NaiveDate, Vec<(&str, &Winner)>> = BTreeMap::new();
     for (id, winner) in &staged.winners {
-        by_date
-            .entry(partition_date(winner.start_date))
-            .or_default()
-            .push((id.as_ref(), winner));
+        let date = layout::partition_date(winner.start_date).ok_or_else(|| {
+            PublishError::OutsideCalendar {
+                session_id: id.to_string(),
+                start_date: winner.start_date,
+            }
+        })?;
+        by_date.entry(date).or_default().push((id.as_ref(), winner));
     }
     let mut parts = PartCache::new(parts_storage, &staged.parts);
     let mut written = Vec::with_capacity(by_date.len());
     for (date, mut winners) in by_date {
-        winners.sort_unstable_by(|a, b| (a.1.start_date, a.0).cmp(&(b.1.start_date, b.0)));
-        let key = partition_key(&date, account_id, region);
+        winners.sort_unstable_by(|a, b| {
+            layout::row_order(a.1.start_date, a.0).cmp(&layout::row_order(b.1.start_date, b.0))
+        });
+        let key = PartitionKey {
+            date,
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
+        }
+        .key();
         let existing = storage.get(&key).await?;
         let (bytes, rows) =
             match merge_streaming(&key, existing.clone(), &winners, &mut parts).await {
@@ -109,11 +95,6 @@ pub async fn publish<S: Storage, P: Storage>(
         written.push(file);
     }
     Ok(written)
-}
-
-/// The order of a partition's rows.
-fn order_key(r: &SessionRecord) -> (i64, &str) {
-    (r.start_date, r.session_id.as_str())
 }
 
 /// Merges sorted winners with a sorted existing partition into a new file.
@@ -140,7 +121,7 @@ async fn merge_streaming<P: Storage>(
         let fresh = parts.row(winner).await?;
         while next_old
             .as_ref()
-            .is_some_and(|o| order_key(o) < order_key(&fresh))
+            .is_some_and(|o| o.row_order() < fresh.row_order())
         {
             if let Some(row) = next_old.take() {
                 sink.push(row).map_err(encode)?;
@@ -148,7 +129,7 @@ async fn merge_streaming<P: Storage>(
             next_old = old.as_mut().map_or(Ok(None), ExistingRows::next)?;
         }
         match next_old.take() {
-            Some(mut same) if order_key(&same) == order_key(&fresh) => {
+            Some(mut same) if same.row_order() == fresh.row_order() => {
                 same.absorb(fresh);
                 sink.push(same).map_err(encode)?;
                 next_old = old.as_mut().map_or(Ok(None), ExistingRows::next)?;
@@ -224,7 +205,11 @@ impl<'a> ExistingRows<'a> {
             })?;
         if let Some(row) = &row {
             let key = (row.start_date, row.session_id.clone());
-            if self.previous.as_ref().is_some_and(|p| *p >= key) {
+            if self
+                .previous
+                .as_ref()
+                .is_some_and(|(start, id)| layout::row_order(*start, id) >= row.row_order())
+            {
                 return Err(PublishError::Unsorted {
                     key: self.key.to_owned(),
                 });
@@ -299,48 +284,13 @@ impl<'a, P: Storage> PartCache<'a, P> {
     }
 }
 
-/// Merges fresh observations into a partition's rows and sorts the result by
-/// `start_date`, then `session_id`.
-pub fn merge(existing: Vec<SessionRecord>, fresh: Vec<SessionRecord>) -> Vec<SessionRecord> {
-    let mut by_id: HashMap<String, SessionRecord> =
-        HashMap::with_capacity(existing.len() + fresh.len());
-    for record in existing.into_iter().chain(fresh) {
-        match by_id.get_mut(&record.session_id) {
-            Some(current) => current.absorb(record),
-            None => {
-                by_id.insert(record.session_id.clone(), record);
-            }
-        }
-    }
-    let mut rows: Vec<SessionRecord> = by_id.into_values().collect();
-    rows.sort_by(|a, b| (a.start_date, &a.session_id).cmp(&(b.start_date, &b.session_id)));
-    rows
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crawl::Page;
-    use crate::record::tests::record;
-    use crate::stage::Stager;
+    use crate::export::crawl::Page;
+    use crate::dataset::record::tests::record;
+    use crate::export::stage::Stager;
     use crate::storage::LocalStorage;
-
-    #[test]
-    fn merge_keeps_old_rows_first_seen_and_takes_newer_state() {
-        let existing = vec![
-            record("old", 5, "Terminated", 10),
-            record("live", 7, "Connected", 10),
-        ];
-        let fresh = vec![
-            record("live", 7, "Terminated", 20),
-            record("new", 1, "Failed", 20),
-        ];
-        let rows = merge(existing, fresh);
-        let ids: Vec<_> = rows.iter().map(|r| r.session_id.as_str()).collect();
-        assert_eq!(ids, ["new", "old", "live"]);
-        assert_eq!(rows[2].status.as_deref(), Some("Terminated"));
-        assert_eq!((rows[2].first_seen_at, rows[2].last_seen_at), (10, 20));
-    }
 
     async fn publish_and_read(
         storage: &std::sync::Arc<LocalStorage>,
@@ -388,7 +338,12 @@ mod tests {
             .await
             .expect("stage");
         let staged = stager.into_staged();
-        let key = partition_key("1970-01-01", "123456789012", "eu-west-1");
+        let key = PartitionKey {
+            date: NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date"),
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+        }
+        .key();
         let old = vec![
             record("x", 1, "Terminated", 100),
             record("a", 10, "Connected", 100),
@@ -421,17 +376,6 @@ mod tests {
             publish_and_read(&storage, &staged).await,
             rows,
             "the in-memory fallback gives the same file"
-        );
-    }
-
-    #[test]
-    fn partition_dates_are_utc() {
-        assert_eq!(partition_date(0), "1970-01-01");
-        assert_eq!(partition_date(86_400_000 - 1), "1970-01-01");
-        assert_eq!(partition_date(86_400_000), "1970-01-02");
-        assert_eq!(
-            partition_key("2026-11-01", "1", "eu-west-1"),
-            "sessions/dt=2026-11-01/1_eu-west-1.parquet"
         );
     }
 }

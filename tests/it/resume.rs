@@ -1,14 +1,13 @@
 //! Crash safety: kill -9 at many moments, SIGTERM, expired tokens, changed
 //! flags, corrupt checkpoints and the output lock, all with the real binary.
 
-mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use ssm_audit::record::SessionRecord;
+use crate::common::*;
+use ssm_audit::dataset::record::SessionRecord;
 
 fn spawn_export(sim: &Sim, output: &Path, extra: &[&str]) -> Child {
     export_command(sim, output, extra)

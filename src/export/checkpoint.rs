@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::SessionState;
 use crate::config::{ExportConfig, UserFilter};
-use crate::crawl::CrawlJob;
+use crate::export::crawl::CrawlJob;
 use crate::storage::{Conditional, Storage, StorageError};
-use crate::window::TimeRange;
+use crate::dataset::layout;
+use crate::time::{Clock, TimeRange};
 
 /// Version of the checkpoint format; an unknown version is refused.
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -144,6 +145,8 @@ pub enum CheckpointError {
     Conflict { location: String },
     #[error("cannot read or write the checkpoint: {0}")]
     Storage(#[from] StorageError),
+    #[error("cannot encode the checkpoint: {0}")]
+    Encode(#[source] serde_json::Error),
 }
 
 impl Checkpoint {
@@ -160,7 +163,7 @@ impl Checkpoint {
             status: CheckpointStatus::InProgress,
             first_run_id: run_id.to_owned(),
             attempts: 1,
-            updated_at: chrono::Utc::now().to_rfc3339(),
+            updated_at: config.clock.now().to_rfc3339(),
             account_id: account_id.to_owned(),
             region: region.to_owned(),
             spec: JobSpec::of(config),
@@ -246,16 +249,25 @@ pub struct CheckpointStore<S> {
     prefix: String,
     /// Version tag of the checkpoint as this run last saw it; None: absent.
     version: std::sync::Mutex<Option<String>>,
+    /// Stamps `updated_at`.
+    clock: Clock,
 }
 
 impl<S: Storage> CheckpointStore<S> {
     /// `root` is the checkpoint folder's prefix in `storage` (ending in `/`,
     /// or empty for the storage's root).
-    pub fn new(storage: Arc<S>, root: &str, account_id: &str, region: &str) -> CheckpointStore<S> {
+    pub fn new(
+        storage: Arc<S>,
+        root: &str,
+        account_id: &str,
+        region: &str,
+        clock: Clock,
+    ) -> CheckpointStore<S> {
         CheckpointStore {
             storage,
-            prefix: format!("{root}{account_id}_{region}/"),
+            prefix: layout::checkpoint_prefix(root, account_id, region),
             version: std::sync::Mutex::new(None),
+            clock,
         }
     }
 
@@ -331,8 +343,10 @@ impl<S: Storage> CheckpointStore<S> {
     /// Writes the checkpoint atomically, if nobody else wrote it since this
     /// run last read or wrote it.
     pub async fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), CheckpointError> {
-        checkpoint.updated_at = chrono::Utc::now().to_rfc3339();
-        let bytes = Bytes::from(serde_json::to_vec_pretty(checkpoint).unwrap_or_default());
+        checkpoint.updated_at = self.clock.now().to_rfc3339();
+        let bytes = Bytes::from(
+            serde_json::to_vec_pretty(checkpoint).map_err(CheckpointError::Encode)?,
+        );
         let expected = self
             .version
             .lock()
@@ -395,7 +409,7 @@ mod tests {
         let crate::cli::Command::Export(args) = cli.command else {
             panic!("an export command")
         };
-        ExportConfig::from_args(&args, 1_790_000_000_000).expect("valid")
+        ExportConfig::from_args(&args, Clock::fixed(1_790_000_000_000)).expect("valid")
     }
 
     #[tokio::test]
@@ -406,9 +420,10 @@ mod tests {
             "_checkpoint/",
             "1",
             "r",
+            Clock::system(),
         );
         let config = config();
-        let jobs = crate::export::plan_jobs(&config);
+        let jobs = crate::export::plan::plan_jobs(&config);
         let mut checkpoint = Checkpoint::new(&config, "1", "r", "run", &jobs);
         checkpoint.record_page(0, 0, Some("t1".into()));
         checkpoint.record_page(1, 0, None);
@@ -426,7 +441,7 @@ mod tests {
     async fn corrupt_unknown_and_mismatched_checkpoints_are_refused_with_the_file_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Arc::new(LocalStorage::new(dir.path()));
-        let store = CheckpointStore::new(storage.clone(), "", "1", "r");
+        let store = CheckpointStore::new(storage.clone(), "", "1", "r", Clock::system());
         storage
             .put(&store.key(), Bytes::from_static(b"{\"format_ver"))
             .await
@@ -468,8 +483,8 @@ mod tests {
     async fn a_checkpoint_changed_by_another_writer_is_not_overwritten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Arc::new(LocalStorage::new(dir.path()));
-        let ours = CheckpointStore::new(storage.clone(), "", "1", "r");
-        let theirs = CheckpointStore::new(storage.clone(), "", "1", "r");
+        let ours = CheckpointStore::new(storage.clone(), "", "1", "r", Clock::system());
+        let theirs = CheckpointStore::new(storage.clone(), "", "1", "r", Clock::system());
         let mut checkpoint = Checkpoint::new(&config(), "1", "r", "run", &[]);
         assert!(ours.load().await.expect("load").is_none());
         ours.save(&mut checkpoint).await.expect("create");

@@ -1,191 +1,12 @@
-//! S3 outputs against moto_server: the storage conformance suite for both
-//! backends, and the export's guarantees with the output, checkpoint and lock
-//! in a bucket.
+//! S3 outputs against moto_server: the export's guarantees with the output,
+//! checkpoint and lock in a bucket. (The storage conformance suite for both
+//! backends is in `storage.rs`.)
 
-mod common;
 
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::Bytes;
-use common::*;
-use ssm_audit::storage::{Conditional, LocalStorage, S3Options, S3Storage, Storage, StorageError};
-
-/// What every backend must do; run against the local directory and S3.
-async fn conformance<S: Storage>(storage: &S) {
-    storage.preflight().await.expect("preflight");
-    assert_eq!(
-        storage.list("").await.expect("list"),
-        Vec::<String>::new(),
-        "preflight leaves nothing"
-    );
-    assert_eq!(storage.get("a/missing").await.expect("get"), None);
-
-    storage
-        .put("a/b/one", Bytes::from_static(b"1"))
-        .await
-        .expect("put");
-    storage
-        .put("a/two", Bytes::from_static(b"2"))
-        .await
-        .expect("put");
-    storage
-        .put("a/two", Bytes::from_static(b"22"))
-        .await
-        .expect("replace");
-    storage
-        .put("c/three", Bytes::from_static(b"3"))
-        .await
-        .expect("put");
-    assert_eq!(
-        storage.get("a/two").await.expect("get"),
-        Some(Bytes::from_static(b"22"))
-    );
-    assert_eq!(
-        storage.list("a/").await.expect("list"),
-        ["a/b/one", "a/two"]
-    );
-    assert_eq!(
-        storage.list("").await.expect("list"),
-        ["a/b/one", "a/two", "c/three"]
-    );
-    assert_eq!(
-        storage.list("zzz/").await.expect("list"),
-        Vec::<String>::new()
-    );
-
-    // Create-only.
-    let Conditional::Done { version: v1 } = storage
-        .put_if_absent("lock", Bytes::from_static(b"a"))
-        .await
-        .expect("create")
-    else {
-        panic!("the first create wins")
-    };
-    assert_eq!(
-        storage
-            .put_if_absent("lock", Bytes::from_static(b"b"))
-            .await
-            .expect("create"),
-        Conditional::Conflict
-    );
-    let read = storage
-        .get_versioned("lock")
-        .await
-        .expect("get")
-        .expect("exists");
-    assert_eq!(
-        (read.data, read.version.clone()),
-        (Bytes::from_static(b"a"), v1.clone())
-    );
-
-    // Replace-if-unchanged.
-    let Conditional::Done { version: v2 } = storage
-        .put_if_match("lock", Bytes::from_static(b"c"), &v1)
-        .await
-        .expect("update")
-    else {
-        panic!("the holder of v1 may update")
-    };
-    assert_ne!(v1, v2);
-    assert_eq!(
-        storage
-            .put_if_match("lock", Bytes::from_static(b"d"), &v1)
-            .await
-            .expect("update"),
-        Conditional::Conflict
-    );
-    assert_eq!(
-        storage.get("lock").await.expect("get"),
-        Some(Bytes::from_static(b"c"))
-    );
-
-    // Delete, plain and conditional.
-    assert_eq!(
-        storage.delete_if_match("lock", &v1).await.expect("delete"),
-        Conditional::Conflict
-    );
-    assert!(matches!(
-        storage.delete_if_match("lock", &v2).await.expect("delete"),
-        Conditional::Done { .. }
-    ));
-    assert_eq!(storage.get("lock").await.expect("get"), None);
-    storage.delete("a/two").await.expect("delete");
-    storage
-        .delete("a/two")
-        .await
-        .expect("deleting a missing object is fine");
-    assert_eq!(storage.list("a/").await.expect("list"), ["a/b/one"]);
-
-    // A large object survives intact (multipart on S3 with a small threshold).
-    let large: Vec<u8> = (0..11 * 1024 * 1024)
-        .map(|i: u32| (i % 251) as u8)
-        .collect();
-    storage
-        .put("big/object", Bytes::from(large.clone()))
-        .await
-        .expect("large put");
-    assert_eq!(
-        storage
-            .get("big/object")
-            .await
-            .expect("get")
-            .expect("exists")
-            .len(),
-        large.len()
-    );
-    assert_eq!(
-        storage.get("big/object").await.expect("get"),
-        Some(Bytes::from(large))
-    );
-
-    for key in ["../escape", "/absolute", "a/../b", ""] {
-        assert!(
-            matches!(storage.get(key).await, Err(StorageError::InvalidKey(_))),
-            "{key}"
-        );
-    }
-}
-
-#[test]
-fn both_storage_backends_pass_the_conformance_suite() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    runtime().block_on(conformance(&LocalStorage::new(dir.path().join("root"))));
-
-    let moto = Moto::start();
-    moto.create_bucket("conformance");
-    let options = S3Options {
-        multipart_threshold: 6 << 20,
-        part_size: 5 << 20,
-        ..S3Options::default()
-    };
-    runtime().block_on(conformance(&S3Storage::new(
-        moto.client(),
-        "conformance",
-        "some/prefix",
-        options,
-    )));
-    // The prefix really scopes the keys.
-    let outside = runtime().block_on(async {
-        moto.client()
-            .list_objects_v2()
-            .bucket("conformance")
-            .send()
-            .await
-            .expect("list")
-            .key_count()
-    });
-    let inside = runtime().block_on(
-        S3Storage::new(
-            moto.client(),
-            "conformance",
-            "some/prefix",
-            S3Options::default(),
-        )
-        .list(""),
-    );
-    assert_eq!(outside, Some(inside.expect("list").len() as i32));
-}
+use crate::common::*;
 
 fn s3_export(sim: &Sim, moto: &Moto, output: &str, extra: &[&str]) -> std::process::Output {
     ssm_audit_with_s3(sim, moto)
@@ -206,7 +27,7 @@ fn an_export_to_s3_equals_a_local_export_and_every_object_carries_checksum_and_e
     let local = tempfile::tempdir().expect("tempdir");
     assert_success(&export(&sim, local.path(), &[]));
 
-    let strip = |rows: std::collections::BTreeMap<String, ssm_audit::record::SessionRecord>| {
+    let strip = |rows: std::collections::BTreeMap<String, ssm_audit::dataset::record::SessionRecord>| {
         rows.into_values()
             .map(|mut r| {
                 r.first_seen_at = 0;

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::Mutex;
 
+use crate::dataset::layout::LOCK_KEY;
+use crate::shutdown::CancellationToken;
 use crate::storage::{Conditional, Storage, StorageError};
-
-/// The lock's key below the output root.
-pub const LOCK_KEY: &str = "_lock.json";
+use crate::time::Clock;
 
 /// How long a lease lasts without renewal; renewed every third of it.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -44,6 +44,8 @@ pub enum LockError {
     Lost(String),
     #[error("cannot use the output lock: {0}")]
     Storage(#[from] StorageError),
+    #[error("cannot encode the output lock: {0}")]
+    Encode(#[source] serde_json::Error),
 }
 
 /// A held lock. Call [`OutputLock::release`] when done; a lock that is not
@@ -53,6 +55,7 @@ pub struct OutputLock<S> {
     storage: Arc<S>,
     holder: Mutex<(Holder, String)>,
     lease: Duration,
+    clock: Clock,
 }
 
 fn this_host() -> String {
@@ -71,8 +74,8 @@ fn process_is_gone(pid: u32) -> bool {
     Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn holder(run_id: &str, started_at: &str, lease: Duration) -> Holder {
-    let expires = chrono::Utc::now() + lease;
+fn holder(run_id: &str, started_at: &str, lease: Duration, clock: Clock) -> Holder {
+    let expires = clock.now() + lease;
     Holder {
         host: this_host(),
         pid: std::process::id(),
@@ -83,8 +86,10 @@ fn holder(run_id: &str, started_at: &str, lease: Duration) -> Holder {
     }
 }
 
-fn encode(holder: &Holder) -> Bytes {
-    Bytes::from(serde_json::to_vec_pretty(holder).unwrap_or_default())
+fn encode(holder: &Holder) -> Result<Bytes, LockError> {
+    serde_json::to_vec_pretty(holder)
+        .map(Bytes::from)
+        .map_err(LockError::Encode)
 }
 
 impl Holder {
@@ -100,17 +105,19 @@ pub async fn acquire<S: Storage>(
     storage: Arc<S>,
     run_id: &str,
     lease: Duration,
+    clock: Clock,
 ) -> Result<OutputLock<S>, LockError> {
-    let started_at = chrono::Utc::now().to_rfc3339();
-    let ours = holder(run_id, &started_at, lease);
+    let started_at = clock.now().to_rfc3339();
+    let ours = holder(run_id, &started_at, lease, clock);
     // Two rounds: a stale lock found in the first is taken over in the second.
     for _ in 0..2 {
-        match storage.put_if_absent(LOCK_KEY, encode(&ours)).await? {
+        match storage.put_if_absent(LOCK_KEY, encode(&ours)?).await? {
             Conditional::Done { version } => {
                 return Ok(OutputLock {
                     storage,
                     holder: Mutex::new((ours, version)),
                     lease,
+                    clock,
                 })
             }
             Conditional::Conflict => {}
@@ -120,7 +127,7 @@ pub async fn acquire<S: Storage>(
         };
         let theirs: Option<Holder> = serde_json::from_slice(&current.data).ok();
         match theirs {
-            Some(theirs) if !theirs.is_stale(chrono::Utc::now().timestamp_millis()) => {
+            Some(theirs) if !theirs.is_stale(clock.now_ms()) => {
                 return Err(LockError::Held(Box::new(theirs)));
             }
             stale => {
@@ -130,13 +137,14 @@ pub async fn acquire<S: Storage>(
                     tracing::warn!("taking over an unreadable output lock");
                 }
                 if let Conditional::Done { version } = storage
-                    .put_if_match(LOCK_KEY, encode(&ours), &current.version)
+                    .put_if_match(LOCK_KEY, encode(&ours)?, &current.version)
                     .await?
                 {
                     return Ok(OutputLock {
                         storage,
                         holder: Mutex::new((ours, version)),
                         lease,
+                        clock,
                     });
                 }
             }
@@ -158,10 +166,10 @@ impl<S: Storage> OutputLock<S> {
     pub async fn renew(&self) -> Result<(), LockError> {
         let mut guard = self.holder.lock().await;
         let (old, version) = &*guard;
-        let renewed = holder(&old.run_id, &old.started_at, self.lease);
+        let renewed = holder(&old.run_id, &old.started_at, self.lease, self.clock);
         match self
             .storage
-            .put_if_match(LOCK_KEY, encode(&renewed), version)
+            .put_if_match(LOCK_KEY, encode(&renewed)?, version)
             .await?
         {
             Conditional::Done { version } => {
@@ -174,23 +182,24 @@ impl<S: Storage> OutputLock<S> {
         }
     }
 
-    /// Renews the lease until `stop` turns true; if the lock is lost, sets
-    /// `lost` so the run stops rather than write beside another run.
+    /// Renews the lease until `stop` is cancelled. If the lock is lost, it
+    /// cancels `on_loss` so the run stops rather than write beside another
+    /// run, and returns why.
     pub async fn keep_alive(
         self: Arc<Self>,
-        mut stop: watch::Receiver<bool>,
-        lost: watch::Sender<bool>,
-    ) {
+        stop: CancellationToken,
+        on_loss: CancellationToken,
+    ) -> Result<(), LockError> {
         let period = self.lease / 3;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(period) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(period) => {}
+                () = stop.cancelled() => return Ok(()),
             }
             if let Err(error) = self.renew().await {
                 tracing::error!(%error, "stopping: the output lock could not be renewed");
-                let _ = lost.send(true);
-                return;
+                on_loss.cancel();
+                return Err(error);
             }
         }
     }
@@ -216,10 +225,10 @@ mod tests {
     async fn a_second_run_is_refused_and_named_while_the_first_holds_the_lock() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Arc::new(LocalStorage::new(dir.path()));
-        let first = acquire(storage.clone(), "run-1", DEFAULT_LEASE)
+        let first = acquire(storage.clone(), "run-1", DEFAULT_LEASE, Clock::system())
             .await
             .expect("free lock");
-        let err = acquire(storage.clone(), "run-2", DEFAULT_LEASE)
+        let err = acquire(storage.clone(), "run-2", DEFAULT_LEASE, Clock::system())
             .await
             .expect_err("held");
         let text = err.to_string();
@@ -229,7 +238,7 @@ mod tests {
         );
         first.renew().await.expect("renew");
         first.release().await.expect("release");
-        acquire(storage, "run-3", DEFAULT_LEASE)
+        acquire(storage, "run-3", DEFAULT_LEASE, Clock::system())
             .await
             .expect("free again");
     }
@@ -238,11 +247,11 @@ mod tests {
     async fn an_expired_lease_is_taken_over_and_the_old_holder_loses_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Arc::new(LocalStorage::new(dir.path()));
-        let old = acquire(storage.clone(), "old", Duration::from_millis(0))
+        let old = acquire(storage.clone(), "old", Duration::from_millis(0), Clock::system())
             .await
             .expect("free");
         tokio::time::sleep(Duration::from_millis(5)).await; // let the zero-length lease lapse
-        let new = acquire(storage.clone(), "new", DEFAULT_LEASE)
+        let new = acquire(storage.clone(), "new", DEFAULT_LEASE, Clock::system())
             .await
             .expect("stale lock taken over");
         assert!(matches!(old.renew().await, Err(LockError::Lost(_))));
@@ -254,10 +263,13 @@ mod tests {
     async fn a_lock_of_a_dead_process_on_this_host_is_stale() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Arc::new(LocalStorage::new(dir.path()));
-        let mut dead = holder("dead", "then", DEFAULT_LEASE);
+        let mut dead = holder("dead", "then", DEFAULT_LEASE, Clock::system());
         dead.pid = u32::MAX - 1; // no such process
-        storage.put(LOCK_KEY, encode(&dead)).await.expect("write");
-        acquire(storage, "alive", DEFAULT_LEASE)
+        storage
+            .put(LOCK_KEY, encode(&dead).expect("encode"))
+            .await
+            .expect("write");
+        acquire(storage, "alive", DEFAULT_LEASE, Clock::system())
             .await
             .expect("taken over");
     }

@@ -14,9 +14,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::api::SessionState;
-use crate::crawl::Page;
-use crate::record::{Rank, SessionRecord};
-use crate::schema::{self, SchemaError};
+use crate::export::crawl::Page;
+use crate::dataset::record::{Rank, SessionRecord};
+use crate::dataset::schema::{self, SchemaError};
 use crate::storage::{Storage, StorageError};
 
 /// Where the winning observation of one session is, and what it won with.
@@ -215,7 +215,7 @@ impl<S: Storage> Stager<S> {
                     let first = current.first_seen_at.min(candidate.first_seen_at);
                     let last = current.last_seen_at.max(candidate.last_seen_at);
                     // The same part read again replaces its own rows.
-                    if candidate.rank >= current.rank || candidate.part == current.part {
+                    if candidate.rank.supersedes(current.rank) || candidate.part == current.part {
                         *current = candidate;
                     }
                     current.first_seen_at = first;
@@ -249,7 +249,7 @@ impl<S: Storage> Stager<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::tests::record;
+    use crate::dataset::record::tests::record;
     use crate::storage::LocalStorage;
 
     fn page(job_id: u32, seq: u32, state: SessionState, records: Vec<SessionRecord>) -> Page {

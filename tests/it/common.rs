@@ -2,16 +2,14 @@
 //! in its own temp directory (readiness is polled, never slept for), runs the
 //! real `ssm-audit` binary against it, and reads the Parquet output back.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ssm_audit::record::SessionRecord;
-use ssm_audit::sim::model::SimSession;
+use ssm_audit::dataset::record::SessionRecord;
+use crate::sim_model::SimSession;
 
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "eu-west-1";
@@ -212,7 +210,7 @@ pub fn read_partitions(output: &Path) -> Vec<(String, Vec<SessionRecord>)> {
                 .to_string_lossy()
                 .into_owned();
             let bytes = std::fs::read(&file).expect("read partition");
-            let rows = ssm_audit::schema::read_parquet(bytes.into()).expect("a valid partition");
+            let rows = ssm_audit::dataset::schema::read_parquet(bytes.into()).expect("a valid partition");
             files.push((relative, rows));
         }
     }
@@ -441,7 +439,7 @@ pub fn read_s3_rows(
                 .await
                 .expect("get")
                 .expect("listed object exists");
-            for r in ssm_audit::schema::read_parquet(bytes).expect("a valid partition") {
+            for r in ssm_audit::dataset::schema::read_parquet(bytes).expect("a valid partition") {
                 let id = r.session_id.clone();
                 assert!(rows.insert(id.clone(), r).is_none(), "{id} appears twice");
             }

@@ -19,7 +19,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use crate::record::SessionRecord;
+use crate::dataset::record::SessionRecord;
 
 /// Version of the column contract; bump it with every change to the columns
 /// and to `schemas/sessions.schema.json`.
@@ -305,7 +305,7 @@ fn from_batch(batch: &RecordBatch) -> Result<Vec<SessionRecord>, SchemaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::tests::record;
+    use crate::dataset::record::tests::record;
 
     #[test]
     fn parquet_round_trips_every_field() {

@@ -1,8 +1,13 @@
 //! One row of the data set: a session as ssm-audit records it, the rule that
-//! decides which of two observations of one session wins, and the conversion
-//! from the SDK's `Session`.
+//! decides which of two observations of one session wins ([`Rank::supersedes`],
+//! used by staging and by every merge alike), and the conversion from the
+//! SDK's `Session`.
+
+use std::collections::HashMap;
 
 use aws_sdk_ssm::types::Session;
+
+use crate::dataset::layout;
 
 /// A session as stored in the Parquet data set (see `schema` for the columns).
 /// Times are epoch milliseconds, UTC.
@@ -43,6 +48,16 @@ pub enum RecordError {
 pub struct Rank {
     pub ended: bool,
     pub observed_at: i64,
+}
+
+impl Rank {
+    /// Whether an observation of this rank replaces one of rank `current`:
+    /// the data set's one merge rule. On equal rank the observation merged
+    /// in later wins, so reading the same observations again in the same
+    /// order always gives the same row.
+    pub fn supersedes(self, current: Rank) -> bool {
+        self >= current
+    }
 }
 
 const ENDED_STATUSES: [&str; 3] = ["Terminated", "Terminating", "Failed"];
@@ -119,12 +134,40 @@ impl SessionRecord {
     pub fn absorb(&mut self, other: SessionRecord) {
         let first_seen_at = self.first_seen_at.min(other.first_seen_at);
         let last_seen_at = self.last_seen_at.max(other.last_seen_at);
-        if other.rank() > self.rank() {
+        if other.rank().supersedes(self.rank()) {
             *self = other;
         }
         self.first_seen_at = first_seen_at;
         self.last_seen_at = last_seen_at;
     }
+
+    /// This row's place in its partition (see [`layout::row_order`]).
+    pub fn row_order(&self) -> (i64, &str) {
+        layout::row_order(self.start_date, &self.session_id)
+    }
+}
+
+/// Merges fresh observations into a partition's rows by session id and
+/// returns them in partition order.
+pub fn merge(existing: Vec<SessionRecord>, fresh: Vec<SessionRecord>) -> Vec<SessionRecord> {
+    let mut by_id: HashMap<String, SessionRecord> =
+        HashMap::with_capacity(existing.len() + fresh.len());
+    for record in existing.into_iter().chain(fresh) {
+        match by_id.get_mut(&record.session_id) {
+            Some(current) => current.absorb(record),
+            None => {
+                by_id.insert(record.session_id.clone(), record);
+            }
+        }
+    }
+    let mut rows: Vec<SessionRecord> = by_id.into_values().collect();
+    sort_rows(&mut rows);
+    rows
+}
+
+/// Sorts rows into partition order.
+pub fn sort_rows(rows: &mut [SessionRecord]) {
+    rows.sort_by(|a, b| a.row_order().cmp(&b.row_order()));
 }
 
 #[cfg(test)]
@@ -220,5 +263,45 @@ pub(crate) mod tests {
         old.absorb(newer);
         assert_eq!(old.status.as_deref(), Some("Disconnected"));
         assert_eq!(old.first_seen_at, 100);
+    }
+
+    #[test]
+    fn on_equal_rank_the_later_merged_observation_wins_everywhere() {
+        let open = Rank {
+            ended: false,
+            observed_at: 100,
+        };
+        let ended = Rank {
+            ended: true,
+            observed_at: 50,
+        };
+        assert!(ended.supersedes(open), "ended beats open whatever the time");
+        assert!(!open.supersedes(ended));
+        assert!(open.supersedes(open), "a tie goes to the later merged");
+
+        let mut kept = record("s", 0, "Connected", 100);
+        let mut tie = record("s", 0, "Disconnected", 100);
+        tie.reason = Some("the later one".into());
+        kept.absorb(tie.clone());
+        assert_eq!(kept.status.as_deref(), Some("Disconnected"));
+        let merged = merge(vec![record("s", 0, "Connected", 100)], vec![tie]);
+        assert_eq!(merged, vec![kept], "merge and absorb agree");
+    }
+
+    #[test]
+    fn merge_keeps_old_rows_first_seen_and_takes_newer_state() {
+        let existing = vec![
+            record("old", 5, "Terminated", 10),
+            record("live", 7, "Connected", 10),
+        ];
+        let fresh = vec![
+            record("live", 7, "Terminated", 20),
+            record("new", 1, "Failed", 20),
+        ];
+        let rows = merge(existing, fresh);
+        let ids: Vec<_> = rows.iter().map(|r| r.session_id.as_str()).collect();
+        assert_eq!(ids, ["new", "old", "live"]);
+        assert_eq!(rows[2].status.as_deref(), Some("Terminated"));
+        assert_eq!((rows[2].first_seen_at, rows[2].last_seen_at), (10, 20));
     }
 }

@@ -11,21 +11,30 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::aws::{self, AwsError, CallCounters};
-use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStatus, CheckpointStore, JobSpec};
 use crate::config::{ConfigError, ExportConfig, Location};
-use crate::crawl::{self, CrawlError, CrawlJob, CrawlOptions, Page};
-use crate::lock::{self, LockError};
-use crate::manifest::{self, ApiCounts, RunManifest, SessionCounts};
-use crate::publish::{self, PublishError, WrittenFile};
-use crate::stage::{self, StageError, Stager};
-use crate::storage::{AnyStorage, LocalStorage, S3Options, S3Storage, Storage, StorageError};
-use crate::window::{format_filter_time, plan_slices};
+use crate::dataset::layout;
+use crate::dataset::manifest::{self, ApiCounts, RunManifest, SessionCounts, WrittenFile};
+use crate::export::plan::plan_jobs;
+use crate::shutdown::CancellationToken;
+use crate::storage::{AnyStorage, LocalStorage, Storage, StorageError};
+use crate::time::{format_filter_time, Clock};
+use checkpoint::{Checkpoint, CheckpointError, CheckpointStatus, CheckpointStore, JobSpec};
+use crawl::{CrawlError, CrawlJob, CrawlOptions, Page};
+use lock::LockError;
+use publish::PublishError;
+use stage::{StageError, Stager};
 
-/// Why an export did not complete. [`ExportError::exit_code`] is the one
-/// place that decides the process's exit code.
+pub mod checkpoint;
+pub mod crawl;
+pub mod lock;
+pub mod plan;
+pub mod publish;
+pub mod stage;
+
+/// Why an export did not complete. `crate::exit` maps each to an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error(transparent)]
@@ -48,36 +57,10 @@ pub enum ExportError {
         "{0}; the checkpoint keeps the crawl, so rerunning publishes again once this is fixed"
     )]
     Publish(#[from] PublishError),
-    #[error("cannot write the run manifest ({0}); rerunning publishes again")]
-    Manifest(StorageError),
-}
-
-/// Exit codes, documented in the README and in `ssm-audit --help`.
-pub mod exit_code {
-    pub const SUCCESS: u8 = 0;
-    pub const FAILURE: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const INCOMPLETE: u8 = 3;
-    pub const INTERRUPTED: u8 = 4;
-    pub const LOCKED: u8 = 5;
-    /// `verify` found files changed, missing or unlisted.
-    pub const DIFFERENCES: u8 = 6;
-}
-
-impl ExportError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ExportError::Config(_) => exit_code::USAGE,
-            ExportError::Checkpoint(
-                CheckpointError::Storage(_) | CheckpointError::Conflict { .. },
-            ) => exit_code::FAILURE,
-            ExportError::Checkpoint(_) => exit_code::USAGE,
-            ExportError::Crawl(_) => exit_code::INCOMPLETE,
-            ExportError::Interrupted => exit_code::INTERRUPTED,
-            ExportError::Lock(LockError::Held(_)) => exit_code::LOCKED,
-            _ => exit_code::FAILURE,
-        }
-    }
+    #[error("cannot write the run manifest; rerunning publishes again")]
+    Manifest(#[source] StorageError),
+    #[error("cannot encode the run manifest: {0}")]
+    EncodeManifest(#[source] serde_json::Error),
 }
 
 /// What a completed export did; printed as the one-line summary.
@@ -121,24 +104,25 @@ impl std::fmt::Display for ExportSummary {
     }
 }
 
-/// Runs one export. `shutdown` turns true when the process is asked to stop.
+/// Runs one export. Cancelling `shutdown` (or its parent) stops the crawl at
+/// its next call; the checkpoint is saved and nothing partial is published.
 pub async fn run(
     config: ExportConfig,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<ExportSummary, ExportError> {
-    let started = chrono::Utc::now();
+    let clock = config.clock;
+    let started = clock.now();
     // Local locations are checked before any AWS call; S3 ones need the SDK
     // configuration, and are checked before any SSM call.
-    for location in [Some(&config.output), config.checkpoint.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        if let Location::Local(path) = location {
+    for (flag, location) in [("--output", Some(&config.output)), ("--checkpoint", config.checkpoint.as_ref())] {
+        if let Some(Location::Local(path)) = location {
             LocalStorage::new(path.clone())
                 .preflight()
                 .await
-                .map_err(|e| {
-                    ConfigError(format!("{e}; choose a writable --output and --checkpoint"))
+                .map_err(|source| ConfigError::Unusable {
+                    flag,
+                    hint: "choose a writable --output and --checkpoint",
+                    source,
                 })?;
         }
     }
@@ -151,36 +135,24 @@ pub async fn run(
         .region()
         .map(|r| r.to_string())
         .ok_or(AwsError::NoRegion)?;
-    let output = Arc::new(open_storage(&config.output, &sdk_config, &config).await?);
+    let output = Arc::new(open_storage("--output", &config.output, &sdk_config, &config).await?);
     let (checkpoint_storage, checkpoint_root) = match &config.checkpoint {
         Some(location) => (
-            Arc::new(open_storage(location, &sdk_config, &config).await?),
+            Arc::new(open_storage("--checkpoint", location, &sdk_config, &config).await?),
             String::new(),
         ),
-        None => (output.clone(), "_checkpoint/".to_owned()),
+        None => (output.clone(), layout::CHECKPOINT_ROOT.to_owned()),
     };
     let account_id = aws::account_id(&sdk_config, &config.aws).await?;
     let counters = Arc::new(CallCounters::default());
     let client = aws::ssm_client(&sdk_config, counters.clone());
     let run_id = manifest::new_run_id(started);
 
-    let lock = Arc::new(lock::acquire(output.clone(), &run_id, lock::DEFAULT_LEASE).await?);
-    // `cancel` stops the crawl: on a signal, or when the lock is lost.
-    let (cancel_tx, cancel_rx) = watch::channel(false);
-    let (lock_lost_tx, mut lock_lost_rx) = watch::channel(false);
-    let lock_lost = lock_lost_tx.subscribe();
-    let (stop_renewing_tx, stop_renewing_rx) = watch::channel(false);
-    let renewer = tokio::spawn(lock.clone().keep_alive(stop_renewing_rx, lock_lost_tx));
-    let forwarder = {
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => {}
-                _ = lock_lost_rx.wait_for(|s| *s) => {}
-            }
-            let _ = cancel_tx.send(true);
-        })
-    };
+    let lock = Arc::new(lock::acquire(output.clone(), &run_id, lock::DEFAULT_LEASE, clock).await?);
+    // The run stops on the process's signal, or here when the lock is lost.
+    let run = shutdown.child_token();
+    let stop_renewing = CancellationToken::new();
+    let renewer = tokio::spawn(lock.clone().keep_alive(stop_renewing.clone(), run.clone()));
 
     let locked = Locked {
         config: &config,
@@ -190,6 +162,7 @@ pub async fn run(
             &checkpoint_root,
             &account_id,
             &region,
+            clock,
         ),
         client,
         counters,
@@ -197,46 +170,43 @@ pub async fn run(
         region: region.clone(),
         run_id,
         started,
+        clock,
     };
-    let result = locked.run(cancel_rx.clone()).await;
+    let result = locked.run(run).await;
 
-    let _ = stop_renewing_tx.send(true);
-    let _ = renewer.await;
-    forwarder.abort();
+    stop_renewing.cancel();
+    let renewal = renewer
+        .await
+        .unwrap_or_else(|e| Err(LockError::Lost(format!("the lock renewal task failed: {e}"))));
     if let Err(error) = lock.release().await {
         tracing::warn!(%error, "could not release the output lock; it expires with its lease");
     }
-    match result {
-        Err(ExportError::Interrupted) if *lock_lost.borrow() => {
-            Err(LockError::Lost("another run took the output lock over".into()).into())
-        }
-        other => other,
+    match (result, renewal) {
+        (Err(ExportError::Interrupted), Err(lost)) => Err(lost.into()),
+        (other, _) => other,
     }
 }
 
 /// Opens a location as storage; an S3 location is pre-flighted (bucket
 /// exists, prefix writable) so that a wrong bucket fails in seconds.
 async fn open_storage(
+    flag: &'static str,
     location: &Location,
     sdk_config: &aws_config::SdkConfig,
     config: &ExportConfig,
 ) -> Result<AnyStorage, ExportError> {
-    match location {
-        Location::Local(path) => Ok(AnyStorage::Local(LocalStorage::new(path.clone()))),
-        Location::S3 { bucket, prefix } => {
-            let client = aws::s3_client(sdk_config, config.s3.force_path_style);
-            let options = S3Options {
-                sse: config.s3.sse(),
-                ..S3Options::default()
-            };
-            let storage = S3Storage::new(client, bucket, prefix, options);
-            storage
-                .preflight()
-                .await
-                .map_err(|e| ConfigError(format!("{e}; check the bucket, the prefix, the region and the credentials' permissions")))?;
-            Ok(AnyStorage::S3(storage))
-        }
+    let storage = aws::storage_for(location, Some(sdk_config), &config.aws, &config.s3).await?;
+    if location.is_s3() {
+        storage
+            .preflight()
+            .await
+            .map_err(|source| ConfigError::Unusable {
+                flag,
+                hint: "check the bucket, the prefix, the region and the credentials' permissions",
+                source,
+            })?;
     }
+    Ok(storage)
 }
 
 /// The part of a run that happens while the output lock is held.
@@ -250,10 +220,11 @@ struct Locked<'a> {
     region: String,
     run_id: String,
     started: chrono::DateTime<chrono::Utc>,
+    clock: Clock,
 }
 
 impl Locked<'_> {
-    async fn run(self, cancel: watch::Receiver<bool>) -> Result<ExportSummary, ExportError> {
+    async fn run(self, cancel: CancellationToken) -> Result<ExportSummary, ExportError> {
         let config = self.config;
         if config.restart {
             tracing::warn!("--restart: discarding any checkpoint and its staged pages");
@@ -333,19 +304,20 @@ impl Locked<'_> {
             attempts: checkpoint.attempts,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: self.started.to_rfc3339(),
-            finished_at: chrono::Utc::now().to_rfc3339(),
+            finished_at: self.clock.now().to_rfc3339(),
             output: self.output.location(),
             account_id: self.account_id.clone(),
             region: self.region.clone(),
-            config: serde_json::to_value(config).unwrap_or_default(),
+            config: serde_json::to_value(config).map_err(ExportError::EncodeManifest)?,
             window: checkpoint.window.clone(),
             sessions: sessions.clone(),
             api: api.clone(),
             files: files.clone(),
         };
-        let manifest_bytes = serde_json::to_vec_pretty(&run_manifest).unwrap_or_default();
+        let manifest_bytes =
+            serde_json::to_vec_pretty(&run_manifest).map_err(ExportError::EncodeManifest)?;
         self.output
-            .put(&manifest::manifest_key(&self.run_id), manifest_bytes.into())
+            .put(&layout::manifest_key(&self.run_id), manifest_bytes.into())
             .await
             .map_err(ExportError::Manifest)?;
 
@@ -397,7 +369,7 @@ impl Locked<'_> {
         jobs: Vec<CrawlJob>,
         checkpoint: &mut Checkpoint,
         stager: &mut Stager<AnyStorage>,
-        cancel: watch::Receiver<bool>,
+        cancel: CancellationToken,
     ) -> Result<(), ExportError> {
         let config = self.config;
         let batch_limit = config.concurrency * 2;
@@ -408,6 +380,7 @@ impl Locked<'_> {
             filters: config.filters.clone(),
             account_id: self.account_id.clone(),
             region: self.region.clone(),
+            clock: self.clock,
         };
         let crawler = tokio::spawn(crawl::crawl(
             self.client.clone(),
@@ -449,7 +422,7 @@ impl Locked<'_> {
         }
         match crawl_result {
             Ok(()) => Ok(()),
-            Err(CrawlError::Interrupted) if *cancel.borrow() => Err(ExportError::Interrupted),
+            Err(CrawlError::Interrupted) if cancel.is_cancelled() => Err(ExportError::Interrupted),
             Err(error) => Err(ExportError::Crawl(error)),
         }
     }
@@ -472,23 +445,3 @@ impl Locked<'_> {
 
 /// How often a running crawl logs its progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// One job per (state, slice), newest slices first: the newest are where the
-/// service holds the most, and where Active sessions are.
-pub fn plan_jobs(config: &ExportConfig) -> Vec<CrawlJob> {
-    let mut slices = plan_slices(config.window, config.slice_ms);
-    slices.reverse();
-    let mut jobs = Vec::with_capacity(slices.len() * config.states.len());
-    for state in &config.states {
-        for slice in &slices {
-            jobs.push(CrawlJob {
-                id: jobs.len() as u32,
-                state: *state,
-                slice: *slice,
-                resume_token: None,
-                pages_done: 0,
-            });
-        }
-    }
-    jobs
-}

@@ -3,14 +3,25 @@
 //! SHA-256, so a later check can prove the data set was not altered.
 
 use serde::{Deserialize, Serialize};
-
-use crate::publish::WrittenFile;
+use sha2::{Digest, Sha256};
 
 /// Version of the manifest format; readers refuse versions they do not know.
 pub const MANIFEST_VERSION: u32 = 1;
 
-/// Directory of the run manifests below the output root.
-pub const RUNS_PREFIX: &str = "_runs/";
+/// One file a run wrote, as the run manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrittenFile {
+    pub path: String,
+    pub rows: usize,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Hex SHA-256 of a file's bytes, as manifests record it and `verify`
+/// checks it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunManifest {
@@ -58,11 +69,6 @@ pub struct ApiCounts {
     pub throttled: u64,
     pub server_errors: u64,
     pub transport_errors: u64,
-}
-
-/// The manifest's key for a run.
-pub fn manifest_key(run_id: &str) -> String {
-    format!("{RUNS_PREFIX}{run_id}.json")
 }
 
 /// A run id that sorts by start time and does not collide between hosts.

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::sim_model::SimSession;
+
 fn ssm_sim(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ssm-sim"))
         .args(args)
@@ -75,7 +77,11 @@ fn generate_writes_the_data_set_it_would_serve() {
         dir.path().join("again.jsonl"),
     );
     generate_into(&out);
-    let sessions = ssm_audit::sim::data::load_jsonl(&out).expect("loads back");
+    let sessions: Vec<SimSession> = std::fs::read_to_string(&out)
+        .expect("read")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a session in the wire shape"))
+        .collect();
     assert_eq!(sessions.len(), 250);
     generate_into(&again);
     assert_eq!(

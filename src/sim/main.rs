@@ -1,5 +1,16 @@
-//! `ssm-sim`: the DescribeSessions simulator's command line. `serve` runs it,
-//! `generate` writes the data set it would serve as JSON Lines.
+//! `ssm-sim`: a local stand-in for the SSM DescribeSessions endpoint (and
+//! `sts:GetCallerIdentity`) that real AWS clients cannot tell from the service
+//! for this operation. Tests, benchmarks and `make demo` stand on it. `serve`
+//! runs it, `generate` writes the data set it would serve as JSON Lines.
+//!
+//! The simulator is its own binary crate: the product (`ssm_audit`) never
+//! depends on it, and `tests/it/tidy.rs` keeps it so. It shares only the API's
+//! facts (`ssm_audit::api`).
+//!
+//! - [`model`]: the wire shape of a session, shared with data files.
+//! - [`data`]: seeded generation and JSON Lines loading.
+//! - [`store`]: the query engine (filters, order, tokens, retention, churn).
+//! - [`server`]: HTTP routing, fault injection and statistics.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -9,9 +20,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use ssm_audit::sim::data::{self, GenerateSpec};
-use ssm_audit::sim::server::{FaultOptions, Server, ServerOptions};
-use ssm_audit::sim::store::{BoundaryMode, QueryOptions, Store};
+
+mod data;
+mod model;
+mod server;
+mod store;
+
+use data::GenerateSpec;
+use server::{FaultOptions, Server, ServerOptions};
+use store::{BoundaryMode, QueryOptions, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -161,7 +178,7 @@ fn share(name: &str, value: f64) -> anyhow::Result<f64> {
     Ok(value)
 }
 
-fn load_sessions(args: &DataArgs) -> anyhow::Result<Vec<ssm_audit::sim::model::SimSession>> {
+fn load_sessions(args: &DataArgs) -> anyhow::Result<Vec<model::SimSession>> {
     if let Some(path) = &args.data {
         return Ok(data::load_jsonl(path)?);
     }

@@ -42,12 +42,12 @@ fn ddl_columns(ddl: &str) -> Vec<(String, String)> {
 
 #[test]
 fn code_contract_file_and_ddl_agree() {
-    let schema = ssm_audit::schema::schema();
+    let schema = ssm_audit::dataset::schema::schema();
     let contract: serde_json::Value =
         serde_json::from_str(&repo_file("schemas/sessions.schema.json")).expect("JSON");
     assert_eq!(
         contract["schema_version"],
-        ssm_audit::schema::SCHEMA_VERSION
+        ssm_audit::dataset::schema::SCHEMA_VERSION
     );
     let columns = contract["columns"].as_array().expect("columns");
     let ddl = ddl_columns(&repo_file("schemas/athena/create_table.sql"));
@@ -95,8 +95,10 @@ fn the_ddl_projects_dt_and_needs_no_crawler() {
         assert!(ddl.contains(needle), "the DDL lacks {needle}");
     }
     // The layout the DDL expects is the one the exporter writes.
-    assert_eq!(
-        ssm_audit::publish::partition_key("2026-11-01", "1", "r"),
-        "sessions/dt=2026-11-01/1_r.parquet"
-    );
+    let partition = ssm_audit::dataset::layout::PartitionKey {
+        date: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("a date"),
+        account_id: "1".into(),
+        region: "r".into(),
+    };
+    assert_eq!(partition.key(), "sessions/dt=2026-11-01/1_r.parquet");
 }

@@ -1,0 +1,146 @@
+//! Everything about reaching AWS: the SDK configuration built from the user's
+//! settings and the standard chain, the account id from
+//! `sts:GetCallerIdentity`, the SSM client with a call counter that feeds the
+//! run manifest (calls, retries, throttles, in [`counters`]), and the S3
+//! client behind storage locations. **API boundary**: the only module that
+//! builds SDK clients (`tests/it/tidy.rs` checks it).
+
+mod counters;
+
+pub use counters::{CallCounters, CallStats};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ssm::config::retry::{RetryPartition, TokenBucket};
+
+use crate::config::{AwsSettings, Location, S3Settings};
+use crate::storage::{AnyStorage, LocalStorage, S3Options, S3Storage};
+use crate::text::error_text;
+use counters::CountingInterceptor;
+
+/// Attempts per call when neither `--max-attempts` nor `AWS_MAX_ATTEMPTS`
+/// says otherwise: a throttled crawl needs more than the SDK's 3.
+const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// Why AWS could not be reached or answered; all exit code 1.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error(
+        "no AWS region is configured: pass --region, or set AWS_REGION or a region in the profile"
+    )]
+    NoRegion,
+    #[error("cannot learn the account id from sts:GetCallerIdentity ({0}); check credentials and the endpoint, or pass --account-id")]
+    Identity(String),
+}
+
+/// Loads the SDK configuration: the user's flags first, then the standard
+/// AWS chain (environment, profiles, SSO, credential_process, ECS, IMDS).
+pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .build(),
+    );
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let attempts = settings.max_attempts.or_else(|| {
+        std::env::var_os("AWS_MAX_ATTEMPTS")
+            .is_none()
+            .then_some(DEFAULT_MAX_ATTEMPTS)
+    });
+    if let Some(attempts) = attempts {
+        // Setting the attempts replaces the whole retry configuration, so the
+        // mode the user chose must be carried over.
+        let adaptive =
+            std::env::var("AWS_RETRY_MODE").is_ok_and(|m| m.eq_ignore_ascii_case("adaptive"));
+        let retry = if adaptive {
+            RetryConfig::adaptive()
+        } else {
+            RetryConfig::standard()
+        };
+        loader = loader.retry_config(retry.with_max_attempts(attempts));
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(AwsError::NoRegion);
+    }
+    Ok(config)
+}
+
+/// The account whose sessions are crawled: `--account-id`, or the caller's.
+pub async fn account_id(config: &SdkConfig, settings: &AwsSettings) -> Result<String, AwsError> {
+    if let Some(account) = &settings.account_id {
+        return Ok(account.clone());
+    }
+    let identity = aws_sdk_sts::Client::new(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| AwsError::Identity(error_text(&e)))?;
+    identity
+        .account()
+        .map(str::to_owned)
+        .ok_or_else(|| AwsError::Identity("the answer holds no account".into()))
+}
+
+/// An SSM client that counts its attempts into `counters`.
+pub fn ssm_client(config: &SdkConfig, counters: Arc<CallCounters>) -> aws_sdk_ssm::Client {
+    // The SDK's default retry quota (a 500-token bucket that successes do
+    // not refill) suits long-lived services; a nightly crawl that meets
+    // throttling on a skewed month would exhaust it and fail for good. Each
+    // call stays bounded by its max attempts and jittered backoff.
+    let partition = RetryPartition::custom("ssm-audit-describe-sessions")
+        .token_bucket(TokenBucket::unlimited())
+        .build();
+    let ssm_config = aws_sdk_ssm::config::Builder::from(config)
+        .interceptor(CountingInterceptor(counters))
+        .retry_partition(partition)
+        .build();
+    aws_sdk_ssm::Client::from_conf(ssm_config)
+}
+
+/// An S3 client on the same configuration (credentials, region, endpoint
+/// settings such as `AWS_ENDPOINT_URL_S3`).
+pub fn s3_client(config: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+/// Storage for a location. An S3 location needs the SDK configuration:
+/// `loaded` when the caller has one, else loaded from `settings` (a local
+/// data set needs no AWS settings at all).
+pub async fn storage_for(
+    location: &Location,
+    loaded: Option<&SdkConfig>,
+    settings: &AwsSettings,
+    s3: &S3Settings,
+) -> Result<AnyStorage, AwsError> {
+    match location {
+        Location::Local(path) => Ok(AnyStorage::Local(LocalStorage::new(path.clone()))),
+        Location::S3 { bucket, prefix } => {
+            let client = match loaded {
+                Some(config) => s3_client(config, s3.force_path_style),
+                None => s3_client(&load_sdk_config(settings).await?, s3.force_path_style),
+            };
+            let options = S3Options {
+                sse: s3.sse.clone(),
+                ..S3Options::default()
+            };
+            Ok(AnyStorage::S3(S3Storage::new(client, bucket, prefix, options)))
+        }
+    }
+}

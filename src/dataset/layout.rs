@@ -1,0 +1,130 @@
+//! Where everything lives below an output root, and in what order a
+//! partition's rows are: the one place that formats and parses the data
+//! set's keys. Athena's table (`schemas/athena/create_table.sql`), `publish`,
+//! `report` and `verify` all follow what is written here.
+//!
+//! ```text
+//! sessions/dt=YYYY-MM-DD/<account>_<region>.parquet   the data (start date, UTC)
+//! _runs/<run_id>.json                                 run manifests
+//! _checkpoint/<account>_<region>/checkpoint.json      crawl checkpoint
+//! _checkpoint/<account>_<region>/staged/…             staged pages
+//! _lock.json                                          the output lock
+//! ```
+//!
+//! Names beginning with `_` or `.` are skipped by Athena and Hive, so only
+//! `sessions/` is read as data.
+
+use chrono::NaiveDate;
+
+/// Folder of the partitions below the output root.
+pub const SESSIONS_PREFIX: &str = "sessions/";
+/// Folder of the run manifests below the output root.
+pub const RUNS_PREFIX: &str = "_runs/";
+/// The default checkpoint folder below the output root.
+pub const CHECKPOINT_ROOT: &str = "_checkpoint/";
+/// The output lock below the output root.
+pub const LOCK_KEY: &str = "_lock.json";
+
+/// A partition file's identity: its day and the (account, region) it holds.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartitionKey {
+    pub date: NaiveDate,
+    pub account_id: String,
+    pub region: String,
+}
+
+impl PartitionKey {
+    /// `sessions/dt=2026-11-01/123456789012_eu-west-1.parquet`.
+    pub fn key(&self) -> String {
+        format!(
+            "{SESSIONS_PREFIX}dt={}/{}_{}.parquet",
+            self.date.format("%Y-%m-%d"),
+            self.account_id,
+            self.region
+        )
+    }
+
+    /// The partition a key names, or None for any other key (a stray file,
+    /// a temporary file, a folder marker).
+    pub fn parse(key: &str) -> Option<PartitionKey> {
+        let rest = key.strip_prefix(SESSIONS_PREFIX)?.strip_prefix("dt=")?;
+        let (day, file) = rest.split_once('/')?;
+        let date = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+        if date.format("%Y-%m-%d").to_string() != day {
+            return None;
+        }
+        let stem = file.strip_suffix(".parquet").filter(|s| !s.contains('/'))?;
+        let (account_id, region) = stem.split_once('_')?;
+        if account_id.is_empty() || region.is_empty() || region.contains(['/', '_']) {
+            return None;
+        }
+        Some(PartitionKey {
+            date,
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
+        })
+    }
+}
+
+/// The UTC day a session that started at `start_date` (epoch ms) is filed
+/// under, or None for a time outside the calendar.
+pub fn partition_date(start_date: i64) -> Option<NaiveDate> {
+    crate::time::utc(start_date).map(|t| t.date_naive())
+}
+
+/// The key of a run's manifest.
+pub fn manifest_key(run_id: &str) -> String {
+    format!("{RUNS_PREFIX}{run_id}.json")
+}
+
+/// The checkpoint folder of one (account, region) below `root` (a prefix
+/// ending in `/`, or empty).
+pub fn checkpoint_prefix(root: &str, account_id: &str, region: &str) -> String {
+    format!("{root}{account_id}_{region}/")
+}
+
+/// The order of a partition's rows: by start time, then session id. Files
+/// are written in this order so merges can stream them.
+pub fn row_order(start_date: i64, session_id: &str) -> (i64, &str) {
+    (start_date, session_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_keys_round_trip_and_strays_are_not_partitions() {
+        let key = PartitionKey {
+            date: NaiveDate::from_ymd_opt(2026, 11, 1).expect("a date"),
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+        };
+        assert_eq!(
+            key.key(),
+            "sessions/dt=2026-11-01/123456789012_eu-west-1.parquet"
+        );
+        assert_eq!(PartitionKey::parse(&key.key()), Some(key));
+        for stray in [
+            "sessions/other",
+            "sessions/dt=2026-11-01/",
+            "sessions/dt=2026-13-01/1_r.parquet",
+            "sessions/dt=2026-11-1/1_r.parquet",
+            "sessions/dt=2026-11-01/1_r.parquet.tmp",
+            "sessions/dt=2026-11-01/noregion.parquet",
+            "sessions/dt=2026-11-01/x/1_r.parquet",
+            "_runs/x.json",
+        ] {
+            assert_eq!(PartitionKey::parse(stray), None, "{stray}");
+        }
+    }
+
+    #[test]
+    fn partition_dates_are_utc_days() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        assert_eq!(partition_date(0), day(1970, 1, 1));
+        assert_eq!(partition_date(86_400_000 - 1), day(1970, 1, 1));
+        assert_eq!(partition_date(86_400_000), day(1970, 1, 2));
+        assert_eq!(partition_date(i64::MAX), None);
+    }
+}

@@ -1,0 +1,75 @@
+//! The process's exit codes, as the README and `ssm-audit --help` document
+//! them, and [`code_of`], the one place that decides which code a failure
+//! gets. Modules return typed errors; only this module reads them for codes.
+
+use crate::config::ConfigError;
+use crate::export::checkpoint::CheckpointError;
+use crate::export::lock::LockError;
+use crate::export::ExportError;
+use crate::verify::VerifyError;
+
+pub const SUCCESS: u8 = 0;
+/// AWS, storage or anything else outside the command's control.
+pub const FAILURE: u8 = 1;
+/// Invalid flags or configuration; nothing was written.
+pub const USAGE: u8 = 2;
+/// The crawl is incomplete (a call failed after its retries); rerun to resume.
+pub const INCOMPLETE: u8 = 3;
+/// Interrupted by SIGINT or SIGTERM; rerun to resume.
+pub const INTERRUPTED: u8 = 4;
+/// Another export holds the output lock.
+pub const LOCKED: u8 = 5;
+/// `verify` found files changed, missing or unlisted.
+pub const DIFFERENCES: u8 = 6;
+
+/// The exit code of a failed command: the first cause in the chain that
+/// decides one, else [`FAILURE`].
+pub fn code_of(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(|cause| {
+            if let Some(e) = cause.downcast_ref::<ExportError>() {
+                return export_code(e);
+            }
+            if cause.is::<ConfigError>() {
+                return Some(USAGE);
+            }
+            match cause.downcast_ref::<VerifyError>() {
+                Some(VerifyError::Differences) => Some(DIFFERENCES),
+                _ => None,
+            }
+        })
+        .unwrap_or(FAILURE)
+}
+
+/// None: the cause decides nothing here; a deeper cause may.
+fn export_code(error: &ExportError) -> Option<u8> {
+    Some(match error {
+        ExportError::Config(_) => USAGE,
+        ExportError::Checkpoint(
+            CheckpointError::Corrupt { .. }
+            | CheckpointError::UnknownVersion { .. }
+            | CheckpointError::Mismatch { .. },
+        ) => USAGE,
+        ExportError::Crawl(_) => INCOMPLETE,
+        ExportError::Interrupted => INTERRUPTED,
+        ExportError::Lock(LockError::Held(_)) => LOCKED,
+        _ => FAILURE,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_that_decides_is_found_under_context() {
+        let usage = anyhow::Error::new(ConfigError::Flag("--slice".into())).context("export");
+        assert_eq!(code_of(&usage), USAGE);
+        let interrupted = anyhow::Error::new(ExportError::Interrupted).context("export into x");
+        assert_eq!(code_of(&interrupted), INTERRUPTED);
+        let differences = anyhow::Error::new(VerifyError::Differences);
+        assert_eq!(code_of(&differences), DIFFERENCES);
+        assert_eq!(code_of(&anyhow::anyhow!("anything else")), FAILURE);
+    }
+}

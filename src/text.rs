@@ -1,0 +1,34 @@
+//! How text from outside the program is shown to the people reading its
+//! messages: an SDK error as one line. (Strings from the API and from files
+//! in the output are escaped here too as the product grows.) A leaf: every
+//! module may use it, it uses none.
+
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// One line that says what an SDK call's error was: the service's error code
+/// and message when the service answered, otherwise each cause in turn
+/// ("dispatch failure: io error: … Connection refused (os error 111)").
+/// The SDK's own `DisplayErrorContext` also prints a debug dump, which
+/// reads badly in an operator's page.
+pub fn error_text<E>(error: &E) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    if let Some(code) = error.code() {
+        return match error.message() {
+            Some(message) => format!("{code}: {message}"),
+            None => code.to_owned(),
+        };
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        // Wrappers often repeat their source's text; say each thing once.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = current.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,213 @@
+//! The storage conformance suite: what every backend of the storage seam
+//! must do, run against a local directory on its own and against S3
+//! (moto_server) inside a prefix.
+
+use bytes::Bytes;
+use ssm_audit::storage::{Conditional, LocalStorage, S3Options, S3Storage, Storage, StorageError};
+
+use crate::common::*;
+
+/// What every backend must do; run against the local directory and S3.
+async fn conformance<S: Storage>(storage: &S) {
+    storage.preflight().await.expect("preflight");
+    assert_eq!(
+        storage.list("").await.expect("list"),
+        Vec::<String>::new(),
+        "preflight leaves nothing"
+    );
+    assert_eq!(storage.get("a/missing").await.expect("get"), None);
+
+    storage
+        .put("a/b/one", Bytes::from_static(b"1"))
+        .await
+        .expect("put");
+    storage
+        .put("a/two", Bytes::from_static(b"2"))
+        .await
+        .expect("put");
+    storage
+        .put("a/two", Bytes::from_static(b"22"))
+        .await
+        .expect("replace");
+    storage
+        .put("c/three", Bytes::from_static(b"3"))
+        .await
+        .expect("put");
+    assert_eq!(
+        storage.get("a/two").await.expect("get"),
+        Some(Bytes::from_static(b"22"))
+    );
+    assert_eq!(
+        storage.list("a/").await.expect("list"),
+        ["a/b/one", "a/two"]
+    );
+    assert_eq!(
+        storage.list("").await.expect("list"),
+        ["a/b/one", "a/two", "c/three"]
+    );
+    assert_eq!(
+        storage.list("zzz/").await.expect("list"),
+        Vec::<String>::new()
+    );
+
+    // Create-only.
+    let Conditional::Done { version: v1 } = storage
+        .put_if_absent("lock", Bytes::from_static(b"a"))
+        .await
+        .expect("create")
+    else {
+        panic!("the first create wins")
+    };
+    assert_eq!(
+        storage
+            .put_if_absent("lock", Bytes::from_static(b"b"))
+            .await
+            .expect("create"),
+        Conditional::Conflict
+    );
+    let read = storage
+        .get_versioned("lock")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (read.data, read.version.clone()),
+        (Bytes::from_static(b"a"), v1.clone())
+    );
+
+    // Replace-if-unchanged.
+    let Conditional::Done { version: v2 } = storage
+        .put_if_match("lock", Bytes::from_static(b"c"), &v1)
+        .await
+        .expect("update")
+    else {
+        panic!("the holder of v1 may update")
+    };
+    assert_ne!(v1, v2);
+    assert_eq!(
+        storage
+            .put_if_match("lock", Bytes::from_static(b"d"), &v1)
+            .await
+            .expect("update"),
+        Conditional::Conflict
+    );
+    assert_eq!(
+        storage.get("lock").await.expect("get"),
+        Some(Bytes::from_static(b"c"))
+    );
+
+    // Delete, plain and conditional.
+    assert_eq!(
+        storage.delete_if_match("lock", &v1).await.expect("delete"),
+        Conditional::Conflict
+    );
+    assert!(matches!(
+        storage.delete_if_match("lock", &v2).await.expect("delete"),
+        Conditional::Done { .. }
+    ));
+    assert_eq!(storage.get("lock").await.expect("get"), None);
+    storage.delete("a/two").await.expect("delete");
+    storage
+        .delete("a/two")
+        .await
+        .expect("deleting a missing object is fine");
+    assert_eq!(storage.list("a/").await.expect("list"), ["a/b/one"]);
+
+    // A large object survives intact (multipart on S3 with a small threshold).
+    let large: Vec<u8> = (0..11 * 1024 * 1024)
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    storage
+        .put("big/object", Bytes::from(large.clone()))
+        .await
+        .expect("large put");
+    assert_eq!(
+        storage
+            .get("big/object")
+            .await
+            .expect("get")
+            .expect("exists")
+            .len(),
+        large.len()
+    );
+    assert_eq!(
+        storage.get("big/object").await.expect("get"),
+        Some(Bytes::from(large))
+    );
+
+    // One key rule for every backend: what a directory and a bucket would
+    // read differently (`a//b`, `a/./b`, a trailing `/`) is refused by both.
+    for key in [
+        "../escape", "/absolute", "a/../b", "", "a//b", "a/./b", "a/", "a\\b", "a\nb",
+    ] {
+        assert!(
+            matches!(storage.get(key).await, Err(StorageError::InvalidKey(_))),
+            "get {key:?}"
+        );
+        assert!(
+            matches!(
+                storage.put(key, Bytes::from_static(b"x")).await,
+                Err(StorageError::InvalidKey(_))
+            ),
+            "put {key:?}"
+        );
+    }
+    for prefix in ["a", "a//", "../", "/"] {
+        assert!(
+            matches!(storage.list(prefix).await, Err(StorageError::InvalidKey(_))),
+            "list {prefix:?}"
+        );
+    }
+}
+
+#[test]
+fn the_local_backend_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    runtime().block_on(conformance(&LocalStorage::new(dir.path().join("root"))));
+}
+
+#[test]
+fn the_s3_backend_passes_the_conformance_suite_inside_its_prefix() {
+    let moto = Moto::start();
+    moto.create_bucket("conformance");
+    let options = S3Options {
+        multipart_threshold: 6 << 20,
+        part_size: 5 << 20,
+        ..S3Options::default()
+    };
+    runtime().block_on(conformance(&S3Storage::new(
+        moto.client(),
+        "conformance",
+        "some/prefix",
+        options,
+    )));
+    // The prefix really scopes the keys: every object in the bucket is the
+    // storage's key below the prefix, and nothing else is there.
+    let mut in_bucket: Vec<String> = runtime().block_on(async {
+        moto.client()
+            .list_objects_v2()
+            .bucket("conformance")
+            .send()
+            .await
+            .expect("list")
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    });
+    in_bucket.sort();
+    let listed = runtime()
+        .block_on(
+            S3Storage::new(
+                moto.client(),
+                "conformance",
+                "some/prefix",
+                S3Options::default(),
+            )
+            .list(""),
+        )
+        .expect("list");
+    assert!(!listed.is_empty(), "the suite leaves objects behind");
+    let expected: Vec<String> = listed.iter().map(|k| format!("some/prefix/{k}")).collect();
+    assert_eq!(in_bucket, expected);
+}
