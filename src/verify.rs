@@ -120,11 +120,7 @@ pub async fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, VerifyError
             );
         }
     }
-    let present: BTreeSet<String> = storage
-        .list(SESSIONS_PREFIX)
-        .await?
-        .into_iter()
-        .collect();
+    let present: BTreeSet<String> = storage.list(SESSIONS_PREFIX).await?.into_iter().collect();
     let mut report = VerifyReport {
         manifests: manifests.len(),
         ..VerifyReport::default()

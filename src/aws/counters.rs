@@ -111,4 +111,3 @@ fn is_throttling(code: &str) -> bool {
             | "EC2ThrottledException"
     )
 }
-

@@ -140,7 +140,9 @@ pub async fn storage_for(
                 sse: s3.sse.clone(),
                 ..S3Options::default()
             };
-            Ok(AnyStorage::S3(S3Storage::new(client, bucket, prefix, options)))
+            Ok(AnyStorage::S3(S3Storage::new(
+                client, bucket, prefix, options,
+            )))
         }
     }
 }

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::SessionState;
 use crate::config::{ExportConfig, UserFilter};
+use crate::dataset::layout;
 use crate::export::crawl::CrawlJob;
 use crate::storage::{Conditional, Storage, StorageError};
-use crate::dataset::layout;
 use crate::time::{Clock, TimeRange};
 
 /// Version of the checkpoint format; an unknown version is refused.
@@ -344,9 +344,8 @@ impl<S: Storage> CheckpointStore<S> {
     /// run last read or wrote it.
     pub async fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), CheckpointError> {
         checkpoint.updated_at = self.clock.now().to_rfc3339();
-        let bytes = Bytes::from(
-            serde_json::to_vec_pretty(checkpoint).map_err(CheckpointError::Encode)?,
-        );
+        let bytes =
+            Bytes::from(serde_json::to_vec_pretty(checkpoint).map_err(CheckpointError::Encode)?);
         let expected = self
             .version
             .lock()

@@ -247,9 +247,14 @@ mod tests {
     async fn an_expired_lease_is_taken_over_and_the_old_holder_loses_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Arc::new(LocalStorage::new(dir.path()));
-        let old = acquire(storage.clone(), "old", Duration::from_millis(0), Clock::system())
-            .await
-            .expect("free");
+        let old = acquire(
+            storage.clone(),
+            "old",
+            Duration::from_millis(0),
+            Clock::system(),
+        )
+        .await
+        .expect("free");
         tokio::time::sleep(Duration::from_millis(5)).await; // let the zero-length lease lapse
         let new = acquire(storage.clone(), "new", DEFAULT_LEASE, Clock::system())
             .await

@@ -114,7 +114,10 @@ pub async fn run(
     let started = clock.now();
     // Local locations are checked before any AWS call; S3 ones need the SDK
     // configuration, and are checked before any SSM call.
-    for (flag, location) in [("--output", Some(&config.output)), ("--checkpoint", config.checkpoint.as_ref())] {
+    for (flag, location) in [
+        ("--output", Some(&config.output)),
+        ("--checkpoint", config.checkpoint.as_ref()),
+    ] {
         if let Some(Location::Local(path)) = location {
             LocalStorage::new(path.clone())
                 .preflight()
@@ -175,9 +178,11 @@ pub async fn run(
     let result = locked.run(run).await;
 
     stop_renewing.cancel();
-    let renewal = renewer
-        .await
-        .unwrap_or_else(|e| Err(LockError::Lost(format!("the lock renewal task failed: {e}"))));
+    let renewal = renewer.await.unwrap_or_else(|e| {
+        Err(LockError::Lost(format!(
+            "the lock renewal task failed: {e}"
+        )))
+    });
     if let Err(error) = lock.release().await {
         tracing::warn!(%error, "could not release the output lock; it expires with its lease");
     }

@@ -287,8 +287,8 @@ impl<'a, P: Storage> PartCache<'a, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::crawl::Page;
     use crate::dataset::record::tests::record;
+    use crate::export::crawl::Page;
     use crate::export::stage::Stager;
     use crate::storage::LocalStorage;
 

@@ -14,9 +14,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::api::SessionState;
-use crate::export::crawl::Page;
 use crate::dataset::record::{Rank, SessionRecord};
 use crate::dataset::schema::{self, SchemaError};
+use crate::export::crawl::Page;
 use crate::storage::{Storage, StorageError};
 
 /// Where the winning observation of one session is, and what it won with.

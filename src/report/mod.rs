@@ -82,7 +82,9 @@ impl ReportConfig {
             .transpose()?;
         if let (Some(from), Some(to)) = (from, to) {
             if from > to {
-                return Err(ConfigError::Flag(format!("--from {from} is after --to {to}")));
+                return Err(ConfigError::Flag(format!(
+                    "--from {from} is after --to {to}"
+                )));
             }
         }
         let out = match Location::parse("--out", &args.out)? {
@@ -501,7 +503,10 @@ pub async fn run(config: ReportConfig) -> Result<(), ReportError> {
         .await
         .map_err(written)?;
     if let (Some(expires), AnyStorage::S3(s3)) = (config.presign, &destination) {
-        println!("{}", s3.presigned_get(&key, expires).await.map_err(written)?);
+        println!(
+            "{}",
+            s3.presigned_get(&key, expires).await.map_err(written)?
+        );
     }
     let format = match config.format {
         ReportFormat::Html => "an HTML",

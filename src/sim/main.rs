@@ -82,6 +82,11 @@ struct DataArgs {
     /// example `-3d` or `90m`.
     #[arg(long, default_value = "0s", allow_hyphen_values = true)]
     clock_offset: String,
+    /// Start the simulator's clock at this instant (RFC 3339); it then
+    /// advances in real time, shifted by any --clock-offset. Tests pin it so
+    /// that nothing depends on the hour they run at.
+    #[arg(long, value_name = "RFC3339")]
+    clock_start: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +176,23 @@ fn signed_duration_ms(text: &str) -> anyhow::Result<i64> {
     Ok(sign * duration.as_millis() as i64)
 }
 
+/// Milliseconds added to this machine's clock to give the simulator's.
+fn clock_offset_ms(args: &DataArgs) -> anyhow::Result<i64> {
+    let start_shift = match &args.clock_start {
+        Some(text) => rfc3339_ms("--clock-start", text)? - chrono::Utc::now().timestamp_millis(),
+        None => 0,
+    };
+    Ok(start_shift + signed_duration_ms(&args.clock_offset)?)
+}
+
+fn rfc3339_ms(flag: &str, text: &str) -> anyhow::Result<i64> {
+    Ok(chrono::DateTime::parse_from_rfc3339(text)
+        .with_context(|| {
+            format!("{flag} {text:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z")
+        })?
+        .timestamp_millis())
+}
+
 fn share(name: &str, value: f64) -> anyhow::Result<f64> {
     if !(0.0..=1.0).contains(&value) {
         bail!("--{name} {value} must be a share between 0 and 1");
@@ -183,12 +205,8 @@ fn load_sessions(args: &DataArgs) -> anyhow::Result<Vec<model::SimSession>> {
         return Ok(data::load_jsonl(path)?);
     }
     let now_ms = match &args.now {
-        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-            .with_context(|| {
-                format!("--now {text:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z")
-            })?
-            .timestamp_millis(),
-        None => chrono::Utc::now().timestamp_millis() + signed_duration_ms(&args.clock_offset)?,
+        Some(text) => rfc3339_ms("--now", text)?,
+        None => chrono::Utc::now().timestamp_millis() + clock_offset_ms(args)?,
     };
     Ok(data::generate(&GenerateSpec {
         count: args.sessions,
@@ -244,7 +262,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             drop_share: args.drop_share,
             churn_every: args.churn_every,
         },
-        clock_offset_ms: signed_duration_ms(&args.data.clock_offset)?,
+        clock_offset_ms: clock_offset_ms(&args.data)?,
         account_id: args.data.account_id.clone(),
         seed: args.data.seed,
     };

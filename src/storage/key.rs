@@ -40,7 +40,12 @@ mod tests {
 
     #[test]
     fn keys_are_relative_paths_of_plain_parts() {
-        for good in ["a", "a/b.parquet", "sessions/dt=2026-11-01/1_r.parquet", "_lock.json"] {
+        for good in [
+            "a",
+            "a/b.parquet",
+            "sessions/dt=2026-11-01/1_r.parquet",
+            "_lock.json",
+        ] {
             assert_eq!(object_key(good).ok(), Some(good));
         }
         for bad in [

@@ -8,11 +8,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ssm_audit::dataset::record::SessionRecord;
 use crate::sim_model::SimSession;
+use ssm_audit::dataset::record::SessionRecord;
 
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "eu-west-1";
+
+/// Where the tests' clock starts: tests never depend on the hour they run
+/// at. (11:00 UTC on a Monday: mid-slice, mid-day, a weekday.) The clock then
+/// advances in real time from the test binary's start ([`test_clock`]), so a
+/// later run in a test still sees a later time, as the next night would.
+pub const CLOCK_START: &str = "2026-11-02T11:00:00Z";
+
+/// The tests' clock now, as the RFC 3339 instant a simulator or an export
+/// starts its own clock at.
+pub fn test_clock() -> String {
+    chrono::DateTime::from_timestamp_millis(now_ms())
+        .expect("a time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
 
 /// A running simulator, killed when dropped.
 pub struct Sim {
@@ -29,6 +43,7 @@ impl Sim {
             .arg("serve")
             .arg("--addr-file")
             .arg(&addr_file)
+            .args(["--clock-start", &test_clock()])
             .args(args)
             .env("SSM_SIM_LOG", "warn")
             .stdout(Stdio::null())
@@ -133,7 +148,8 @@ pub fn ssm_audit() -> Command {
             "AWS_SHARED_CREDENTIALS_FILE",
             "/nonexistent/ssm-audit-test-credentials",
         )
-        .env("SSM_AUDIT_LOG", "warn");
+        .env("SSM_AUDIT_LOG", "warn")
+        .env("SSM_AUDIT_CLOCK_START", test_clock());
     cmd
 }
 
@@ -210,7 +226,8 @@ pub fn read_partitions(output: &Path) -> Vec<(String, Vec<SessionRecord>)> {
                 .to_string_lossy()
                 .into_owned();
             let bytes = std::fs::read(&file).expect("read partition");
-            let rows = ssm_audit::dataset::schema::read_parquet(bytes.into()).expect("a valid partition");
+            let rows =
+                ssm_audit::dataset::schema::read_parquet(bytes.into()).expect("a valid partition");
             files.push((relative, rows));
         }
     }
@@ -274,6 +291,8 @@ pub fn generated(count: usize, seed: u64, extra: &[&str]) -> Vec<SimSession> {
             &count.to_string(),
             "--seed",
             &seed.to_string(),
+            "--now",
+            CLOCK_START,
         ])
         .args(extra)
         .output()
@@ -308,8 +327,15 @@ pub fn session(id: &str, start_ms: i64) -> SimSession {
     }
 }
 
+/// The tests' clock in epoch milliseconds: [`CLOCK_START`] when the test
+/// binary first asked, advancing in real time since.
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let elapsed = STARTED.get_or_init(Instant::now).elapsed();
+    chrono::DateTime::parse_from_rfc3339(CLOCK_START)
+        .expect("an RFC 3339 time")
+        .timestamp_millis()
+        + elapsed.as_millis() as i64
 }
 
 /// A running `moto_server` (S3) on a free loopback port, killed when dropped.

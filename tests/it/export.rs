@@ -1,10 +1,9 @@
 //! `ssm-audit export` end to end: the real binary against the simulator,
 //! output read back and checked field for field against the data set.
 
-
 use crate::common::*;
-use ssm_audit::dataset::layout::{partition_date, PartitionKey};
 use crate::sim_model::SimSession;
+use ssm_audit::dataset::layout::{partition_date, PartitionKey};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -43,7 +42,9 @@ fn a_full_export_matches_the_data_set_field_for_field() {
     );
 
     let files = read_partitions(out.path());
+    assert!(files.len() > 20, "a month of sessions spans many days");
     for (path, rows) in &files {
+        assert!(!rows.is_empty(), "{path}: no empty partition is written");
         let partition = PartitionKey::parse(path).expect("a partition key");
         assert_eq!(
             (partition.account_id.as_str(), partition.region.as_str()),
@@ -403,6 +404,7 @@ fn every_flag_can_come_from_the_environment() {
                 && s.status.as_deref() == Some("Terminated")
         })
         .count();
+    assert!(expected > 0, "the filters match some sessions");
     assert_eq!(rows.len(), expected);
     assert!(rows.values().all(|r| r.account_id == "210987654321"));
     assert_eq!(

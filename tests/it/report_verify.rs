@@ -1,6 +1,5 @@
 //! `ssm-audit verify` and `ssm-audit report` on real exports.
 
-
 use std::path::Path;
 
 use crate::common::*;
@@ -148,6 +147,7 @@ fn csv_and_json_reports_hold_the_period_and_filters_with_safe_cells() {
         &rows[1][column("reason")],
         "<script>document.title='pwned'</script>"
     );
+    assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r[column("start_date")].ends_with('Z')));
 
     let json_path = reports.path().join("r.json");

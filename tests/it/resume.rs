@@ -1,12 +1,12 @@
 //! Crash safety: kill -9 at many moments, SIGTERM, expired tokens, changed
 //! flags, corrupt checkpoints and the output lock, all with the real binary.
 
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use ssm_audit::api::SessionState;
 use ssm_audit::dataset::record::SessionRecord;
 
 fn spawn_export(sim: &Sim, output: &Path, extra: &[&str]) -> Child {
@@ -88,6 +88,11 @@ fn kill_9_at_many_moments_then_resume_gives_exactly_the_uninterrupted_rows() {
             sim.stat("describe_ok") >= target || child.try_wait().expect("wait").is_some()
         });
         assert!(reached, "the crawl stalled in round {round}");
+        // A kill that lands after the run finished would test nothing.
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "round {round}: the run ended before call {target}, so it was not killed mid-crawl"
+        );
         child.kill().expect("kill -9");
         let status = child.wait().expect("reap");
         kills.push(format!("round {round} at call {target}: {status}"));
@@ -98,6 +103,10 @@ fn kill_9_at_many_moments_then_resume_gives_exactly_the_uninterrupted_rows() {
         sessions_dir.exists() || child.try_wait().expect("wait").is_some()
     });
     assert!(publishing);
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the run finished before it could be killed during publish"
+    );
     child.kill().expect("kill -9 during publish");
     child.wait().expect("reap");
     let partial = read_partitions(out.path()).len();
@@ -306,6 +315,12 @@ fn a_checkpoint_for_other_flags_is_refused_until_restart() {
     other_flags.push("--restart");
     assert_success(&export(&sim, out.path(), &other_flags));
     let rows = read_rows(out.path());
+    let history = data
+        .iter()
+        .filter(|s| SessionState::of_status(s.status.as_deref()) == SessionState::History)
+        .count();
+    assert!(history > 0, "the data holds ended sessions");
+    assert_eq!(rows.len(), history, "--state history crawled History only");
     assert!(rows
         .values()
         .all(|r| r.end_date.is_some() || r.status.as_deref() != Some("Connected")));
@@ -429,11 +444,9 @@ fn a_write_error_stops_the_run_clearly_and_the_rerun_resumes_from_the_last_durab
     );
     let saved = checkpoint(out.path());
     assert_eq!(saved["status"], "in_progress");
-    assert!(saved["jobs"]
-        .as_array()
-        .expect("jobs")
-        .iter()
-        .all(|j| j["status"] == "done"));
+    let jobs = saved["jobs"].as_array().expect("jobs");
+    assert!(!jobs.is_empty(), "the checkpoint lists its jobs");
+    assert!(jobs.iter().all(|j| j["status"] == "done"));
     let calls = sim.stat("describe_ok");
 
     std::fs::remove_file(out.path().join("sessions")).expect("clear the way");

@@ -2,11 +2,10 @@
 //! checkpoint and lock in a bucket. (The storage conformance suite for both
 //! backends is in `storage.rs`.)
 
-
 use std::time::Duration;
 
-use base64::Engine as _;
 use crate::common::*;
+use base64::Engine as _;
 
 fn s3_export(sim: &Sim, moto: &Moto, output: &str, extra: &[&str]) -> std::process::Output {
     ssm_audit_with_s3(sim, moto)
@@ -27,15 +26,16 @@ fn an_export_to_s3_equals_a_local_export_and_every_object_carries_checksum_and_e
     let local = tempfile::tempdir().expect("tempdir");
     assert_success(&export(&sim, local.path(), &[]));
 
-    let strip = |rows: std::collections::BTreeMap<String, ssm_audit::dataset::record::SessionRecord>| {
-        rows.into_values()
-            .map(|mut r| {
-                r.first_seen_at = 0;
-                r.last_seen_at = 0;
-                r
-            })
-            .collect::<Vec<_>>()
-    };
+    let strip =
+        |rows: std::collections::BTreeMap<String, ssm_audit::dataset::record::SessionRecord>| {
+            rows.into_values()
+                .map(|mut r| {
+                    r.first_seen_at = 0;
+                    r.last_seen_at = 0;
+                    r
+                })
+                .collect::<Vec<_>>()
+        };
     let from_s3 = read_s3_rows(&moto, "audit-bucket", "ssm/prod");
     assert_eq!(from_s3.len(), data.len());
     assert_eq!(strip(from_s3), strip(read_rows(local.path())));

@@ -37,15 +37,41 @@ fn a_missing_or_malformed_data_file_is_named_with_its_line() {
 
 #[test]
 fn out_of_range_knobs_are_refused() {
-    for args in [
-        &["serve", "--error-share", "1.5"][..],
-        &["serve", "--rate-limit", "0"],
-        &["serve", "--clock-offset", "yesterday"],
-        &["generate", "--skew-share", "-0.1"],
+    // Each value gets past clap's parsing, so the simulator's own checks
+    // must refuse it, with a message that names the knob.
+    for (args, expected) in [
+        (
+            &["serve", "--error-share", "1.5"][..],
+            "--error-share 1.5 must be a share between 0 and 1",
+        ),
+        (
+            &["serve", "--rate-limit", "0"],
+            "--rate-limit must be above 0",
+        ),
+        (
+            &["serve", "--clock-offset", "yesterday"],
+            "--clock-offset \"yesterday\"",
+        ),
+        (
+            &["generate", "--skew-share=-0.1"],
+            "--skew-share -0.1 must be a share between 0 and 1",
+        ),
+        (
+            &["generate", "--active-share", "2"],
+            "--active-share 2 must be a share between 0 and 1",
+        ),
+        (
+            &["serve", "--clock-start", "noon"],
+            "--clock-start \"noon\"",
+        ),
     ] {
         let result = ssm_sim(args);
-        assert_eq!(result.status.code(), Some(2), "{args:?}");
-        assert!(!result.stderr.is_empty(), "{args:?}");
+        let text = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{args:?}: {text}");
+        assert!(
+            text.contains(expected),
+            "{args:?}: expected {expected:?} in {text}"
+        );
     }
 }
 

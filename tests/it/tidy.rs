@@ -174,9 +174,15 @@ fn files_and_buckets_are_touched_only_in_storage_and_clients_built_only_in_aws()
                 "{path}: uses the S3 client outside storage/ and aws/"
             ));
         }
-        for needle in ["Client::new(", "Client::from_conf(", "config::Builder::from("] {
+        for needle in [
+            "Client::new(",
+            "Client::from_conf(",
+            "config::Builder::from(",
+        ] {
             if code.contains(needle) && !path.starts_with("aws/") {
-                violations.push(format!("{path}: builds an SDK client ({needle}) outside aws/"));
+                violations.push(format!(
+                    "{path}: builds an SDK client ({needle}) outside aws/"
+                ));
             }
         }
     }
