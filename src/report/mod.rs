@@ -292,12 +292,13 @@ fn serialize_sessions<S: serde::Serializer>(
     s.collect_seq(sessions.iter().map(SessionView::of))
 }
 
-/// RFC 3339 in UTC with milliseconds, as reports print times.
+/// RFC 3339 in UTC with milliseconds, as reports print times; a time outside
+/// the calendar (only a foreign file can hold one) is shown as what it is.
 pub fn rfc3339(millis: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(millis)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    match crate::time::utc(millis) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => crate::time::format_filter_time(millis),
+    }
 }
 
 pub fn duration_minutes(r: &SessionRecord) -> Option<i64> {
@@ -308,8 +309,9 @@ pub fn duration_minutes(r: &SessionRecord) -> Option<i64> {
 /// any time on Saturday and Sunday. The same rule as
 /// `schemas/queries/after_hours_sessions.sql`.
 pub fn is_after_hours(r: &SessionRecord) -> bool {
-    let start = chrono::DateTime::from_timestamp_millis(r.start_date).unwrap_or_default();
-    start.hour() < 8 || start.hour() >= 18 || start.weekday().number_from_monday() >= 6
+    crate::time::utc(r.start_date).is_some_and(|start| {
+        start.hour() < 8 || start.hour() >= 18 || start.weekday().number_from_monday() >= 6
+    })
 }
 
 /// Reads the sessions of the period that match the filters, reading only
@@ -381,10 +383,9 @@ pub fn build(sessions: Vec<SessionRecord>, config: &ReportConfig, source: String
         *targets
             .entry(r.target.as_deref().unwrap_or("(none)"))
             .or_default() += 1;
-        let day = chrono::DateTime::from_timestamp_millis(r.start_date)
-            .unwrap_or_default()
-            .date_naive();
-        *per_day.entry(day).or_default() += 1;
+        if let Some(day) = crate::dataset::layout::partition_date(r.start_date) {
+            *per_day.entry(day).or_default() += 1;
+        }
         accounts.insert(r.account_id.clone());
         regions.insert(r.region.clone());
         *totals

@@ -57,7 +57,7 @@ impl LocalStorage {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+            .ok_or_else(|| StorageError::InvalidKey(path.display().to_string()))?;
         Ok((dir, name))
     }
 
