@@ -2,6 +2,7 @@
 pyarrow, DuckDB): each test gets its own simulator on a free port and its own
 temp directory. Readiness is polled through the simulator's address file."""
 
+import datetime
 import json
 import os
 import subprocess
@@ -16,6 +17,21 @@ SIM_BIN = TARGET / "ssm-sim"
 AUDIT_BIN = TARGET / "ssm-audit"
 ACCOUNT = "123456789012"
 
+# Every simulator and every export runs on a clock that starts here and then
+# advances in real time, so no check depends on the hour it runs at (the same
+# instant as tests/it/common.rs).
+CLOCK_START = datetime.datetime(2026, 11, 2, 11, 0, tzinfo=datetime.timezone.utc)
+_STARTED = time.monotonic()
+
+
+def clock_now():
+    """The tests' clock now."""
+    return CLOCK_START + datetime.timedelta(seconds=time.monotonic() - _STARTED)
+
+
+def rfc3339(t):
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 def aws_env(**extra):
     """A clean AWS environment: test credentials, no profile, no IMDS."""
@@ -29,6 +45,7 @@ def aws_env(**extra):
         AWS_CONFIG_FILE="/nonexistent/config",
         AWS_SHARED_CREDENTIALS_FILE="/nonexistent/credentials",
         AWS_PAGER="",
+        SSM_AUDIT_CLOCK_START=rfc3339(clock_now()),
     )
     env.update(extra)
     return env
@@ -49,7 +66,8 @@ class Sim:
 def generate(tmp_path, count, seed=1, *extra):
     out = tmp_path / f"data-{seed}-{count}.jsonl"
     subprocess.run(
-        [SIM_BIN, "generate", "--sessions", str(count), "--seed", str(seed), "--out", out, *extra],
+        [SIM_BIN, "generate", "--sessions", str(count), "--seed", str(seed),
+         "--now", rfc3339(CLOCK_START), "--out", out, *extra],
         check=True,
     )
     return out, [json.loads(line) for line in out.read_text().splitlines()]
@@ -62,7 +80,8 @@ def start_sim(tmp_path):
     def start(*args):
         addr_file = tmp_path / f"endpoint-{len(procs)}"
         proc = subprocess.Popen(
-            [SIM_BIN, "serve", "--addr-file", addr_file, *map(str, args)],
+            [SIM_BIN, "serve", "--addr-file", addr_file,
+             "--clock-start", rfc3339(clock_now()), *map(str, args)],
             stdout=subprocess.DEVNULL,
         )
         procs.append(proc)

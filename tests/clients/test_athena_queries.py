@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import AUDIT_BIN, ROOT, aws_env
+from conftest import AUDIT_BIN, ROOT, SIM_BIN, aws_env, clock_now, rfc3339
 
 QUERIES = ROOT / "schemas" / "queries"
 UTC = datetime.timezone.utc
@@ -29,7 +29,7 @@ def load_query(name):
 def known_sessions():
     """Sessions with known answers: owners, targets, failures, long, night,
     weekend and Just-in-Time sessions, spread over two weeks."""
-    today = datetime.datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = clock_now().replace(hour=0, minute=0, second=0, microsecond=0)
     base = today - datetime.timedelta(days=20)
     owners = [f"arn:aws:iam::123456789012:user/{n}" for n in ("alice", "bob", "carol")]
     sessions = []
@@ -71,7 +71,8 @@ def dataset(tmp_path_factory):
     data = tmp / "data.jsonl"
     data.write_text("".join(json.dumps(s) + "\n" for s in sessions))
     addr = tmp / "endpoint"
-    sim = subprocess.Popen([ROOT / "target/debug/ssm-sim", "serve", "--data", data, "--addr-file", addr],
+    sim = subprocess.Popen([SIM_BIN, "serve", "--data", data, "--addr-file", addr,
+                            "--clock-start", rfc3339(clock_now())],
                            stdout=subprocess.DEVNULL)
     try:
         import time

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from conftest import AUDIT_BIN, ROOT, aws_env
+from conftest import AUDIT_BIN, ROOT, aws_env, clock_now
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -24,11 +24,13 @@ UTC = datetime.timezone.utc
 
 
 def hostile_sessions():
-    now = datetime.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    base = now - datetime.timedelta(days=4)
+    # On the pinned clock (11:00 UTC) twelve sessions nine hours apart span
+    # five UTC days, whatever the hour the test runs at.
+    now = clock_now().replace(minute=0, second=0, microsecond=0)
+    base = now - datetime.timedelta(days=5)
     sessions = []
     for i in range(12):
-        start = base + datetime.timedelta(hours=7 * i)
+        start = base + datetime.timedelta(hours=9 * i)
         sessions.append({
             "SessionId": f"s-{i:02d}",
             "Target": f"i-{i % 3:017x}",
@@ -110,7 +112,7 @@ def test_the_html_report_renders_offline_with_the_expected_figures_and_runs_no_d
     all_rows = page.by_id["all-sessions"]
     assert "<script>document.title='pwned'</script>" in all_rows, "hostile text shows as text"
     assert "Überprüfung \"quoted\", & <b>bold</b>" in all_rows
-    assert dom.stdout.count('class="bar"') == len(re.findall(r'data-day="', dom.stdout)) >= 5
+    assert dom.stdout.count('class="bar"') == len(re.findall(r'data-day="', dom.stdout)) == 5
 
     shot = tmp_path / "report.png"
     taken = chromium(f"--user-data-dir={profile}", "--window-size=1280,1800", f"--screenshot={shot}", report.as_uri())
