@@ -28,7 +28,7 @@ mod store;
 
 use data::GenerateSpec;
 use server::{FaultOptions, Server, ServerOptions};
-use store::{BoundaryMode, QueryOptions, Store};
+use store::{BoundaryMode, QueryOptions, ResultOrder, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -128,6 +128,9 @@ struct ServeArgs {
     /// How InvokedAfter and InvokedBefore treat a session exactly on the bound.
     #[arg(long, value_enum, default_value_t = BoundaryMode::Documented)]
     boundary_mode: BoundaryMode,
+    /// The order sessions are listed in (AWS documents none).
+    #[arg(long, value_enum, default_value_t = ResultOrder::NewestFirst)]
+    order: ResultOrder,
     /// Every N DescribeSessions calls, one Active session ends and a new one
     /// starts (0: the data never changes).
     #[arg(long, default_value_t = 0)]
@@ -250,6 +253,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = ServerOptions {
         query: QueryOptions {
             boundary_mode: args.boundary_mode,
+            order: args.order,
             limit_before_filter: args.limit_before_filter,
             token_lifetime_ms: args.token_lifetime.as_millis() as i64,
         },

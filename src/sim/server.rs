@@ -62,6 +62,8 @@ pub struct Stats {
     dropped: AtomicU64,
     client_errors: AtomicU64,
     items_served: AtomicU64,
+    full_pages: AtomicU64,
+    short_pages: AtomicU64,
     empty_pages: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
@@ -77,6 +79,9 @@ struct StatsView {
     dropped: u64,
     client_errors: u64,
     items_served: u64,
+    /// Pages with MaxResults sessions, with fewer (not none), with none.
+    full_pages: u64,
+    short_pages: u64,
     empty_pages: u64,
     in_flight: u64,
     max_in_flight: u64,
@@ -280,9 +285,13 @@ async fn describe_sessions_in_flight(
             stats
                 .items_served
                 .fetch_add(response.sessions.len() as u64, Ordering::Relaxed);
-            if response.sessions.is_empty() {
-                stats.empty_pages.fetch_add(1, Ordering::Relaxed);
-            }
+            let asked = request.max_results.unwrap_or(20) as usize;
+            let fill = match response.sessions.len() {
+                0 => &stats.empty_pages,
+                n if n >= asked => &stats.full_pages,
+                _ => &stats.short_pages,
+            };
+            fill.fetch_add(1, Ordering::Relaxed);
             let mut resp = json_response(StatusCode::OK, &response);
             resp.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
@@ -372,6 +381,8 @@ fn stats_view(state: &State) -> StatsView {
         dropped: load(&s.dropped),
         client_errors: load(&s.client_errors),
         items_served: load(&s.items_served),
+        full_pages: load(&s.full_pages),
+        short_pages: load(&s.short_pages),
         empty_pages: load(&s.empty_pages),
         in_flight: load(&s.in_flight),
         max_in_flight: load(&s.max_in_flight),

@@ -35,6 +35,14 @@ pub enum BoundaryMode {
     Exclusive,
 }
 
+/// The order results come in. AWS documents none; the service appears to
+/// list newest first. A crawler must be exact under either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResultOrder {
+    NewestFirst,
+    OldestFirst,
+}
+
 /// A DescribeSessions error, with the service's error type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -84,6 +92,7 @@ pub struct QueryOptions {
     /// calls do, so filtered pages come back short or empty.
     pub limit_before_filter: bool,
     pub token_lifetime_ms: i64,
+    pub order: ResultOrder,
 }
 
 #[derive(Debug, Clone)]
@@ -233,7 +242,9 @@ impl Store {
         } else {
             time_range(list, &filters)
         };
-        let mut cursor = range_start;
+        // The unserved part of the range: [low, high) of the newest-first
+        // list, served from `low` up (newest first) or `high` down.
+        let (mut low, mut high) = (range_start, range_end);
         if let Some(raw) = &request.next_token {
             let token = decode_token(raw)?;
             if token.q != fingerprint {
@@ -243,14 +254,21 @@ impl Store {
                 return Err(invalid_token("The token has expired"));
             }
             let last = (Reverse(token.s), token.i.as_str());
-            cursor = cursor.max(list.partition_point(|s| order_key(s) <= last));
+            match options.order {
+                ResultOrder::NewestFirst => {
+                    low = low.max(list.partition_point(|s| order_key(s) <= last));
+                }
+                ResultOrder::OldestFirst => {
+                    high = high.min(list.partition_point(|s| order_key(s) < last));
+                }
+            }
         }
 
         let retention_floor = now_ms - HISTORY_RETENTION_MS;
         let mut sessions = Vec::new();
         let mut scanned = 0;
         let mut last_scanned = None;
-        while cursor < range_end {
+        while low < high {
             let full = if options.limit_before_filter {
                 scanned == max_results
             } else {
@@ -259,8 +277,16 @@ impl Store {
             if full {
                 break;
             }
-            let session = &list[cursor];
-            cursor += 1;
+            let session = match options.order {
+                ResultOrder::NewestFirst => {
+                    low += 1;
+                    &list[low - 1]
+                }
+                ResultOrder::OldestFirst => {
+                    high -= 1;
+                    &list[high]
+                }
+            };
             scanned += 1;
             last_scanned = Some(session);
             let retained = state == SessionState::Active
@@ -273,7 +299,7 @@ impl Store {
                 sessions.push(session);
             }
         }
-        let next_token = match (cursor < range_end, last_scanned) {
+        let next_token = match (low < high, last_scanned) {
             (true, Some(last)) => Some(encode_token(&Token {
                 q: fingerprint,
                 s: last.start_date,
@@ -451,6 +477,7 @@ mod tests {
             boundary_mode: mode,
             limit_before_filter: lbf,
             token_lifetime_ms: 60_000,
+            order: ResultOrder::NewestFirst,
         }
     }
 
@@ -517,6 +544,29 @@ mod tests {
         assert_eq!(pages, 7);
         assert_eq!(ids[0], "s00");
         assert_eq!(ids[24], "s24");
+    }
+
+    #[test]
+    fn oldest_first_pages_cover_everything_in_the_reverse_order() {
+        let sessions: Vec<_> = (0..25)
+            .map(|i| {
+                session(
+                    &format!("s{i:02}"),
+                    NOW - 10_000 - (i / 5) * 1000,
+                    "Terminated",
+                )
+            })
+            .collect();
+        let store = Store::new(sessions);
+        for lbf in [false, true] {
+            let mut opts = options(BoundaryMode::Documented, lbf);
+            opts.order = ResultOrder::OldestFirst;
+            let (ids, _) = crawl(&store, &opts, &[], 4);
+            let (newest_first, _) = crawl(&store, &options(BoundaryMode::Documented, lbf), &[], 4);
+            let mut reversed = newest_first.clone();
+            reversed.reverse();
+            assert_eq!(ids, reversed, "limit before filter: {lbf}");
+        }
     }
 
     #[test]
