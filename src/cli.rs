@@ -152,16 +152,18 @@ pub struct ExportArgs {
     #[arg(long, env = "SSM_AUDIT_UNTIL", value_name = "TIME")]
     pub until: Option<String>,
 
-    /// Width of one InvokedAfter/InvokedBefore slice, for example `6h`.
+    /// The narrowest InvokedAfter/InvokedBefore window the crawl splits a
+    /// heavy window into, for example `1m`. The crawl starts with one window
+    /// per state and splits only where the data is.
     #[arg(
         long,
         env = "SSM_AUDIT_SLICE",
         value_name = "DURATION",
-        default_value = "6h"
+        default_value = "1m"
     )]
     pub slice: String,
 
-    /// DescribeSessions requests in flight at once, across all slices.
+    /// DescribeSessions requests in flight at once, across all windows.
     #[arg(long, env = "SSM_AUDIT_CONCURRENCY", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,

@@ -95,13 +95,20 @@ pub async fn account_id(config: &SdkConfig, settings: &AwsSettings) -> Result<St
         .ok_or_else(|| AwsError::Identity("the answer holds no account".into()))
 }
 
-/// An SSM client that counts its attempts into `counters`.
-pub fn ssm_client(config: &SdkConfig, counters: Arc<CallCounters>) -> aws_sdk_ssm::Client {
+/// An SSM client for one (account, region) that counts its attempts into
+/// `counters`, with a retry partition of its own: the SDK shares one retry
+/// quota per service and region by default, across every account.
+pub fn ssm_client(
+    config: &SdkConfig,
+    counters: Arc<CallCounters>,
+    account_id: &str,
+    region: &str,
+) -> aws_sdk_ssm::Client {
     // The SDK's default retry quota (a 500-token bucket that successes do
     // not refill) suits long-lived services; a nightly crawl that meets
     // throttling on a skewed month would exhaust it and fail for good. Each
     // call stays bounded by its max attempts and jittered backoff.
-    let partition = RetryPartition::custom("ssm-audit-describe-sessions")
+    let partition = RetryPartition::custom(format!("ssm-audit-{account_id}-{region}"))
         .token_bucket(TokenBucket::unlimited())
         .build();
     let ssm_config = aws_sdk_ssm::config::Builder::from(config)

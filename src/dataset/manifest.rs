@@ -53,9 +53,9 @@ pub struct SessionCounts {
     pub seen_history: u64,
     /// Distinct sessions after dedupe.
     pub distinct: u64,
-    /// Sessions the service returned for a neighbouring slice, dropped there
-    /// and kept by their own slice.
-    pub outside_slice: u64,
+    /// Sessions the service returned for a neighbouring window, dropped
+    /// there and kept by their own window.
+    pub outside_window: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

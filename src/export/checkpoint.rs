@@ -1,7 +1,9 @@
 //! The crawl checkpoint: per (account, region), a human-readable JSON file
-//! that says for every (state, slice) job whether it is pending, in progress
-//! with the `NextToken` to resume from, or done, and how many of its pages
-//! are staged. Staged parts sit beside it, under `staged/`.
+//! that says for every window job whether it is pending, in progress with the
+//! `NextToken` to resume from, done, or split into other windows (listed too),
+//! and how many of its pages are staged. It grows with the windows the crawl
+//! actually split, not with the length of the window. Staged parts sit
+//! beside it, under `staged/`.
 //!
 //! Invariant: a job's token and page count are recorded only after the pages
 //! before that token are staged durably, and the checkpoint is written
@@ -21,7 +23,7 @@ use crate::storage::{Conditional, Storage, StorageError};
 use crate::time::{Clock, TimeRange};
 
 /// Version of the checkpoint format; an unknown version is refused.
-pub const CHECKPOINT_VERSION: u32 = 1;
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +40,9 @@ pub enum JobStatus {
     Pending,
     InProgress,
     Done,
+    /// Its first page is staged and the rest of its window is covered by the
+    /// windows in `split_into`.
+    Split,
 }
 
 /// What the crawl is: a resumed run must be asked for the same thing.
@@ -97,19 +102,40 @@ impl JobSpec {
     }
 }
 
-/// Progress of one (state, slice) job.
+/// Progress of one window job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobProgress {
     pub id: u32,
     pub state: SessionState,
-    pub slice_start_ms: i64,
-    pub slice_end_ms: i64,
-    /// For people reading the file.
-    pub slice: String,
+    /// The `StartDate`s the job owns; None: the whole list (Active).
+    pub window: Option<TimeRange>,
+    /// The window for people reading the file.
+    pub covers: String,
     pub status: JobStatus,
     /// Pages staged durably, numbered 0..pages_done.
     pub pages_done: u32,
     pub next_token: Option<String>,
+    /// The jobs that replaced this one when it was split.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split_into: Vec<u32>,
+}
+
+impl JobProgress {
+    fn pending(job: &CrawlJob) -> JobProgress {
+        JobProgress {
+            id: job.id,
+            state: job.state,
+            window: job.window,
+            covers: match job.window {
+                Some(window) => window.to_string(),
+                None => "the whole list".into(),
+            },
+            status: JobStatus::Pending,
+            pages_done: job.pages_done,
+            next_token: job.resume_token.clone(),
+            split_into: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,19 +196,7 @@ impl Checkpoint {
             window_start_ms: config.window.start,
             window_end_ms: config.window.end,
             window: config.window.to_string(),
-            jobs: jobs
-                .iter()
-                .map(|job| JobProgress {
-                    id: job.id,
-                    state: job.state,
-                    slice_start_ms: job.slice.start,
-                    slice_end_ms: job.slice.end,
-                    slice: job.slice.to_string(),
-                    status: JobStatus::Pending,
-                    pages_done: 0,
-                    next_token: None,
-                })
-                .collect(),
+            jobs: jobs.iter().map(JobProgress::pending).collect(),
         }
     }
 
@@ -197,31 +211,43 @@ impl Checkpoint {
     pub fn unfinished_jobs(&self) -> Vec<CrawlJob> {
         self.jobs
             .iter()
-            .filter(|j| j.status != JobStatus::Done)
+            .filter(|j| matches!(j.status, JobStatus::Pending | JobStatus::InProgress))
             .map(|j| CrawlJob {
                 id: j.id,
                 state: j.state,
-                slice: TimeRange {
-                    start: j.slice_start_ms,
-                    end: j.slice_end_ms,
-                },
+                window: j.window,
                 resume_token: j.next_token.clone(),
                 pages_done: j.pages_done,
             })
             .collect()
     }
 
-    /// Records that page `seq` of job `job_id` is staged durably.
-    pub fn record_page(&mut self, job_id: u32, seq: u32, next_token: Option<String>) {
+    /// The id a new window of this crawl gets.
+    pub fn next_job_id(&self) -> u32 {
+        self.jobs.iter().map(|j| j.id + 1).max().unwrap_or(0)
+    }
+
+    /// Records that page `seq` of job `job_id` is staged durably, and the
+    /// windows that replace the rest of the job when it was split.
+    pub fn record_page(
+        &mut self,
+        job_id: u32,
+        seq: u32,
+        next_token: Option<String>,
+        split_into: &[CrawlJob],
+    ) {
         if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job_id) {
             job.pages_done = job.pages_done.max(seq + 1);
-            job.status = if next_token.is_some() {
-                JobStatus::InProgress
-            } else {
-                JobStatus::Done
+            job.status = match (&next_token, split_into.is_empty()) {
+                (_, false) => JobStatus::Split,
+                (Some(_), true) => JobStatus::InProgress,
+                (None, true) => JobStatus::Done,
             };
             job.next_token = next_token;
+            job.split_into = split_into.iter().map(|j| j.id).collect();
         }
+        self.jobs
+            .extend(split_into.iter().map(JobProgress::pending));
     }
 
     /// Pages of `job_id` that are recorded as staged.
@@ -232,10 +258,11 @@ impl Checkpoint {
             .map_or(0, |j| j.pages_done)
     }
 
+    /// Jobs that need no more calls (done, or split into others).
     pub fn jobs_done(&self) -> usize {
         self.jobs
             .iter()
-            .filter(|j| j.status == JobStatus::Done)
+            .filter(|j| matches!(j.status, JobStatus::Done | JobStatus::Split))
             .count()
     }
 }
@@ -424,16 +451,49 @@ mod tests {
         let config = config();
         let jobs = crate::export::plan::plan_jobs(&config);
         let mut checkpoint = Checkpoint::new(&config, "1", "r", "run", &jobs);
-        checkpoint.record_page(0, 0, Some("t1".into()));
-        checkpoint.record_page(1, 0, None);
+        assert_eq!(jobs.len(), 2, "Active whole, History over the window");
+        checkpoint.record_page(0, 0, Some("t1".into()), &[]);
+        let history = jobs[1].window.expect("a window");
+        let middle = history.start + (history.end - history.start) / 2;
+        let halves = [
+            CrawlJob {
+                id: 2,
+                state: SessionState::History,
+                window: Some(TimeRange {
+                    start: history.start,
+                    end: middle,
+                }),
+                resume_token: None,
+                pages_done: 0,
+            },
+            CrawlJob {
+                id: 3,
+                state: SessionState::History,
+                window: Some(TimeRange {
+                    start: middle,
+                    end: history.end,
+                }),
+                resume_token: None,
+                pages_done: 0,
+            },
+        ];
+        checkpoint.record_page(1, 0, None, &halves);
+        checkpoint.record_page(3, 0, None, &[]);
         store.save(&mut checkpoint).await.expect("save");
         let loaded = store.load().await.expect("load").expect("present");
         assert_eq!(loaded, checkpoint);
         let unfinished = loaded.unfinished_jobs();
-        assert_eq!(unfinished.len(), jobs.len() - 1);
+        assert_eq!(unfinished.len(), 2, "Active in progress, one half pending");
         assert_eq!(unfinished[0].resume_token.as_deref(), Some("t1"));
         assert_eq!(unfinished[0].pages_done, 1);
-        assert_eq!(loaded.jobs_done(), 1);
+        assert_eq!(unfinished[1], halves[0]);
+        assert_eq!(loaded.jobs_done(), 2, "the split job and the finished half");
+        assert_eq!(loaded.next_job_id(), 4);
+        assert_eq!(
+            loaded.pages_done(1),
+            1,
+            "the split job's first page is staged"
+        );
     }
 
     #[tokio::test]

@@ -1,42 +1,59 @@
-//! The crawler: pages DescribeSessions through every (state, slice) job with
-//! a fixed pool of workers, so requests in flight never exceed
-//! `--concurrency` however many slices there are, and hands each page to the
+//! The crawler: a fixed pool of `--concurrency` workers pages DescribeSessions
+//! through a shared queue of windows, so requests in flight never exceed
+//! `--concurrency` however many windows there are, and hands each page to the
 //! stager through a bounded channel (backpressure, not buffering).
 //!
-//! A job is followed to its last `NextToken`, across short and empty pages.
-//! Jobs come from a shared queue that workers pull from, so a later version
-//! can push sub-slices of a heavy window while the crawl runs. The first
-//! failure, or the shutdown signal, stops every worker at its next call.
+//! A window is followed to its last `NextToken`, across short and empty
+//! pages. When a window's first page is full and has a `NextToken` while
+//! workers wait for work, the window is split (see `plan::split_window`): the
+//! page goes to the stager with the new sub-windows attached, so the
+//! checkpoint learns them in the same save as the page, and only then are
+//! they queued. The crawl ends when the queue is empty and no worker holds a
+//! window. The first failure, or the shutdown token, stops every worker at
+//! its next call.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::{SessionFilter, SessionFilterKey};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
 use crate::api::SessionState;
 use crate::config::UserFilter;
 use crate::dataset::record::SessionRecord;
+use crate::export::plan::split_window;
 use crate::shutdown::CancellationToken;
 use crate::text::error_text;
-use crate::time::{format_filter_time, Clock, TimeRange};
+use crate::time::{Clock, TimeRange};
 
-/// One slice of one state, and where to continue it.
-#[derive(Debug, Clone)]
+/// One window of one state, and where to continue it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrawlJob {
-    /// Position of the job in the plan; stable across reruns of one plan.
+    /// Unique within a crawl; a split's sub-windows get new ids.
     pub id: u32,
     pub state: SessionState,
-    pub slice: TimeRange,
-    /// Continue from this token instead of the slice's first page.
+    /// The `StartDate`s this job owns; None: the whole list, unfiltered
+    /// (Active).
+    pub window: Option<TimeRange>,
+    /// Continue from this token instead of the window's first page.
     pub resume_token: Option<String>,
     /// Pages of this job already fetched (their sequence numbers continue).
     pub pages_done: u32,
 }
 
-/// One page of one job, converted and trimmed to the job's slice.
+impl CrawlJob {
+    /// How messages name the job.
+    fn describe(&self) -> String {
+        match self.window {
+            Some(window) => format!("{} sessions started {window}", self.state.as_str()),
+            None => format!("all {} sessions", self.state.as_str()),
+        }
+    }
+}
+
+/// One page of one job, converted and trimmed to the job's window.
 #[derive(Debug)]
 pub struct Page {
     pub job_id: u32,
@@ -46,8 +63,11 @@ pub struct Page {
     pub records: Vec<SessionRecord>,
     /// The token for the next page; None when the job is complete.
     pub next_token: Option<String>,
-    /// Sessions the service returned outside the slice (a neighbour's).
-    pub outside_slice: usize,
+    /// Sessions the service returned outside the window (a neighbour's).
+    pub outside_window: usize,
+    /// Sub-windows that replace the rest of this job (a split); the job is
+    /// complete once they are recorded.
+    pub split_into: Vec<CrawlJob>,
 }
 
 /// Settings shared by every job of a crawl.
@@ -60,18 +80,17 @@ pub struct CrawlOptions {
     pub region: String,
     /// Stamps when each page was observed.
     pub clock: Clock,
+    /// Windows narrower than this are never split (`--slice`).
+    pub min_split_ms: i64,
+    /// The id the first sub-window of a split gets.
+    pub next_job_id: u32,
 }
 
 /// Why a crawl stopped before every job was complete.
 #[derive(Debug, thiserror::Error)]
 pub enum CrawlError {
-    #[error("DescribeSessions failed for {state} sessions started {from} to {to} after the SDK's retries: {message}")]
-    Api {
-        state: &'static str,
-        from: String,
-        to: String,
-        message: String,
-    },
+    #[error("DescribeSessions failed for {job} after the SDK's retries: {message}")]
+    Api { job: String, message: String },
     #[error("{0} failed unexpectedly; this is a bug in ssm-audit, please report it")]
     Panicked(String),
     #[error("the crawl was stopped by a shutdown signal")]
@@ -80,8 +99,14 @@ pub enum CrawlError {
     ConsumerGone,
 }
 
-/// Crawls every job in `jobs`, sending pages to `pages`. Returns once every
-/// job is complete, or with the first error after all workers have stopped.
+/// Crawls every job in `jobs` and every window split from them, sending
+/// pages to `pages`. Returns once all are complete, or with the first error
+/// after all workers have stopped.
+///
+/// Active is crawled before History starts: a session that ends while the
+/// crawl runs moves from Active to History, and only this order sees every
+/// session that existed when the crawl began (open in Active, or ended in
+/// History). A session seen open is closed by a later night's History crawl.
 pub async fn crawl(
     client: aws_sdk_ssm::Client,
     jobs: Vec<CrawlJob>,
@@ -89,21 +114,41 @@ pub async fn crawl(
     pages: mpsc::Sender<Page>,
     shutdown: CancellationToken,
 ) -> Result<(), CrawlError> {
-    let queue = Arc::new(Mutex::new(VecDeque::from(jobs)));
+    let (active, history): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .partition(|job| job.state == SessionState::Active);
+    for phase in [active, history] {
+        if !phase.is_empty() {
+            run_pool(&client, phase, &options, &pages, &shutdown).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the worker pool over `jobs` until they and their splits are done.
+async fn run_pool(
+    client: &aws_sdk_ssm::Client,
+    jobs: Vec<CrawlJob>,
+    options: &CrawlOptions,
+    pages: &mpsc::Sender<Page>,
+    shutdown: &CancellationToken,
+) -> Result<(), CrawlError> {
+    let queue = Arc::new(Queue::new(jobs, options.next_job_id));
     // Cancelled by the caller, or here once one worker has failed.
     let stop = shutdown.child_token();
     let mut workers = JoinSet::new();
-    for _ in 0..options.concurrency.max(1) {
+    let concurrency = options.concurrency.max(1);
+    for _ in 0..concurrency {
         let worker = Worker {
             client: client.clone(),
             options: options.clone(),
+            concurrency,
             queue: queue.clone(),
             pages: pages.clone(),
             stop: stop.clone(),
         };
         workers.spawn(worker.run());
     }
-    drop(pages);
     let mut first_error = None;
     while let Some(joined) = workers.join_next().await {
         let result =
@@ -127,32 +172,104 @@ pub async fn crawl(
     first_error.map_or(Ok(()), Err)
 }
 
+/// The shared work queue: windows waiting, and how many workers hold one
+/// (a held window may still split into more work).
+#[derive(Debug)]
+struct Queue {
+    state: Mutex<QueueState>,
+    changed: Notify,
+}
+
+#[derive(Debug)]
+struct QueueState {
+    waiting: VecDeque<CrawlJob>,
+    held: usize,
+    next_id: u32,
+}
+
+impl Queue {
+    fn new(jobs: Vec<CrawlJob>, next_id: u32) -> Queue {
+        Queue {
+            state: Mutex::new(QueueState {
+                waiting: VecDeque::from(jobs),
+                held: 0,
+                next_id,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next window, or None once nothing waits and nothing is held.
+    async fn take(&self, stop: &CancellationToken) -> Option<CrawlJob> {
+        loop {
+            // Registered before the check, so a change in between wakes it.
+            let changed = self.changed.notified();
+            {
+                let mut state = self.lock();
+                if let Some(job) = state.waiting.pop_front() {
+                    state.held += 1;
+                    return Some(job);
+                }
+                if state.held == 0 {
+                    return None;
+                }
+            }
+            tokio::select! {
+                () = changed => {}
+                () = stop.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Workers that would take a window now if one were queued.
+    fn hungry(&self, concurrency: usize) -> usize {
+        let state = self.lock();
+        concurrency.saturating_sub(state.held + state.waiting.len())
+    }
+
+    /// Ids for `count` new windows.
+    fn reserve_ids(&self, count: usize) -> u32 {
+        let mut state = self.lock();
+        let first = state.next_id;
+        state.next_id += count as u32;
+        first
+    }
+
+    fn push(&self, jobs: Vec<CrawlJob>) {
+        self.lock().waiting.extend(jobs);
+        self.changed.notify_waiters();
+    }
+
+    fn release(&self) {
+        let mut state = self.lock();
+        state.held = state.held.saturating_sub(1);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+}
+
 struct Worker {
     client: aws_sdk_ssm::Client,
     options: CrawlOptions,
-    queue: Arc<Mutex<VecDeque<CrawlJob>>>,
+    concurrency: usize,
+    queue: Arc<Queue>,
     pages: mpsc::Sender<Page>,
     stop: CancellationToken,
 }
 
 impl Worker {
-    fn should_stop(&self) -> Result<(), CrawlError> {
+    async fn run(self) -> Result<(), CrawlError> {
+        while let Some(job) = self.queue.take(&self.stop).await {
+            let result = self.crawl_job(job).await;
+            self.queue.release();
+            result?;
+        }
         if self.stop.is_cancelled() {
             return Err(CrawlError::Interrupted);
-        }
-        Ok(())
-    }
-
-    fn next_job(&self) -> Option<CrawlJob> {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
-    }
-
-    async fn run(self) -> Result<(), CrawlError> {
-        while let Some(job) = self.next_job() {
-            self.crawl_job(job).await?;
         }
         Ok(())
     }
@@ -161,7 +278,9 @@ impl Worker {
         let mut token = job.resume_token.clone();
         let mut seq = job.pages_done;
         loop {
-            self.should_stop()?;
+            if self.stop.is_cancelled() {
+                return Err(CrawlError::Interrupted);
+            }
             let request = self.request(&job, token.clone());
             // A call in flight is abandoned on shutdown: its page was never
             // staged, so nothing is lost, and the job resumes from `token`.
@@ -174,24 +293,22 @@ impl Worker {
                 Ok(output) => output,
                 Err(error) if token.is_some() && error.code() == Some("InvalidNextToken") => {
                     tracing::warn!(
-                        state = job.state.as_str(),
-                        slice_start = %format_filter_time(job.slice.start),
-                        "the service no longer accepts the resume token; crawling this slice again from its start"
+                        job = %job.describe(),
+                        "the service no longer accepts the resume token; crawling this window again from its start"
                     );
                     token = None;
                     continue;
                 }
                 Err(error) => {
                     return Err(CrawlError::Api {
-                        state: job.state.as_str(),
-                        from: format_filter_time(job.slice.start),
-                        to: format_filter_time(job.slice.end),
+                        job: job.describe(),
                         message: error_text(&error),
                     })
                 }
             };
-            let mut records = Vec::new();
-            let mut outside_slice = 0;
+            let returned = output.sessions().len();
+            let mut records = Vec::with_capacity(returned);
+            let mut outside_window = 0;
             for session in output.sessions() {
                 match SessionRecord::from_sdk(
                     session,
@@ -199,31 +316,76 @@ impl Worker {
                     &self.options.region,
                     observed_at,
                 ) {
-                    Ok(record) if job.slice.contains(record.start_date) => records.push(record),
-                    Ok(_) => outside_slice += 1,
+                    Ok(record) if job.window.is_none_or(|w| w.contains(record.start_date)) => {
+                        records.push(record)
+                    }
+                    Ok(_) => outside_window += 1,
                     Err(error) => tracing::warn!(%error, "skipping a session the service returned"),
                 }
             }
             let next_token = output.next_token().map(str::to_owned);
-            let done = next_token.is_none();
+            let first_page = token.is_none() && seq == job.pages_done;
+            let split_into = match (&next_token, job.window) {
+                (Some(_), Some(window))
+                    if first_page && returned >= self.options.page_size as usize =>
+                {
+                    self.split(&job, window, &records)
+                }
+                _ => Vec::new(),
+            };
+            let done = next_token.is_none() || !split_into.is_empty();
             let page = Page {
                 job_id: job.id,
                 state: job.state,
                 seq,
                 records,
-                next_token: next_token.clone(),
-                outside_slice,
+                next_token: if done { None } else { next_token.clone() },
+                outside_window,
+                split_into: split_into.clone(),
             };
             self.pages
                 .send(page)
                 .await
                 .map_err(|_| CrawlError::ConsumerGone)?;
+            if !split_into.is_empty() {
+                // Queued only after their page, so the checkpoint that records
+                // the split is saved before any of their pages.
+                self.queue.push(split_into);
+                return Ok(());
+            }
             if done {
                 return Ok(());
             }
             seq += 1;
             token = next_token;
         }
+    }
+
+    /// Sub-windows for the workers waiting for work, or none when nobody
+    /// waits (paging on costs less than fetching this first page again).
+    fn split(&self, job: &CrawlJob, window: TimeRange, page: &[SessionRecord]) -> Vec<CrawlJob> {
+        let hungry = self.queue.hungry(self.concurrency);
+        if hungry == 0 {
+            return Vec::new();
+        }
+        let seen: Vec<i64> = page.iter().map(|r| r.start_date).collect();
+        let windows = split_window(window, &seen, hungry + 1, self.options.min_split_ms);
+        if windows.len() < 2 {
+            return Vec::new();
+        }
+        let first_id = self.queue.reserve_ids(windows.len());
+        tracing::debug!(job = %job.describe(), into = windows.len(), "splitting a heavy window");
+        windows
+            .into_iter()
+            .enumerate()
+            .map(|(offset, window)| CrawlJob {
+                id: first_id + offset as u32,
+                state: job.state,
+                window: Some(window),
+                resume_token: None,
+                pages_done: 0,
+            })
+            .collect()
     }
 
     fn request(
@@ -234,10 +396,14 @@ impl Worker {
         let filter = |key: SessionFilterKey, value: String| {
             SessionFilter::builder().key(key).value(value).build()
         };
-        let mut filters = vec![
-            filter(SessionFilterKey::InvokedAfter, job.slice.query_after()),
-            filter(SessionFilterKey::InvokedBefore, job.slice.query_before()),
-        ];
+        let mut filters = Vec::new();
+        if let Some(window) = job.window {
+            filters.push(filter(SessionFilterKey::InvokedAfter, window.query_after()));
+            filters.push(filter(
+                SessionFilterKey::InvokedBefore,
+                window.query_before(),
+            ));
+        }
         filters.extend(
             self.options
                 .filters
@@ -251,7 +417,9 @@ impl Worker {
                 SessionState::History => aws_sdk_ssm::types::SessionState::History,
             })
             .max_results(self.options.page_size)
-            .set_filters(Some(filters.into_iter().filter_map(Result::ok).collect()))
+            .set_filters(
+                (!filters.is_empty()).then(|| filters.into_iter().filter_map(Result::ok).collect()),
+            )
             .set_next_token(token)
     }
 }

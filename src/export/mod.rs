@@ -148,7 +148,7 @@ pub async fn run(
     };
     let account_id = aws::account_id(&sdk_config, &config.aws).await?;
     let counters = Arc::new(CallCounters::default());
-    let client = aws::ssm_client(&sdk_config, counters.clone());
+    let client = aws::ssm_client(&sdk_config, counters.clone(), &account_id, &region);
     let run_id = manifest::new_run_id(started);
 
     let lock = Arc::new(lock::acquire(output.clone(), &run_id, lock::DEFAULT_LEASE, clock).await?);
@@ -270,7 +270,7 @@ impl Locked<'_> {
         self.checkpoints.save(&mut checkpoint).await?;
 
         let jobs = checkpoint.unfinished_jobs();
-        tracing::info!(jobs = jobs.len(), account_id = %self.account_id, region = %self.region, "crawl planned");
+        tracing::info!(windows = jobs.len(), account_id = %self.account_id, region = %self.region, "crawl planned");
         self.crawl_and_stage(jobs, &mut checkpoint, &mut stager, cancel)
             .await?;
 
@@ -298,7 +298,7 @@ impl Locked<'_> {
             seen_active: staged.counts.seen_active,
             seen_history: staged.counts.seen_history,
             distinct: staged.winners.len() as u64,
-            outside_slice: staged.counts.outside_slice,
+            outside_window: staged.counts.outside_window,
         };
         let resumed_from =
             (checkpoint.first_run_id != self.run_id).then(|| checkpoint.first_run_id.clone());
@@ -386,6 +386,8 @@ impl Locked<'_> {
             account_id: self.account_id.clone(),
             region: self.region.clone(),
             clock: self.clock,
+            min_split_ms: config.slice_ms,
+            next_job_id: checkpoint.next_job_id(),
         };
         let crawler = tokio::spawn(crawl::crawl(
             self.client.clone(),
@@ -409,8 +411,8 @@ impl Locked<'_> {
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = std::time::Instant::now();
                 tracing::info!(
-                    slices_done = checkpoint.jobs_done(),
-                    slices = checkpoint.jobs.len(),
+                    windows_done = checkpoint.jobs_done(),
+                    windows = checkpoint.jobs.len(),
                     pages = stager.counts().pages,
                     sessions = stager.distinct_sessions(),
                     "crawling"
@@ -441,7 +443,7 @@ impl Locked<'_> {
         // Every part of the batch is durable before the checkpoint names the
         // tokens that follow them.
         for page in stager.stage_all(std::mem::take(batch)).await? {
-            checkpoint.record_page(page.job_id, page.seq, page.next_token);
+            checkpoint.record_page(page.job_id, page.seq, page.next_token, &page.split_into);
         }
         self.checkpoints.save(checkpoint).await?;
         Ok(())

@@ -333,7 +333,8 @@ mod tests {
                 seq: 0,
                 records: fresh,
                 next_token: None,
-                outside_slice: 0,
+                outside_window: 0,
+                split_into: Vec::new(),
             })
             .await
             .expect("stage");

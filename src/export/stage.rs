@@ -38,8 +38,8 @@ pub struct StageCounts {
     pub empty_pages: u64,
     pub seen_active: u64,
     pub seen_history: u64,
-    /// Sessions a query returned that belong to a neighbouring slice.
-    pub outside_slice: u64,
+    /// Sessions a query returned that belong to a neighbouring window.
+    pub outside_window: u64,
 }
 
 /// A staging or re-reading failure.
@@ -159,7 +159,7 @@ impl<S: Storage> Stager<S> {
     /// returns the page without its records (for its token and position).
     fn admit_page(&mut self, key: Option<&str>, mut page: Page) -> Page {
         self.counts.pages += 1;
-        self.counts.outside_slice += page.outside_slice as u64;
+        self.counts.outside_window += page.outside_window as u64;
         let records = std::mem::take(&mut page.records);
         match key {
             Some(key) => self.admit(key, page.state, records),
@@ -259,7 +259,8 @@ mod tests {
             seq,
             records,
             next_token: None,
-            outside_slice: 0,
+            outside_window: 0,
+            split_into: Vec::new(),
         }
     }
 

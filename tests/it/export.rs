@@ -223,9 +223,78 @@ fn a_call_that_keeps_failing_fails_the_run_and_publishes_nothing() {
 fn an_empty_account_exports_nothing_and_succeeds() {
     let (sim, _d) = Sim::with_sessions(&[], &[]);
     let out = tempfile::tempdir().expect("tempdir");
-    assert_success(&export(&sim, out.path(), &[]));
+    assert_success(&export(&sim, out.path(), &["--concurrency", "16"]));
     assert!(read_partitions(out.path()).is_empty());
     assert_eq!(manifest(out.path())["sessions"]["distinct"], 0);
+    assert_eq!(
+        sim.stat("describe_ok"),
+        2,
+        "one call per state, whatever the window and concurrency"
+    );
+}
+
+#[test]
+fn a_skewed_month_is_split_where_the_data_is_under_either_result_order() {
+    // 80% of the sessions in one hour, bursts sharing one StartDate.
+    let data = generated(
+        6000,
+        17,
+        &[
+            "--skew-share",
+            "0.8",
+            "--bursts",
+            "2",
+            "--burst-size",
+            "250",
+        ],
+    );
+    for order in ["newest-first", "oldest-first"] {
+        let (sim, _d) = Sim::with_sessions(&data, &["--order", order, "--latency", "20ms"]);
+        let out = tempfile::tempdir().expect("tempdir");
+        assert_success(&export(&sim, out.path(), &["--concurrency", "8"]));
+        let rows = read_rows(out.path());
+        assert_eq!(rows.len(), data.len(), "{order}");
+        for s in &data {
+            assert_same_session(&rows[&s.session_id], s);
+        }
+        // How many calls that takes is a benchmark's business (BENCHMARKS.md),
+        // not a test's.
+        let in_flight = sim.stat("max_in_flight");
+        assert!(
+            in_flight >= 6,
+            "{order}: the heavy window was split for the idle workers (at most {in_flight} in flight)"
+        );
+        let checkpoint: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                out.path()
+                    .join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json")),
+            )
+            .expect("checkpoint"),
+        )
+        .expect("JSON");
+        let jobs = checkpoint["jobs"].as_array().expect("jobs");
+        assert!(
+            jobs.iter().any(|j| j["status"] == "split") && jobs.len() < 200,
+            "{order}: the checkpoint holds the windows split, and only those ({} jobs)",
+            jobs.len()
+        );
+    }
+}
+
+#[test]
+fn active_sessions_are_found_whatever_their_start() {
+    // An Active session that started long before the window is still open.
+    let mut old_open = session("old-open-0000000000", now_ms() - 90 * DAY);
+    old_open.status = Some("Connected".into());
+    old_open.end_date = None;
+    let recent = session("recent-0000000000", now_ms() - HOUR);
+    let (sim, _d) = Sim::with_sessions(&[old_open.clone(), recent.clone()], &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&sim, out.path(), &[]));
+    let rows = read_rows(out.path());
+    assert_eq!(rows.len(), 2);
+    assert_same_session(&rows[&old_open.session_id], &old_open);
+    assert_same_session(&rows[&recent.session_id], &recent);
 }
 
 #[test]
