@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SESSIONS=${SESSIONS:-1000000}
 CONCURRENCY=${CONCURRENCY:-8}
-SLICE=${SLICE:-6h}
+SLICE=${SLICE:-1m}
 SIM_ARGS=${SIM_ARGS:-}
 cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-target}/release
