@@ -527,18 +527,24 @@ mod tests {
         }
     }
 
+    /// 25 sessions, five sharing each of five StartDates.
+    fn five_per_second() -> Store {
+        Store::new(
+            (0..25)
+                .map(|i| {
+                    session(
+                        &format!("s{i:02}"),
+                        NOW - 10_000 - (i / 5) * 1000,
+                        "Terminated",
+                    )
+                })
+                .collect(),
+        )
+    }
+
     #[test]
     fn pages_cover_everything_newest_first_even_with_shared_start_dates() {
-        let sessions: Vec<_> = (0..25)
-            .map(|i| {
-                session(
-                    &format!("s{i:02}"),
-                    NOW - 10_000 - (i / 5) * 1000,
-                    "Terminated",
-                )
-            })
-            .collect();
-        let store = Store::new(sessions);
+        let store = five_per_second();
         let (ids, pages) = crawl(&store, &options(BoundaryMode::Documented, false), &[], 4);
         assert_eq!(ids.len(), 25);
         assert_eq!(pages, 7);
@@ -548,16 +554,7 @@ mod tests {
 
     #[test]
     fn oldest_first_pages_cover_everything_in_the_reverse_order() {
-        let sessions: Vec<_> = (0..25)
-            .map(|i| {
-                session(
-                    &format!("s{i:02}"),
-                    NOW - 10_000 - (i / 5) * 1000,
-                    "Terminated",
-                )
-            })
-            .collect();
-        let store = Store::new(sessions);
+        let store = five_per_second();
         for lbf in [false, true] {
             let mut opts = options(BoundaryMode::Documented, lbf);
             opts.order = ResultOrder::OldestFirst;
