@@ -119,14 +119,8 @@ pub async fn run(
         ("--checkpoint", config.checkpoint.as_ref()),
     ] {
         if let Some(Location::Local(path)) = location {
-            LocalStorage::new(path.clone())
-                .preflight()
-                .await
-                .map_err(|source| ConfigError::Unusable {
-                    flag,
-                    hint: "choose a writable --output and --checkpoint",
-                    source,
-                })?;
+            let local = LocalStorage::new(path.clone());
+            preflight(flag, &local, "choose a writable --output and --checkpoint").await?;
         }
     }
     for warning in &config.warnings {
@@ -202,16 +196,23 @@ async fn open_storage(
 ) -> Result<AnyStorage, ExportError> {
     let storage = aws::storage_for(location, Some(sdk_config), &config.aws, &config.s3).await?;
     if location.is_s3() {
-        storage
-            .preflight()
-            .await
-            .map_err(|source| ConfigError::Unusable {
-                flag,
-                hint: "check the bucket, the prefix, the region and the credentials' permissions",
-                source,
-            })?;
+        let hint = "check the bucket, the prefix, the region and the credentials' permissions";
+        preflight(flag, &storage, hint).await?;
     }
     Ok(storage)
+}
+
+/// Checks that `flag`'s location can be written; a refusal is a usage error
+/// (exit 2) that says what to check.
+async fn preflight<S: Storage>(
+    flag: &'static str,
+    storage: &S,
+    hint: &'static str,
+) -> Result<(), ConfigError> {
+    storage
+        .preflight()
+        .await
+        .map_err(|source| ConfigError::Unusable { flag, hint, source })
 }
 
 /// The part of a run that happens while the output lock is held.

@@ -129,6 +129,12 @@ impl ReportConfig {
                 Some(duration)
             }
         };
+        let s3 = S3Settings::from_args(&args.aws, Some(&args.s3_write))?;
+        if s3.sse.is_some() && !matches!(out, Destination::S3 { .. }) {
+            return Err(ConfigError::Flag(
+                "--sse applies to an s3:// --out only".into(),
+            ));
+        }
         Ok(ReportConfig {
             input,
             from,
@@ -149,7 +155,7 @@ impl ReportConfig {
             out,
             presign,
             aws: AwsSettings::from_args(&args.aws, None),
-            s3: S3Settings::from_args(&args.aws, Some(&args.s3_write))?,
+            s3,
             clock: Clock::system(),
         })
     }

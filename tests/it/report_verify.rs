@@ -199,6 +199,10 @@ fn bad_report_flags_exit_2() {
         (vec!["--from", "2026-11-02", "--to", "2026-11-01"], "after"),
         (vec!["--from", "yesterday"], "not a date"),
         (vec!["--presign", "1h"], "s3://"),
+        (
+            vec!["--sse", "AES256"],
+            "--sse applies to an s3:// --out only",
+        ),
         (vec!["--format", "pdf"], "pdf"),
     ] {
         let mut args = vec!["report", "--input", input, "--out", out];
