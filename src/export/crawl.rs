@@ -369,7 +369,13 @@ impl Worker {
             return Vec::new();
         }
         let seen: Vec<i64> = page.iter().map(|r| r.start_date).collect();
-        let windows = split_window(window, &seen, hungry + 1, self.options.min_split_ms);
+        let windows = split_window(
+            window,
+            &seen,
+            hungry + 1,
+            self.options.min_split_ms,
+            self.options.page_size as usize,
+        );
         if windows.len() < 2 {
             return Vec::new();
         }

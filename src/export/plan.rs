@@ -6,9 +6,10 @@
 //! - **History** starts as one job over the whole window. An empty account
 //!   therefore costs one call per state. When a window's first page comes back
 //!   full with a `NextToken` while workers are idle, the crawler splits it
-//!   ([`split_window`]) into sub-windows for them, guided by the `StartDate`s
-//!   that page returned; the page itself is staged, and its sessions are met
-//!   again (and deduplicated) in the sub-windows.
+//!   ([`split_window`]) into sub-windows for them, of about equal weight as
+//!   estimated from the `StartDate`s that page returned; the page itself is
+//!   staged, and its sessions are met again (and deduplicated) in the
+//!   sub-windows.
 //!
 //! Correctness never rests on the service's result order, which AWS does not
 //! document: every window is paged to its last token, and each query is
@@ -42,46 +43,58 @@ pub fn plan_jobs(config: &ExportConfig) -> Vec<CrawlJob> {
         .collect()
 }
 
-/// Cuts `window` into at most `pieces` contiguous sub-windows, none
-/// narrower than `min_width_ms` (so a window narrower than twice that is
-/// returned whole). Edges fall on whole seconds, where the observed
-/// `StartDate`s (`seen`, any order) and the window's time mix half and half:
-/// a dense stretch gets narrow windows, and the part the page did not reach
-/// still gets its share, whatever order the service listed sessions in.
+/// Pages a sub-window should be expected to hold before a split makes it:
+/// every window ends on a part-full page, so fewer would spend more calls on
+/// those last pages than the parallelism saves.
+const PAGES_PER_PIECE: f64 = 6.0;
+
+/// Cuts a heavy `window` into at most `pieces` contiguous sub-windows of
+/// about equal estimated weight, none narrower than `min_width_ms` (so a
+/// window narrower than twice that is returned whole); edges fall on whole
+/// seconds.
+///
+/// The estimate comes from the `StartDate`s one full page returned (`seen`,
+/// in any order): the stretch they span holds them, and the stretches the
+/// page did not reach are assumed as dense as the seen edge nearest to them.
+/// A page listed in time order therefore yields an even split by time (the
+/// rest lies beyond its edge), one in no order yields quantiles of a sample,
+/// and a burst or a hot hour at the edge yields narrow windows there. Fewer
+/// pieces are cut when the estimate says the window holds little more than
+/// the page.
 pub fn split_window(
     window: TimeRange,
     seen: &[i64],
     pieces: usize,
     min_width_ms: i64,
+    page_size: usize,
 ) -> Vec<TimeRange> {
     let width = window.end - window.start;
+    if pieces < 2 || width < 2 * min_width_ms.max(1000) {
+        return vec![window];
+    }
     let mut dates: Vec<i64> = seen
         .iter()
         .copied()
         .filter(|t| window.contains(*t))
         .collect();
     dates.sort_unstable();
-    if pieces < 2 || width < 2 * min_width_ms.max(1000) {
-        return vec![window];
-    }
-    // Share of the mixed distribution at or before `t`, in [0, 1].
-    let mixed = |t: i64| -> f64 {
-        let time_share = (t - window.start) as f64 / width as f64;
-        if dates.is_empty() {
-            return time_share;
-        }
-        let seen_share = dates.partition_point(|d| *d <= t) as f64 / dates.len() as f64;
-        0.5 * seen_share + 0.5 * time_share
+    let weight = Weight::estimate(window, &dates);
+    let unseen_share = weight.unseen_span() as f64 / width as f64;
+    let pieces = if unseen_share >= 0.1 {
+        let pages = weight.total() / page_size.max(1) as f64;
+        ((pages / PAGES_PER_PIECE).ceil() as usize).clamp(2, pieces)
+    } else {
+        pieces
     };
     let mut edges = Vec::with_capacity(pieces + 1);
     edges.push(window.start);
     for i in 1..pieces {
-        let target = i as f64 / pieces as f64;
-        // The first instant where the mixed share reaches the target.
+        let target = weight.total() * i as f64 / pieces as f64;
+        // The first instant where the weight before it reaches the target.
         let (mut low, mut high) = (window.start, window.end);
         while low < high {
             let middle = low + (high - low) / 2;
-            if mixed(middle) >= target {
+            if weight.before(middle) >= target {
                 high = middle;
             } else {
                 low = middle + 1;
@@ -103,6 +116,68 @@ pub fn split_window(
         .collect()
 }
 
+/// The estimated number of sessions in a window, as a function of time.
+struct Weight<'a> {
+    window: TimeRange,
+    /// The seen `StartDate`s, sorted; the span they cover holds them.
+    dates: &'a [i64],
+    /// Sessions per millisecond assumed before the first and after the last
+    /// seen date.
+    density_before: f64,
+    density_after: f64,
+}
+
+impl<'a> Weight<'a> {
+    fn estimate(window: TimeRange, dates: &'a [i64]) -> Weight<'a> {
+        let (density_before, density_after) = match (dates.first(), dates.last()) {
+            (Some(&first), Some(&last)) => {
+                // The density of the tenth of the dates nearest each edge.
+                let edge = (dates.len() / 10).clamp(1, dates.len());
+                let span_before = (dates[edge - 1] - first).max(1000);
+                let span_after = (last - dates[dates.len() - edge]).max(1000);
+                (
+                    edge as f64 / span_before as f64,
+                    edge as f64 / span_after as f64,
+                )
+            }
+            // Nothing seen: weight by time alone.
+            _ => (1.0, 1.0),
+        };
+        Weight {
+            window,
+            dates,
+            density_before,
+            density_after,
+        }
+    }
+
+    fn first_seen(&self) -> i64 {
+        self.dates.first().copied().unwrap_or(self.window.end)
+    }
+
+    fn last_seen(&self) -> i64 {
+        self.dates.last().copied().unwrap_or(self.window.end)
+    }
+
+    fn unseen_span(&self) -> i64 {
+        (self.first_seen() - self.window.start) + (self.window.end - self.last_seen())
+    }
+
+    /// Estimated sessions that started before `t`.
+    fn before(&self, t: i64) -> f64 {
+        let first = self.first_seen();
+        let last = self.last_seen();
+        let ahead = (t.min(first) - self.window.start) as f64 * self.density_before;
+        let seen = self.dates.partition_point(|d| *d < t) as f64;
+        let after = (t - last).max(0) as f64 * self.density_after;
+        ahead + seen + after
+    }
+
+    fn total(&self) -> f64 {
+        self.before(self.window.end)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,35 +195,68 @@ mod tests {
         );
     }
 
+    fn spread(pieces: &[TimeRange]) -> (i64, i64) {
+        let widths = pieces.iter().map(|p| p.end - p.start);
+        (widths.clone().min().unwrap_or(0), widths.max().unwrap_or(0))
+    }
+
     #[test]
-    fn an_unguided_split_is_even_and_covers_the_window() {
+    fn a_page_in_time_order_gives_an_even_split_by_time() {
         let window = TimeRange {
             start: 5 * HOUR + 123,
             end: 5 * HOUR + 123 + 30 * 24 * HOUR,
         };
-        let pieces = split_window(window, &[], 15, MINUTE);
-        assert_eq!(pieces.len(), 15);
-        assert_covers(window, &pieces, MINUTE);
-        assert!(pieces[1..].iter().all(|p| p.start % 1000 == 0));
+        // 20,000 sessions spread evenly: the newest 200 span the last 7.2 h,
+        // and the oldest 200 the first 7.2 h; either order says the same.
+        let step = 30 * 24 * HOUR / 20_000;
+        for seen in [
+            (0..200)
+                .map(|i| window.end - 1 - i * step)
+                .collect::<Vec<_>>(),
+            (0..200).map(|i| window.start + i * step).collect(),
+        ] {
+            let pieces = split_window(window, &seen, 16, MINUTE, 200);
+            assert_eq!(pieces.len(), 16, "100 estimated pages fill 16 workers");
+            assert_covers(window, &pieces, MINUTE);
+            let (narrowest, widest) = spread(&pieces);
+            assert!(widest < 2 * narrowest, "{pieces:?}");
+        }
+        let nothing_seen = split_window(window, &[], 4, MINUTE, 200);
+        assert_eq!(nothing_seen.len(), 4);
     }
 
     #[test]
-    fn dense_stretches_get_narrow_windows_whatever_the_order_seen() {
+    fn a_window_holding_little_more_than_its_page_is_cut_in_few_pieces() {
         let window = TimeRange {
             start: 0,
             end: 30 * 24 * HOUR,
         };
-        // A page of 200 sessions all inside one hour, listed in any order.
+        // The newest 200 of about 600 sessions span the last 10 days.
+        let step = 10 * 24 * HOUR / 200;
+        let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * step).collect();
+        let pieces = split_window(window, &seen, 16, MINUTE, 200);
+        assert_eq!(pieces.len(), 2, "{pieces:?}");
+        assert_covers(window, &pieces, MINUTE);
+    }
+
+    #[test]
+    fn a_sample_in_no_order_puts_narrow_windows_where_it_is_dense() {
+        let window = TimeRange {
+            start: 0,
+            end: 30 * 24 * HOUR,
+        };
+        // A page in no particular order: three quarters inside one hour.
         let hot = 10 * 24 * HOUR;
-        let mut seen: Vec<i64> = (0..200).map(|i| hot + i * 18_000).collect();
-        seen.reverse();
-        let pieces = split_window(window, &seen, 16, MINUTE);
+        let mut seen: Vec<i64> = (0..150).map(|i| hot + i * 24_000).collect();
+        seen.extend((0..50).map(|i| i * (30 * 24 * HOUR / 50) + 7));
+        fastrand::Rng::with_seed(1).shuffle(&mut seen);
+        let pieces = split_window(window, &seen, 16, MINUTE, 200);
         assert_covers(window, &pieces, MINUTE);
         let in_hot_hour = pieces
             .iter()
             .filter(|p| p.start >= hot && p.end <= hot + HOUR)
             .count();
-        assert!(in_hot_hour >= 5, "{pieces:?}");
+        assert!(in_hot_hour >= 8, "{pieces:?}");
     }
 
     #[test]
@@ -158,7 +266,7 @@ mod tests {
             end: 2 * HOUR,
         };
         let burst = vec![HOUR + 500; 200];
-        let pieces = split_window(window, &burst, 8, MINUTE);
+        let pieces = split_window(window, &burst, 8, MINUTE, 200);
         assert_covers(window, &pieces, MINUTE);
         assert_eq!(
             pieces.iter().filter(|p| p.contains(HOUR + 500)).count(),
@@ -169,7 +277,7 @@ mod tests {
             start: 0,
             end: MINUTE + 59_000,
         };
-        assert_eq!(split_window(narrow, &burst, 8, MINUTE), vec![narrow]);
-        assert_eq!(split_window(window, &burst, 1, MINUTE), vec![window]);
+        assert_eq!(split_window(narrow, &burst, 8, MINUTE, 200), vec![narrow]);
+        assert_eq!(split_window(window, &burst, 1, MINUTE, 200), vec![window]);
     }
 }
