@@ -92,7 +92,7 @@ impl Intercept for CountingInterceptor {
 }
 
 /// The error codes the SDK's retry classifier treats as throttling.
-fn is_throttling(code: &str) -> bool {
+pub(super) fn is_throttling(code: &str) -> bool {
     matches!(
         code,
         "ThrottlingException"

@@ -16,6 +16,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ssm::config::retry::{RetryPartition, TokenBucket};
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ssm::operation::describe_sessions::DescribeSessionsError;
 
 use crate::config::{AwsSettings, Location, S3Settings};
 use crate::storage::{AnyStorage, LocalStorage, S3Options, S3Storage};
@@ -79,6 +81,54 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsErr
     Ok(config)
 }
 
+/// Attempts per call, retries included: `--max-attempts`, else
+/// `AWS_MAX_ATTEMPTS`, else [`DEFAULT_MAX_ATTEMPTS`].
+pub fn max_attempts(settings: &AwsSettings) -> u32 {
+    settings
+        .max_attempts
+        .or_else(|| {
+            std::env::var("AWS_MAX_ATTEMPTS")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(DEFAULT_MAX_ATTEMPTS)
+        .max(1)
+}
+
+/// What a failed DescribeSessions attempt means for the next one: the one
+/// place that decides which SSM errors are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The service's rate limit: retry when the pacer allows.
+    Throttled,
+    /// A server error, a dropped connection or a timeout: retry after a
+    /// backoff.
+    Transient,
+    /// Anything else (a bad request, a refused token, denied access).
+    Permanent,
+}
+
+/// Classifies a failed DescribeSessions attempt.
+pub fn classify(
+    error: &SdkError<DescribeSessionsError, aws_smithy_runtime_api::http::Response>,
+) -> Failure {
+    match error {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            match service.err().code() {
+                Some(code) if counters::is_throttling(code) => Failure::Throttled,
+                _ if status == 429 => Failure::Throttled,
+                _ if status >= 500 => Failure::Transient,
+                _ => Failure::Permanent,
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Failure::Transient
+        }
+        _ => Failure::Permanent,
+    }
+}
+
 /// The account whose sessions are crawled: `--account-id`, or the caller's.
 pub async fn account_id(config: &SdkConfig, settings: &AwsSettings) -> Result<String, AwsError> {
     if let Some(account) = &settings.account_id {
@@ -96,23 +146,26 @@ pub async fn account_id(config: &SdkConfig, settings: &AwsSettings) -> Result<St
 }
 
 /// An SSM client for one (account, region) that counts its attempts into
-/// `counters`, with a retry partition of its own: the SDK shares one retry
-/// quota per service and region by default, across every account.
+/// `counters`, with a retry partition of its own (the SDK shares one retry
+/// quota per service and region by default, across every account). It makes
+/// one attempt per call: the crawler retries, paced by the (account, region)'s
+/// pacer, so that retries too stay under the learned rate.
 pub fn ssm_client(
     config: &SdkConfig,
     counters: Arc<CallCounters>,
     account_id: &str,
     region: &str,
 ) -> aws_sdk_ssm::Client {
-    // The SDK's default retry quota (a 500-token bucket that successes do
-    // not refill) suits long-lived services; a nightly crawl that meets
-    // throttling on a skewed month would exhaust it and fail for good. Each
-    // call stays bounded by its max attempts and jittered backoff.
+    // The partition keeps this client's SDK state apart from other
+    // (account, region) pairs; its quota is unlimited because the SDK's
+    // default (a 500-token bucket that successes do not refill) would fail
+    // a long throttled crawl for good should retries ever be turned back on.
     let partition = RetryPartition::custom(format!("ssm-audit-{account_id}-{region}"))
         .token_bucket(TokenBucket::unlimited())
         .build();
     let ssm_config = aws_sdk_ssm::config::Builder::from(config)
         .interceptor(CountingInterceptor(counters))
+        .retry_config(RetryConfig::disabled())
         .retry_partition(partition)
         .build();
     aws_sdk_ssm::Client::from_conf(ssm_config)

@@ -21,8 +21,10 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
 use crate::api::SessionState;
+use crate::aws::{self, Failure};
 use crate::config::UserFilter;
 use crate::dataset::record::SessionRecord;
+use crate::export::pace::{Outcome, Pacer};
 use crate::export::plan::split_window;
 use crate::shutdown::CancellationToken;
 use crate::text::error_text;
@@ -84,13 +86,21 @@ pub struct CrawlOptions {
     pub min_split_ms: i64,
     /// The id the first sub-window of a split gets.
     pub next_job_id: u32,
+    /// Attempts per call, retries included (`--max-attempts`).
+    pub max_attempts: u32,
+    /// The pace of this (account, region)'s calls, shared by its workers.
+    pub pacer: Arc<Pacer>,
 }
 
 /// Why a crawl stopped before every job was complete.
 #[derive(Debug, thiserror::Error)]
 pub enum CrawlError {
-    #[error("DescribeSessions failed for {job} after the SDK's retries: {message}")]
-    Api { job: String, message: String },
+    #[error("DescribeSessions failed for {job} after {attempts} attempts: {message}")]
+    Api {
+        job: String,
+        attempts: u32,
+        message: String,
+    },
     #[error("{0} failed unexpectedly; this is a bug in ssm-audit, please report it")]
     Panicked(String),
     #[error("the crawl was stopped by a shutdown signal")]
@@ -252,6 +262,22 @@ impl Queue {
     }
 }
 
+/// What one DescribeSessions call returned.
+type DescribeSessionsResult = Result<
+    aws_sdk_ssm::operation::describe_sessions::DescribeSessionsOutput,
+    aws_sdk_ssm::error::SdkError<
+        aws_sdk_ssm::operation::describe_sessions::DescribeSessionsError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+>;
+
+/// The wait before retrying a transient failure: full jitter over an
+/// exponential ceiling of 50 ms doubling per attempt, at most 5 s.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let ceiling_ms = (50u64 << attempt.min(10)).min(5_000);
+    std::time::Duration::from_millis(fastrand::u64(0..=ceiling_ms))
+}
+
 struct Worker {
     client: aws_sdk_ssm::Client,
     options: CrawlOptions,
@@ -281,13 +307,7 @@ impl Worker {
             if self.stop.is_cancelled() {
                 return Err(CrawlError::Interrupted);
             }
-            let request = self.request(&job, token.clone());
-            // A call in flight is abandoned on shutdown: its page was never
-            // staged, so nothing is lost, and the job resumes from `token`.
-            let response = tokio::select! {
-                r = request.send() => r,
-                () = self.stop.cancelled() => return Err(CrawlError::Interrupted),
-            };
+            let (response, attempts) = self.call(&job, &token).await?;
             let observed_at = self.options.clock.now_ms();
             let output = match response {
                 Ok(output) => output,
@@ -302,6 +322,7 @@ impl Worker {
                 Err(error) => {
                     return Err(CrawlError::Api {
                         job: job.describe(),
+                        attempts,
                         message: error_text(&error),
                     })
                 }
@@ -361,10 +382,62 @@ impl Worker {
         }
     }
 
+    /// One DescribeSessions call with its retries, every attempt paced: a
+    /// throttled attempt is retried when the pacer allows, a transient
+    /// failure after a jittered exponential backoff, at most
+    /// `max_attempts` attempts in all. Returns the last outcome and the
+    /// attempts it took. A call in flight is abandoned on shutdown: its page
+    /// was never staged, so nothing is lost, and the job resumes from `token`.
+    async fn call(
+        &self,
+        job: &CrawlJob,
+        token: &Option<String>,
+    ) -> Result<(DescribeSessionsResult, u32), CrawlError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let slot = tokio::select! {
+                slot = self.options.pacer.start() => slot,
+                () = self.stop.cancelled() => return Err(CrawlError::Interrupted),
+            };
+            let result = tokio::select! {
+                r = self.request(job, token.clone()).send() => r,
+                () = self.stop.cancelled() => {
+                    self.options.pacer.finish(slot, Outcome::Failed);
+                    return Err(CrawlError::Interrupted);
+                }
+            };
+            let error = match result {
+                Ok(output) => {
+                    self.options.pacer.finish(slot, Outcome::Succeeded);
+                    return Ok((Ok(output), attempt));
+                }
+                Err(error) => error,
+            };
+            let failure = aws::classify(&error);
+            tracing::trace!(?failure, attempt, rate = ?self.options.pacer.rate(), "DescribeSessions attempt failed");
+            let outcome = match failure {
+                Failure::Throttled => Outcome::Throttled,
+                Failure::Transient | Failure::Permanent => Outcome::Failed,
+            };
+            self.options.pacer.finish(slot, outcome);
+            if failure == Failure::Permanent || attempt >= self.options.max_attempts {
+                return Ok((Err(error), attempt));
+            }
+            if failure == Failure::Transient {
+                tokio::select! {
+                    () = tokio::time::sleep(backoff(attempt)) => {}
+                    () = self.stop.cancelled() => return Err(CrawlError::Interrupted),
+                }
+            }
+        }
+    }
+
     /// Sub-windows for the workers waiting for work, or none when nobody
     /// waits (paging on costs less than fetching this first page again).
     fn split(&self, job: &CrawlJob, window: TimeRange, page: &[SessionRecord]) -> Vec<CrawlJob> {
-        let hungry = self.queue.hungry(self.concurrency);
+        let useful = self.options.pacer.useful_concurrency(self.concurrency);
+        let hungry = self.queue.hungry(useful);
         if hungry == 0 {
             return Vec::new();
         }

@@ -24,12 +24,14 @@ use crate::time::{format_filter_time, Clock};
 use checkpoint::{Checkpoint, CheckpointError, CheckpointStatus, CheckpointStore, JobSpec};
 use crawl::{CrawlError, CrawlJob, CrawlOptions, Page};
 use lock::LockError;
+use pace::Pacer;
 use publish::PublishError;
 use stage::{StageError, Stager};
 
 pub mod checkpoint;
 pub mod crawl;
 pub mod lock;
+pub mod pace;
 pub mod plan;
 pub mod publish;
 pub mod stage;
@@ -389,6 +391,8 @@ impl Locked<'_> {
             clock: self.clock,
             min_split_ms: config.slice_ms,
             next_job_id: checkpoint.next_job_id(),
+            max_attempts: aws::max_attempts(&config.aws),
+            pacer: Arc::new(Pacer::new()),
         };
         let crawler = tokio::spawn(crawl::crawl(
             self.client.clone(),
