@@ -1,49 +1,92 @@
 #!/usr/bin/env bash
-# The adaptive crawl against the issue's cases: 100 ms per call (near the
-# real API), uniform and 80%-in-one-hour months, an empty account, at several
-# concurrencies. Prints calls, the share of full pages, throttles, most
-# requests in flight, wall time, and the ratio to the ideal
-# min(C / latency, rate) x 200 sessions/s. PROFILE=debug reuses the debug
-# build (call counts do not depend on it; wall times do, a little).
+# The adaptive crawl against the cases of the adaptive-crawl issue, on one
+# simulator data set per case: the AWS CLI (paginating itself, both states),
+# a boto3 paginator script (scripts/boto3_export.py), and ssm-audit at
+# several concurrencies. 100 ms per call (near the real API), uniform and
+# 80%-in-one-hour months, an empty account, and the API limited to 10 calls/s
+# (50 ms per call). Prints one Markdown table row per run: calls, the share
+# of full pages, throttled calls, wall time, sessions/s, the ratio to the
+# ideal min(C / latency, rate) x 200 sessions/s and to the boto3 script, and
+# ssm-audit's peak RSS. PROFILE=debug reuses the debug build; QUICK=1 skips
+# the 100,000-session cases and the AWS CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${PROFILE:-release}
-SESSIONS=${SESSIONS:-20000}
+PY=${PY:-.venv/bin/python}
 if [ "$PROFILE" = release ]; then cargo build --release --quiet; else cargo build --quiet; fi
 BIN=${CARGO_TARGET_DIR:-target}/$PROFILE
 # shellcheck source=scripts/sim-lib.sh
 . scripts/sim-lib.sh
+export AWS_DEFAULT_REGION=$AWS_REGION AWS_PAGER=
+boto3_seconds=
 
-run_case() { # name concurrency sessions skew [rate]
-  local name=$1 concurrency=$2 sessions=$3 skew=$4 rate=${5:-}
-  local limit=()
-  [ -n "$rate" ] && limit=(--rate-limit "$rate" --burst 1)
-  start_sim --sessions "$sessions" --seed 5 --skew-share "$skew" --bursts 0 --latency 100ms "${limit[@]}"
-  local start end
+# run TOOL CASE CONCURRENCY SESSIONS LATENCY_MS RATE: one export against the
+# running simulator, then one table row.
+run() {
+  local tool=$1 case=$2 concurrency=$3 sessions=$4 latency_ms=$5 rate=$6 rss=
+  local out="$work/out-$RANDOM" start end
   start=$(date +%s.%N)
-  "$BIN/ssm-audit" export --output "$work/out-$name-$concurrency" --endpoint-url "$endpoint" \
-    --concurrency "$concurrency" 2>/dev/null
+  case $tool in
+    aws-cli)
+      for state in Active History; do
+        "$(dirname "$PY")/aws" ssm describe-sessions --state "$state" --endpoint-url "$endpoint" \
+          --page-size 200 --output json > "$out-$state.json"
+      done ;;
+    boto3) "$PY" scripts/boto3_export.py --endpoint-url "$endpoint" --out "$out.parquet" >/dev/null ;;
+    ssm-audit)
+      /usr/bin/time -f "%M" -o "$work/rss" "$BIN/ssm-audit" export --output "$out" \
+        --endpoint-url "$endpoint" --concurrency "$concurrency" 2>/dev/null
+      rss="$(($(cat "$work/rss") / 1024)) MiB" ;;
+  esac
   end=$(date +%s.%N)
-  python3 - "$(curl -s "$endpoint/_stats")" "$start" "$end" "$name" "$concurrency" "$sessions" "$rate" <<'PY'
+  local seconds
+  seconds=$(python3 -c "print($end - $start)")
+  [ "$tool" = boto3 ] && boto3_seconds=$seconds
+  python3 - "$(curl -s "$endpoint/_stats")" "$seconds" "$tool" "$case" "$concurrency" \
+    "$sessions" "$latency_ms" "$rate" "${boto3_seconds:-0}" "$rss" <<'PY'
 import json, math, sys
 stats = json.loads(sys.argv[1])
-seconds = float(sys.argv[3]) - float(sys.argv[2])
-name, concurrency, sessions = sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
-rate = float(sys.argv[7]) if sys.argv[7] else math.inf
-calls = stats["describe_calls"]
+seconds = float(sys.argv[2])
+tool, case, concurrency, sessions = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+latency = float(sys.argv[7]) / 1000
+rate = float(sys.argv[8]) if sys.argv[8] != "-" else math.inf
+boto3 = float(sys.argv[9])
 ok = max(1, stats["describe_ok"])
-ideal = min(concurrency / 0.1, rate) * 200
-budget = math.floor(1.15 * math.ceil(sessions / 200)) + 8
-print(f"| {name} | {concurrency} | {calls} (budget {budget}) | {stats['full_pages'] / ok:.0%} | "
-      f"{stats['throttled']} | {stats['max_in_flight']} | {seconds:.1f} s | "
-      f"{(sessions / seconds) / ideal if sessions else 0:.2f} |")
+ideal = min(concurrency / latency, rate) * 200
+speed = sessions / seconds
+print(f"| {case} | {tool} | {concurrency} | {stats['describe_calls']} | {stats['full_pages'] / ok:.0%} | "
+      f"{stats['throttled']} | {seconds:.1f} s | {speed:,.0f} | "
+      f"{speed / ideal if sessions else 0:.2f} | {boto3 / seconds if boto3 and tool != 'boto3' else 0:.1f}x | {sys.argv[10] or '-'} |")
 PY
-  kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=
-  rm -f "$work/endpoint"
 }
 
-echo "| case | concurrency | calls | full pages | throttled | max in flight | wall | of ideal |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-run_case empty 16 0 0
-for c in 4 16; do run_case uniform "$c" "$SESSIONS" 0; done
-for c in 4 16; do run_case skewed "$c" "$SESSIONS" 0.8; done
+# case NAME SESSIONS SKEW LATENCY_MS RATE TOOLS...: a fresh simulator per run.
+bench_case() {
+  local name=$1 sessions=$2 skew=$3 latency_ms=$4 rate=$5
+  shift 5
+  local limit=()
+  [ "$rate" != - ] && limit=(--rate-limit "$rate" --burst 1)
+  boto3_seconds=
+  for spec in "$@"; do
+    local tool=${spec%%:*} concurrency=${spec#*:}
+    start_sim --sessions "$sessions" --seed 5 --skew-share "$skew" --bursts 0 \
+      --latency "${latency_ms}ms" "${limit[@]}"
+    run "$tool" "$name" "$concurrency" "$sessions" "$latency_ms" "$rate"
+    kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=
+    rm -f "$work/endpoint"
+  done
+}
+
+echo "| case | tool | concurrency | calls | full pages | throttled | wall | sessions/s | of ideal | vs boto3 | peak RSS |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+audit=(ssm-audit:1 ssm-audit:4 ssm-audit:16 ssm-audit:64)
+cli=()
+[ -z "${QUICK:-}" ] && cli=(aws-cli:1)
+bench_case "empty" 0 0 100 - boto3:1 ssm-audit:16
+bench_case "20k uniform" 20000 0 100 - boto3:1 "${cli[@]}" "${audit[@]}"
+bench_case "20k skewed" 20000 0.8 100 - boto3:1 "${audit[@]}"
+bench_case "20k uniform, 10/s" 20000 0 50 10 boto3:1 ssm-audit:4 ssm-audit:16 ssm-audit:64
+if [ -z "${QUICK:-}" ]; then
+  bench_case "100k uniform" 100000 0 100 - boto3:1 ssm-audit:16 ssm-audit:64
+  bench_case "100k skewed" 100000 0.8 100 - boto3:1 ssm-audit:16 ssm-audit:64
+fi

@@ -262,6 +262,11 @@ impl Queue {
     }
 }
 
+/// A job considers splitting on its first this many pages, and keeps their
+/// StartDates to choose split points from; after that the pages thrown away
+/// by a split would cost more than it could save.
+const MAX_SAMPLED_PAGES: u32 = 20;
+
 /// What one DescribeSessions call returned.
 type DescribeSessionsResult = Result<
     aws_sdk_ssm::operation::describe_sessions::DescribeSessionsOutput,
@@ -303,6 +308,10 @@ impl Worker {
     async fn crawl_job(&self, job: CrawlJob) -> Result<(), CrawlError> {
         let mut token = job.resume_token.clone();
         let mut seq = job.pages_done;
+        // The StartDates this attempt at the job has seen, to choose split
+        // points from (a resumed job starts a fresh sample).
+        let mut seen = Vec::new();
+        let mut pages_here: u32 = 0;
         loop {
             if self.stop.is_cancelled() {
                 return Err(CrawlError::Interrupted);
@@ -317,6 +326,8 @@ impl Worker {
                         "the service no longer accepts the resume token; crawling this window again from its start"
                     );
                     token = None;
+                    seen.clear();
+                    pages_here = 0;
                     continue;
                 }
                 Err(error) => {
@@ -345,12 +356,16 @@ impl Worker {
                 }
             }
             let next_token = output.next_token().map(str::to_owned);
-            let first_page = token.is_none() && seq == job.pages_done;
+            pages_here += 1;
+            if pages_here <= MAX_SAMPLED_PAGES {
+                seen.extend(records.iter().map(|r| r.start_date));
+            }
             let split_into = match (&next_token, job.window) {
                 (Some(_), Some(window))
-                    if first_page && returned >= self.options.page_size as usize =>
+                    if returned >= self.options.page_size as usize
+                        && pages_here <= MAX_SAMPLED_PAGES =>
                 {
-                    self.split(&job, window, &records)
+                    self.split(&job, window, &seen, pages_here)
                 }
                 _ => Vec::new(),
             };
@@ -434,20 +449,27 @@ impl Worker {
     }
 
     /// Sub-windows for the workers waiting for work, or none when nobody
-    /// waits (paging on costs less than fetching this first page again).
-    fn split(&self, job: &CrawlJob, window: TimeRange, page: &[SessionRecord]) -> Vec<CrawlJob> {
+    /// waits or the estimate says paging on costs less than fetching again
+    /// the `pages_done` pages this job has fetched (see `split_window`).
+    fn split(
+        &self,
+        job: &CrawlJob,
+        window: TimeRange,
+        seen: &[i64],
+        pages_done: u32,
+    ) -> Vec<CrawlJob> {
         let useful = self.options.pacer.useful_concurrency(self.concurrency);
         let hungry = self.queue.hungry(useful);
         if hungry == 0 {
             return Vec::new();
         }
-        let seen: Vec<i64> = page.iter().map(|r| r.start_date).collect();
         let windows = split_window(
             window,
-            &seen,
+            seen,
             hungry + 1,
             self.options.min_split_ms,
             self.options.page_size as usize,
+            pages_done,
         );
         if windows.len() < 2 {
             return Vec::new();

@@ -58,15 +58,21 @@ const PAGES_PER_PIECE: f64 = 6.0;
 /// page did not reach are assumed as dense as the seen edge nearest to them.
 /// A page listed in time order therefore yields an even split by time (the
 /// rest lies beyond its edge), one in no order yields quantiles of a sample,
-/// and a burst or a hot hour at the edge yields narrow windows there. Fewer
-/// pieces are cut when the estimate says the window holds little more than
-/// the page.
+/// and a burst or a hot hour at the edge yields narrow windows there.
+///
+/// `pages_done` pages of the window were fetched already, and splitting now
+/// fetches them again, so a window is split only when the work estimated to
+/// remain is at least [`PAGES_PER_PIECE`] twice over and four times what is
+/// thrown away, into pieces of at least [`PAGES_PER_PIECE`] estimated pages.
+/// A sample that reaches across the window says nothing of how much remains:
+/// it is cut into `pieces` on its first page only.
 pub fn split_window(
     window: TimeRange,
     seen: &[i64],
     pieces: usize,
     min_width_ms: i64,
     page_size: usize,
+    pages_done: u32,
 ) -> Vec<TimeRange> {
     let width = window.end - window.start;
     if pieces < 2 || width < 2 * min_width_ms.max(1000) {
@@ -81,10 +87,15 @@ pub fn split_window(
     let weight = Weight::estimate(window, &dates);
     let unseen_share = weight.unseen_span() as f64 / width as f64;
     let pieces = if unseen_share >= 0.1 {
-        let pages = weight.total() / page_size.max(1) as f64;
-        ((pages / PAGES_PER_PIECE).ceil() as usize).clamp(2, pieces)
-    } else {
+        let remaining = weight.total() / page_size.max(1) as f64 - f64::from(pages_done);
+        if remaining < (2.0 * PAGES_PER_PIECE).max(4.0 * f64::from(pages_done)) {
+            return vec![window];
+        }
+        ((remaining / PAGES_PER_PIECE).floor() as usize).clamp(2, pieces)
+    } else if pages_done <= 1 {
         pieces
+    } else {
+        return vec![window];
     };
     let mut edges = Vec::with_capacity(pieces + 1);
     edges.push(window.start);
@@ -215,28 +226,65 @@ mod tests {
                 .collect::<Vec<_>>(),
             (0..200).map(|i| window.start + i * step).collect(),
         ] {
-            let pieces = split_window(window, &seen, 16, MINUTE, 200);
+            let pieces = split_window(window, &seen, 16, MINUTE, 200, 1);
             assert_eq!(pieces.len(), 16, "100 estimated pages fill 16 workers");
             assert_covers(window, &pieces, MINUTE);
             let (narrowest, widest) = spread(&pieces);
             assert!(widest < 2 * narrowest, "{pieces:?}");
         }
-        let nothing_seen = split_window(window, &[], 4, MINUTE, 200);
+        let nothing_seen = split_window(window, &[], 4, MINUTE, 200, 1);
         assert_eq!(nothing_seen.len(), 4);
     }
 
     #[test]
-    fn a_window_holding_little_more_than_its_page_is_cut_in_few_pieces() {
+    fn a_window_is_split_only_for_enough_work_and_never_into_tiny_pieces() {
         let window = TimeRange {
             start: 0,
             end: 30 * 24 * HOUR,
         };
-        // The newest 200 of about 600 sessions span the last 10 days.
+        // The newest 200 of about 600 sessions span the last 10 days: three
+        // pages do not pay for a split.
         let step = 10 * 24 * HOUR / 200;
         let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * step).collect();
-        let pieces = split_window(window, &seen, 16, MINUTE, 200);
+        assert_eq!(
+            split_window(window, &seen, 16, MINUTE, 200, 1),
+            vec![window]
+        );
+        // About 3,000: fifteen pages, cut in two pieces of six or more.
+        let step = 2 * 24 * HOUR / 200;
+        let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * step).collect();
+        let pieces = split_window(window, &seen, 16, MINUTE, 200, 1);
         assert_eq!(pieces.len(), 2, "{pieces:?}");
         assert_covers(window, &pieces, MINUTE);
+    }
+
+    #[test]
+    fn a_window_found_heavy_after_some_pages_is_split_if_that_pays() {
+        let window = TimeRange {
+            start: 0,
+            end: 10 * 24 * HOUR,
+        };
+        // Three pages in: 400 sessions over the newest 5 days, then 200 in
+        // ten minutes: the hour being reached is dense, the rest unknown.
+        let mut seen: Vec<i64> = (0..400).map(|i| window.end - 1 - i * 1_080_000).collect();
+        let hot = window.end - 5 * 24 * HOUR;
+        seen.extend((0..200).map(|i| hot - i * 3_000));
+        let pieces = split_window(window, &seen, 16, MINUTE, 200, 3);
+        assert_eq!(pieces.len(), 16, "{pieces:?}");
+        assert_covers(window, &pieces, MINUTE);
+        // The same pages spread evenly promise too little for the waste.
+        let even: Vec<i64> = (0..600).map(|i| window.end - 1 - i * 1_000_000).collect();
+        assert_eq!(
+            split_window(window, &even, 16, MINUTE, 200, 3),
+            vec![window]
+        );
+        // A sample across the whole window is cut on its first page only.
+        let across: Vec<i64> = (0..200).map(|i| i * (10 * 24 * HOUR / 200)).collect();
+        assert_eq!(split_window(window, &across, 8, MINUTE, 200, 1).len(), 8);
+        assert_eq!(
+            split_window(window, &across, 8, MINUTE, 200, 2),
+            vec![window]
+        );
     }
 
     #[test]
@@ -250,7 +298,7 @@ mod tests {
         let mut seen: Vec<i64> = (0..150).map(|i| hot + i * 24_000).collect();
         seen.extend((0..50).map(|i| i * (30 * 24 * HOUR / 50) + 7));
         fastrand::Rng::with_seed(1).shuffle(&mut seen);
-        let pieces = split_window(window, &seen, 16, MINUTE, 200);
+        let pieces = split_window(window, &seen, 16, MINUTE, 200, 1);
         assert_covers(window, &pieces, MINUTE);
         let in_hot_hour = pieces
             .iter()
@@ -266,7 +314,7 @@ mod tests {
             end: 2 * HOUR,
         };
         let burst = vec![HOUR + 500; 200];
-        let pieces = split_window(window, &burst, 8, MINUTE, 200);
+        let pieces = split_window(window, &burst, 8, MINUTE, 200, 1);
         assert_covers(window, &pieces, MINUTE);
         assert_eq!(
             pieces.iter().filter(|p| p.contains(HOUR + 500)).count(),
@@ -277,7 +325,13 @@ mod tests {
             start: 0,
             end: MINUTE + 59_000,
         };
-        assert_eq!(split_window(narrow, &burst, 8, MINUTE, 200), vec![narrow]);
-        assert_eq!(split_window(window, &burst, 1, MINUTE, 200), vec![window]);
+        assert_eq!(
+            split_window(narrow, &burst, 8, MINUTE, 200, 1),
+            vec![narrow]
+        );
+        assert_eq!(
+            split_window(window, &burst, 1, MINUTE, 200, 1),
+            vec![window]
+        );
     }
 }
