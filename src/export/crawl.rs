@@ -472,6 +472,7 @@ impl Worker {
             pages_done,
         );
         if windows.len() < 2 {
+            tracing::trace!(job = %job.describe(), pages_done, hungry, "not worth splitting");
             return Vec::new();
         }
         let first_id = self.queue.reserve_ids(windows.len());

@@ -86,16 +86,15 @@ pub fn split_window(
     dates.sort_unstable();
     let weight = Weight::estimate(window, &dates);
     let unseen_share = weight.unseen_span() as f64 / width as f64;
-    let pieces = if unseen_share >= 0.1 {
+    let pieces = if pages_done <= 1 && unseen_share < 0.1 {
+        // A first page from across the window: a sample, cut at its quantiles.
+        pieces
+    } else {
         let remaining = weight.total() / page_size.max(1) as f64 - f64::from(pages_done);
         if remaining < (2.0 * PAGES_PER_PIECE).max(4.0 * f64::from(pages_done)) {
             return vec![window];
         }
         ((remaining / PAGES_PER_PIECE).floor() as usize).clamp(2, pieces)
-    } else if pages_done <= 1 {
-        pieces
-    } else {
-        return vec![window];
     };
     let mut edges = Vec::with_capacity(pieces + 1);
     edges.push(window.start);
@@ -142,8 +141,10 @@ impl<'a> Weight<'a> {
     fn estimate(window: TimeRange, dates: &'a [i64]) -> Weight<'a> {
         let (density_before, density_after) = match (dates.first(), dates.last()) {
             (Some(&first), Some(&last)) => {
-                // The density of the tenth of the dates nearest each edge.
-                let edge = (dates.len() / 10).clamp(1, dates.len());
+                // The density of the dates nearest each edge: a tenth of a
+                // page's worth at most, so that a dense stretch just reached
+                // is not averaged away by the pages before it.
+                let edge = (dates.len() / 10).clamp(1, 20).min(dates.len());
                 let span_before = (dates[edge - 1] - first).max(1000);
                 let span_after = (last - dates[dates.len() - edge]).max(1000);
                 (
@@ -305,6 +306,25 @@ mod tests {
             .filter(|p| p.start >= hot && p.end <= hot + HOUR)
             .count();
         assert!(in_hot_hour >= 8, "{pieces:?}");
+    }
+
+    #[test]
+    fn a_dense_stretch_reached_near_the_window_start_is_still_split() {
+        let window = TimeRange {
+            start: 0,
+            end: 6 * 24 * HOUR,
+        };
+        // Seven pages in: six days of ordinary sessions, then a page from a
+        // hot hour that starts nine hours after the window does.
+        let mut seen: Vec<i64> = (0..1200).map(|i| window.end - 1 - i * 260_000).collect();
+        let hot = 10 * HOUR;
+        seen.extend((0..200).map(|i| hot - i * 230));
+        let pieces = split_window(window, &seen, 15, MINUTE, 200, 7);
+        assert_eq!(pieces.len(), 15, "{pieces:?}");
+        assert!(
+            pieces.iter().filter(|p| p.end <= hot).count() >= 13,
+            "{pieces:?}"
+        );
     }
 
     #[test]
