@@ -4,8 +4,9 @@
 //! stager through a bounded channel (backpressure, not buffering).
 //!
 //! A window is followed to its last `NextToken`, across short and empty
-//! pages. When a window's first page is full and has a `NextToken` while
-//! workers wait for work, the window is split (see `plan::split_window`): the
+//! pages. When one of a window's first pages is full and has a `NextToken`
+//! while workers wait for work, the window may be split (see
+//! `plan::split_window`, which decides whether that pays): the
 //! page goes to the stager with the new sub-windows attached, so the
 //! checkpoint learns them in the same save as the page, and only then are
 //! they queued. The crawl ends when the queue is empty and no worker holds a

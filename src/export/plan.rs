@@ -4,8 +4,8 @@
 //! - **Active** is one job without `InvokedAfter`/`InvokedBefore`: the list is
 //!   small, and a session still open is found whatever its start.
 //! - **History** starts as one job over the whole window. An empty account
-//!   therefore costs one call per state. When a window's first page comes back
-//!   full with a `NextToken` while workers are idle, the crawler splits it
+//!   therefore costs one call per state. When a window's page comes back full
+//!   with a `NextToken` while workers are idle, the crawler may split it
 //!   ([`split_window`]) into sub-windows for them, of about equal weight as
 //!   estimated from the `StartDate`s that page returned; the page itself is
 //!   staged, and its sessions are met again (and deduplicated) in the
