@@ -400,18 +400,21 @@ impl Worker {
 
     /// One DescribeSessions call with its retries, every attempt paced: a
     /// throttled attempt is retried when the pacer allows, a transient
-    /// failure after a jittered exponential backoff, at most
-    /// `max_attempts` attempts in all. Returns the last outcome and the
-    /// attempts it took. A call in flight is abandoned on shutdown: its page
-    /// was never staged, so nothing is lost, and the job resumes from `token`.
+    /// failure after a jittered exponential backoff. `max_attempts` bounds the
+    /// attempts that fail otherwise than by throttling; throttles get five
+    /// times as many, because the pacer slows down on each and a nightly job
+    /// should outwait a busy account rather than give up. Returns the last
+    /// outcome and the attempts it took. A call in flight is abandoned on
+    /// shutdown: its page was never staged, so nothing is lost, and the job
+    /// resumes from `token`.
     async fn call(
         &self,
         job: &CrawlJob,
         token: &Option<String>,
     ) -> Result<(DescribeSessionsResult, u32), CrawlError> {
-        let mut attempt = 0;
+        let max_attempts = self.options.max_attempts;
+        let (mut failed, mut throttled) = (0, 0);
         loop {
-            attempt += 1;
             let slot = tokio::select! {
                 slot = self.options.pacer.start() => slot,
                 () = self.stop.cancelled() => return Err(CrawlError::Interrupted),
@@ -426,23 +429,28 @@ impl Worker {
             let error = match result {
                 Ok(output) => {
                     self.options.pacer.finish(slot, Outcome::Succeeded);
-                    return Ok((Ok(output), attempt));
+                    return Ok((Ok(output), failed + throttled + 1));
                 }
                 Err(error) => error,
             };
             let failure = aws::classify(&error);
-            tracing::trace!(?failure, attempt, rate = ?self.options.pacer.rate(), "DescribeSessions attempt failed");
+            tracing::trace!(?failure, failed, throttled, rate = ?self.options.pacer.rate(), "DescribeSessions attempt failed");
             let outcome = match failure {
                 Failure::Throttled => Outcome::Throttled,
                 Failure::Transient | Failure::Permanent => Outcome::Failed,
             };
             self.options.pacer.finish(slot, outcome);
-            if failure == Failure::Permanent || attempt >= self.options.max_attempts {
-                return Ok((Err(error), attempt));
+            match failure {
+                Failure::Throttled => throttled += 1,
+                Failure::Transient | Failure::Permanent => failed += 1,
+            }
+            let exhausted = failed >= max_attempts || throttled >= max_attempts * 5;
+            if failure == Failure::Permanent || exhausted {
+                return Ok((Err(error), failed + throttled));
             }
             if failure == Failure::Transient {
                 tokio::select! {
-                    () = tokio::time::sleep(backoff(attempt)) => {}
+                    () = tokio::time::sleep(backoff(failed)) => {}
                     () = self.stop.cancelled() => return Err(CrawlError::Interrupted),
                 }
             }
