@@ -117,9 +117,23 @@ pub fn to_batch(rows: &[SessionRecord]) -> Result<RecordBatch, SchemaError> {
     Ok(RecordBatch::try_new(schema(), columns)?)
 }
 
-fn writer_properties() -> WriterProperties {
+/// How a file is compressed: published partitions are kept for years and
+/// read by Athena, so they get ZSTD; staged parts live for one run and are
+/// read once, so compressing each 200-row page would cost more CPU (a ZSTD
+/// context per column per page) than the bytes it saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    Published,
+    Staged,
+}
+
+fn writer_properties(packing: Packing) -> WriterProperties {
+    let compression = match packing {
+        Packing::Published => Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+        Packing::Staged => Compression::UNCOMPRESSED,
+    };
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(compression)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_SIZE))
         .set_key_value_metadata(Some(vec![KeyValue::new(
@@ -149,9 +163,9 @@ impl std::fmt::Debug for ParquetSink {
 }
 
 impl ParquetSink {
-    pub fn new() -> Result<ParquetSink, SchemaError> {
+    pub fn new(packing: Packing) -> Result<ParquetSink, SchemaError> {
         Ok(ParquetSink {
-            writer: ArrowWriter::try_new(Vec::new(), schema(), Some(writer_properties()))?,
+            writer: ArrowWriter::try_new(Vec::new(), schema(), Some(writer_properties(packing)))?,
             buffer: Vec::with_capacity(WRITE_BATCH),
             rows: 0,
         })
@@ -186,12 +200,12 @@ impl ParquetSink {
 }
 
 /// Encodes rows as one Parquet file, in the order given.
-pub fn write_parquet(rows: &[SessionRecord]) -> Result<Vec<u8>, SchemaError> {
-    let mut sink = ParquetSink::new()?;
-    for row in rows {
-        sink.push(row.clone())?;
+pub fn write_parquet(rows: &[SessionRecord], packing: Packing) -> Result<Vec<u8>, SchemaError> {
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(writer_properties(packing)))?;
+    for chunk in rows.chunks(WRITE_BATCH) {
+        writer.write(&to_batch(chunk)?)?;
     }
-    sink.finish()
+    Ok(writer.into_inner()?)
 }
 
 /// Reads a Parquet file written by [`ParquetSink`] a batch at a time. A file
@@ -315,13 +329,16 @@ mod tests {
         ];
         rows[1].reason = None;
         rows[1].max_session_duration_minutes = None;
-        let bytes = write_parquet(&rows).expect("writes");
-        assert_eq!(read_parquet(Bytes::from(bytes)).expect("reads"), rows);
+        for packing in [Packing::Published, Packing::Staged] {
+            let bytes = write_parquet(&rows, packing).expect("writes");
+            assert_eq!(read_parquet(Bytes::from(bytes)).expect("reads"), rows);
+        }
     }
 
     #[test]
     fn timestamps_are_int64_millis_utc_and_compression_is_zstd() {
-        let bytes = write_parquet(&[record("a", 1_000, "Terminated", 7)]).expect("writes");
+        let bytes = write_parquet(&[record("a", 1_000, "Terminated", 7)], Packing::Published)
+            .expect("writes");
         let reader =
             parquet::file::reader::SerializedFileReader::new(Bytes::from(bytes)).expect("opens");
         use parquet::file::reader::FileReader;

@@ -102,6 +102,12 @@ pub enum CrawlError {
         attempts: u32,
         message: String,
     },
+    #[error("DescribeSessions for {job} returned {returned} sessions on one page, more than the {asked} asked for; the endpoint does not behave like the service, check --endpoint-url")]
+    OversizedPage {
+        job: String,
+        returned: usize,
+        asked: i32,
+    },
     #[error("{0} failed unexpectedly; this is a bug in ssm-audit, please report it")]
     Panicked(String),
     #[error("the crawl was stopped by a shutdown signal")]
@@ -340,6 +346,14 @@ impl Worker {
                 }
             };
             let returned = output.sessions().len();
+            // A part is one page, and the dedupe set addresses its rows in 16 bits.
+            if returned > self.options.page_size.max(0) as usize {
+                return Err(CrawlError::OversizedPage {
+                    job: job.describe(),
+                    returned,
+                    asked: self.options.page_size,
+                });
+            }
             let mut records = Vec::with_capacity(returned);
             let mut outside_window = 0;
             for session in output.sessions() {

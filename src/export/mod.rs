@@ -30,6 +30,7 @@ use stage::{StageError, Stager};
 
 pub mod checkpoint;
 pub mod crawl;
+pub mod dedupe;
 pub mod lock;
 pub mod pace;
 pub mod plan;

@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 use crate::dataset::layout::{self, PartitionKey};
 use crate::dataset::manifest::{sha256_hex, WrittenFile};
 use crate::dataset::record::{merge, SessionRecord};
-use crate::dataset::schema::{self, ParquetSink, ParquetSource, SchemaError};
+use crate::dataset::schema::{self, Packing, ParquetSink, ParquetSource, SchemaError};
 use crate::export::stage::{Staged, Winner};
 use crate::storage::{Storage, StorageError};
 
@@ -52,23 +52,27 @@ pub async fn publish<S: Storage, P: Storage>(
     region: &str,
 ) -> Result<Vec<WrittenFile>, PublishError> {
     // Built here rather than kept during the crawl, so the crawl holds one
-    // entry per session only.
-    let mut by_date: BTreeMap<NaiveDate, Vec<(&str, &Winner)>> = BTreeMap::new();
-    for (id, winner) in &staged.winners {
+    // entry per session only; 4 bytes per session.
+    let winners = &staged.winners;
+    let mut by_date: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
+    for (index, (id, winner)) in winners.iter().enumerate() {
         let date = layout::partition_date(winner.start_date).ok_or_else(|| {
             PublishError::OutsideCalendar {
                 session_id: id.to_string(),
                 start_date: winner.start_date,
             }
         })?;
-        by_date.entry(date).or_default().push((id.as_ref(), winner));
+        by_date.entry(date).or_default().push(index as u32);
     }
     let mut parts = PartCache::new(parts_storage, &staged.parts);
     let mut written = Vec::with_capacity(by_date.len());
-    for (date, mut winners) in by_date {
-        winners.sort_unstable_by(|a, b| {
-            layout::row_order(a.1.start_date, a.0).cmp(&layout::row_order(b.1.start_date, b.0))
-        });
+    for (date, mut indexes) in by_date {
+        let order = |index: &u32| {
+            let index = *index as usize;
+            layout::row_order(winners.winner(index).start_date, winners.id(index))
+        };
+        indexes.sort_unstable_by(|a, b| order(a).cmp(&order(b)));
+        let in_order = indexes.iter().map(|&index| winners.winner(index as usize));
         let key = PartitionKey {
             date,
             account_id: account_id.to_owned(),
@@ -77,11 +81,11 @@ pub async fn publish<S: Storage, P: Storage>(
         .key();
         let existing = storage.get(&key).await?;
         let (bytes, rows) =
-            match merge_streaming(&key, existing.clone(), &winners, &mut parts).await {
+            match merge_streaming(&key, existing.clone(), in_order.clone(), &mut parts).await {
                 Err(PublishError::Unsorted { .. }) => {
                     // Not a file this version wrote in order: merge in memory.
                     tracing::warn!(%key, "existing partition is not sorted; merging it in memory");
-                    merge_in_memory(&key, existing, &winners, &mut parts).await?
+                    merge_in_memory(&key, existing, in_order, &mut parts).await?
                 }
                 other => other?,
             };
@@ -101,14 +105,14 @@ pub async fn publish<S: Storage, P: Storage>(
 async fn merge_streaming<P: Storage>(
     key: &str,
     existing: Option<Bytes>,
-    winners: &[(&str, &Winner)],
+    winners: impl Iterator<Item = &Winner>,
     parts: &mut PartCache<'_, P>,
 ) -> Result<(Vec<u8>, usize), PublishError> {
     let encode = |source| PublishError::Encode {
         key: key.to_owned(),
         source,
     };
-    let mut sink = ParquetSink::new().map_err(encode)?;
+    let mut sink = ParquetSink::new(Packing::Published).map_err(encode)?;
     let mut old = match existing {
         Some(bytes) => Some(ExistingRows::new(key, bytes)?),
         None => None,
@@ -117,7 +121,7 @@ async fn merge_streaming<P: Storage>(
         Some(rows) => rows.next()?,
         None => None,
     };
-    for (_, winner) in winners {
+    for winner in winners {
         let fresh = parts.row(winner).await?;
         while next_old
             .as_ref()
@@ -153,7 +157,7 @@ async fn merge_streaming<P: Storage>(
 async fn merge_in_memory<P: Storage>(
     key: &str,
     existing: Option<Bytes>,
-    winners: &[(&str, &Winner)],
+    winners: impl ExactSizeIterator<Item = &Winner>,
     parts: &mut PartCache<'_, P>,
 ) -> Result<(Vec<u8>, usize), PublishError> {
     let old = match existing {
@@ -164,13 +168,15 @@ async fn merge_in_memory<P: Storage>(
         None => Vec::new(),
     };
     let mut fresh = Vec::with_capacity(winners.len());
-    for (_, winner) in winners {
+    for winner in winners {
         fresh.push(parts.row(winner).await?);
     }
     let rows = merge(old, fresh);
-    let bytes = schema::write_parquet(&rows).map_err(|source| PublishError::Encode {
-        key: key.to_owned(),
-        source,
+    let bytes = schema::write_parquet(&rows, Packing::Published).map_err(|source| {
+        PublishError::Encode {
+            key: key.to_owned(),
+            source,
+        }
     })?;
     Ok((bytes, rows.len()))
 }
@@ -352,7 +358,12 @@ mod tests {
         ];
 
         storage
-            .put(&key, schema::write_parquet(&old).expect("encode").into())
+            .put(
+                &key,
+                schema::write_parquet(&old, Packing::Published)
+                    .expect("encode")
+                    .into(),
+            )
             .await
             .expect("put");
         let rows = publish_and_read(&storage, &staged).await;
@@ -369,7 +380,9 @@ mod tests {
         storage
             .put(
                 &key,
-                schema::write_parquet(&unsorted).expect("encode").into(),
+                schema::write_parquet(&unsorted, Packing::Published)
+                    .expect("encode")
+                    .into(),
             )
             .await
             .expect("put");

@@ -17,18 +17,38 @@ use crate::api::SessionState;
 use crate::dataset::record::{Rank, SessionRecord};
 use crate::dataset::schema::{self, SchemaError};
 use crate::export::crawl::Page;
+use crate::export::dedupe::{DedupeSet, Winners};
 use crate::storage::{Storage, StorageError};
 
 /// Where the winning observation of one session is, and what it won with.
+/// One per distinct session: its fields are laid out to fit 40 bytes (a
+/// [`Rank`] field would pad it to 48), which is most of an export's memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Winner {
     pub start_date: i64,
-    pub rank: Rank,
+    /// The winning observation's [`Rank::observed_at`].
+    pub observed_at: i64,
     pub first_seen_at: i64,
     pub last_seen_at: i64,
     /// Index into [`Staged::parts`].
     pub part: u32,
-    pub row: u32,
+    /// The row within its part: a part is one page, of at most
+    /// [`MAX_PAGE_ROWS`] sessions.
+    pub row: u16,
+    /// The winning observation's [`Rank::ended`].
+    pub ended: bool,
+}
+
+/// The most sessions one staged page may hold (the API's pages hold 200).
+pub const MAX_PAGE_ROWS: usize = u16::MAX as usize + 1;
+
+impl Winner {
+    pub fn rank(&self) -> Rank {
+        Rank {
+            ended: self.ended,
+            observed_at: self.observed_at,
+        }
+    }
 }
 
 /// Counts for the run manifest and the summary line.
@@ -49,6 +69,8 @@ pub enum StageError {
     Storage(#[from] StorageError),
     #[error("staged part {key} is unreadable: {source}")]
     Part { key: String, source: SchemaError },
+    #[error("staged part {key} holds {rows} rows, more than a page can; it was not written by ssm-audit: rerun with --restart")]
+    OversizedPart { key: String, rows: usize },
     #[error("cannot encode a page as Parquet: {0}")]
     Encode(SchemaError),
     #[error("a staging task failed: {0}")]
@@ -62,7 +84,7 @@ pub struct Stager<S> {
     prefix: String,
     parts: Vec<String>,
     part_index: HashMap<String, u32>,
-    winners: HashMap<Box<str>, Winner>,
+    winners: DedupeSet,
     counts: StageCounts,
 }
 
@@ -70,7 +92,7 @@ pub struct Stager<S> {
 #[derive(Debug)]
 pub struct Staged {
     pub parts: Vec<String>,
-    pub winners: HashMap<Box<str>, Winner>,
+    pub winners: Winners,
     pub counts: StageCounts,
 }
 
@@ -93,7 +115,8 @@ async fn write_part<S: Storage>(
         return Ok(None);
     }
     let key = part_key(prefix, page.state, page.job_id, page.seq);
-    let bytes = schema::write_parquet(&page.records).map_err(StageError::Encode)?;
+    let bytes = schema::write_parquet(&page.records, schema::Packing::Staged)
+        .map_err(StageError::Encode)?;
     storage.put(&key, Bytes::from(bytes)).await?;
     Ok(Some(key))
 }
@@ -115,7 +138,7 @@ impl<S: Storage> Stager<S> {
             prefix,
             parts: Vec::new(),
             part_index: HashMap::new(),
-            winners: HashMap::new(),
+            winners: DedupeSet::new(),
             counts: StageCounts::default(),
         }
     }
@@ -177,6 +200,12 @@ impl<S: Storage> Stager<S> {
             key: key.to_owned(),
             source,
         })?;
+        if records.len() > MAX_PAGE_ROWS {
+            return Err(StageError::OversizedPart {
+                key: key.to_owned(),
+                rows: records.len(),
+            });
+        }
         let file_name = key.rsplit('/').next().unwrap_or(key);
         let state = if file_name.starts_with("active-") {
             SessionState::Active
@@ -202,29 +231,30 @@ impl<S: Storage> Stager<S> {
                 SessionState::Active => self.counts.seen_active += 1,
                 SessionState::History => self.counts.seen_history += 1,
             }
+            let rank = record.rank();
             let candidate = Winner {
                 start_date: record.start_date,
-                rank: record.rank(),
+                observed_at: rank.observed_at,
                 first_seen_at: record.first_seen_at,
                 last_seen_at: record.last_seen_at,
                 part,
-                row: row as u32,
+                // Pages are checked against MAX_PAGE_ROWS before staging.
+                row: u16::try_from(row).unwrap_or(u16::MAX),
+                ended: rank.ended,
             };
-            match self.winners.get_mut(record.session_id.as_str()) {
+            match self.winners.get_mut(&record.session_id) {
                 Some(current) => {
                     let first = current.first_seen_at.min(candidate.first_seen_at);
                     let last = current.last_seen_at.max(candidate.last_seen_at);
                     // The same part read again replaces its own rows.
-                    if candidate.rank.supersedes(current.rank) || candidate.part == current.part {
+                    if candidate.rank().supersedes(current.rank()) || candidate.part == current.part
+                    {
                         *current = candidate;
                     }
                     current.first_seen_at = first;
                     current.last_seen_at = last;
                 }
-                None => {
-                    self.winners
-                        .insert(record.session_id.into_boxed_str(), candidate);
-                }
+                None => self.winners.insert_new(&record.session_id, candidate),
             }
         }
     }
@@ -240,7 +270,7 @@ impl<S: Storage> Stager<S> {
     pub fn into_staged(self) -> Staged {
         Staged {
             parts: self.parts,
-            winners: self.winners,
+            winners: self.winners.into_winners(),
             counts: self.counts,
         }
     }
@@ -296,7 +326,7 @@ mod tests {
             .expect("stage");
         let staged = stager.into_staged();
         assert_eq!(staged.parts.len(), 2, "no part for an empty page");
-        let s = staged.winners["s"];
+        let s = *staged.winners.find("s").expect("s staged");
         assert_eq!(
             staged.parts[s.part as usize],
             "stage/history-00002-000000.parquet"
@@ -343,7 +373,7 @@ mod tests {
         );
         let staged = stager.into_staged();
         assert_eq!(storage.list("stage/").await.expect("list").len(), 2);
-        let s = staged.winners["s"];
+        let s = *staged.winners.find("s").expect("s staged");
         assert_eq!(
             staged.parts[s.part as usize], "stage/history-00002-000004.parquet",
             "ended wins"
@@ -373,6 +403,6 @@ mod tests {
         assert_eq!(parse_part_key("stage/other-1-2.parquet"), None);
         let staged = second.into_staged();
         assert_eq!(staged.parts, vec![key]);
-        assert_eq!(staged.winners["a"].row, 0);
+        assert_eq!(staged.winners.find("a").map(|w| w.row), Some(0));
     }
 }

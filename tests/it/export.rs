@@ -389,7 +389,11 @@ fn two_runs_give_the_same_rows_and_old_partitions_are_never_touched() {
         last_seen_at: 1_577_836_800_000,
     };
     ancient.end_date = Some(ancient.start_date + 1);
-    let bytes = ssm_audit::dataset::schema::write_parquet(&[ancient]).expect("encode");
+    let bytes = ssm_audit::dataset::schema::write_parquet(
+        &[ancient],
+        ssm_audit::dataset::schema::Packing::Published,
+    )
+    .expect("encode");
     std::fs::create_dir_all(out.path().join("sessions/dt=2020-01-01")).expect("mkdir");
     std::fs::write(out.path().join(ancient_key), &bytes).expect("write");
     let modified = std::fs::metadata(out.path().join(ancient_key))
