@@ -7,16 +7,18 @@
 //!   [`START_IN_FLIGHT`] and grows by one per success (doubling every round
 //!   trip, as TCP's slow start does), so a fan-out to many windows does not
 //!   open with a storm.
-//! - **First throttle.** The cap is lifted and the rate becomes the
-//!   successes of the last second (what the service let through); from now on
+//! - **First throttle.** The cap is lifted and the rate becomes half of
+//!   what got through lately (successes over the last second, or over the
+//!   crawl's age when it is younger: the first throttle often comes within a
+//!   few round trips, whose count a burst allowance inflates); from now on
 //!   the rate alone governs. It then probes upwards, doubling every
-//!   [`PROBE_DOUBLING`], until the next throttle cuts it to [`CUT`] of what
-//!   the service let through in the last second.
-//! - **Steady.** Each success raises the rate by [`GROWTH`] (about 1.18x in
-//!   33 successes); a throttle of a call sent after the last cut cuts it to
+//!   [`PROBE_DOUBLING`], until the next throttle settles it at [`CUT`] of what
+//!   got through (never below half the probe's rate).
+//! - **Steady.** Each success raises the rate by [`GROWTH`] (about 1.11x in
+//!   53 successes); a throttle of a call sent after the last cut cuts it to
 //!   [`CUT`]. Calls already in flight at a cut answer the old rate, so they do
-//!   not cut again. The rate then saws between 0.85 and 1 of the allowed rate,
-//!   about 0.92 on average, with about one call in 33 throttled.
+//!   not cut again. The rate then saws between 0.9 and 1 of the allowed rate,
+//!   about 0.95 on average, with about one call in 50 throttled.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -27,11 +29,11 @@ use tokio::time::Instant;
 /// Calls in flight allowed before anything is known of the rate.
 pub const START_IN_FLIGHT: usize = 2;
 /// The share of the rate kept when a call is throttled.
-pub const CUT: f64 = 0.85;
+pub const CUT: f64 = 0.9;
 /// The rate's growth per successful call, once steady.
-pub const GROWTH: f64 = 0.005;
+pub const GROWTH: f64 = 0.002;
 /// While probing, the rate doubles this often.
-pub const PROBE_DOUBLING: Duration = Duration::from_millis(500);
+pub const PROBE_DOUBLING: Duration = Duration::from_millis(250);
 /// The slowest the crawl ever goes, in calls per second.
 const MIN_RATE: f64 = 0.2;
 /// How far back successes are counted to learn the first rate.
@@ -57,6 +59,9 @@ struct State {
     last_cut: Option<Instant>,
     /// When recent calls succeeded, for the rate after a probe.
     successes: VecDeque<Instant>,
+    /// When the first call started: a crawl younger than [`MEASURE`]
+    /// measures what got through over its own age.
+    first_call: Option<Instant>,
     /// Average time a call takes, for how many calls in flight the rate
     /// can use.
     latency: Option<Duration>,
@@ -68,6 +73,23 @@ struct State {
 }
 
 /// What the pacer is told about a call's outcome.
+impl State {
+    /// The calls per second that succeeded lately: over the last
+    /// [`MEASURE`], or over the crawl's age when it is younger (the first
+    /// throttle often comes within the first round trips), never over less
+    /// than a round trip.
+    fn let_through(&self, now: Instant) -> f64 {
+        let age = self
+            .first_call
+            .map_or(MEASURE, |first| now.saturating_duration_since(first));
+        let span = age
+            .min(MEASURE)
+            .max(self.latency.unwrap_or(MEASURE))
+            .max(Duration::from_millis(1));
+        self.successes.len() as f64 / span.as_secs_f64()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Succeeded,
@@ -104,6 +126,7 @@ impl Pacer {
                 in_flight_cap: START_IN_FLIGHT,
                 last_cut: None,
                 successes: VecDeque::new(),
+                first_call: None,
                 latency: None,
                 probing_since: None,
                 probe_base: 0.0,
@@ -139,6 +162,7 @@ impl Pacer {
             };
             match wait {
                 Ok(slot) => {
+                    self.lock().first_call.get_or_insert(slot);
                     tokio::time::sleep_until(slot).await;
                     return Slot {
                         sent: slot,
@@ -184,12 +208,14 @@ impl Pacer {
                 if state.last_cut.is_some_and(|cut| slot.decided <= cut) {
                     return;
                 }
-                let let_through = state.successes.len() as f64;
+                let let_through = state.let_through(now);
                 let rate = match (state.rate, state.probing_since) {
-                    // The first throttle: start probing from what got through.
+                    // The first throttle: start probing from half of what got
+                    // through (measured over a young crawl's few round trips,
+                    // which a burst allowance inflates).
                     (None, _) => {
                         state.probing_since = Some(now);
-                        state.probe_base = let_through.max(MIN_RATE);
+                        state.probe_base = (let_through * 0.5).max(MIN_RATE);
                         state.probe_base
                     }
                     // The probe overshot: settle below what got through.
@@ -251,13 +277,11 @@ mod tests {
         let d = pacer.start().await;
         assert_eq!(pacer.rate(), None);
 
-        // The first throttle sets the rate from what succeeded, and probes.
+        // The first throttle sets the rate from what succeeded, and probes:
+        // one success in the crawl's first 50 ms is 20 calls/s, halved.
         pacer.finish(b, Outcome::Throttled);
         let first = pacer.rate().expect("a rate");
-        assert!(
-            (first - 1.0).abs() < 1e-9,
-            "one success in the last second: {first}"
-        );
+        assert!((first - 10.0).abs() < 1e-9, "{first}");
         // A call sent before that cut does not cut again.
         pacer.finish(c, Outcome::Throttled);
         assert_eq!(pacer.rate(), Some(first));
@@ -276,11 +300,12 @@ mod tests {
         assert!(f.sent.duration_since(e.sent) >= Duration::from_secs_f64(0.99 / probed));
         assert!(e.sent >= before);
         // A throttle of a call sent after the cut ends the probe below what
-        // got through: two successes in the last second.
+        // got through (two successes in the crawl's 0.3 s, under 7 calls/s),
+        // but never below half the probe's rate.
         pacer.finish(f, Outcome::Throttled);
         let settled = pacer.rate().expect("a rate");
         assert!(
-            (settled - 2.0 * CUT).abs() < 1e-6,
+            (settled - probed * 0.5 * CUT).abs() < 1e-6,
             "{settled} after {probed}"
         );
         pacer.finish(e, Outcome::Failed);
