@@ -26,7 +26,7 @@ use crate::aws::{self, Failure};
 use crate::config::UserFilter;
 use crate::dataset::record::SessionRecord;
 use crate::export::pace::{Outcome, Pacer};
-use crate::export::plan::split_window;
+use crate::export::plan::{split_window, FIRST_WINDOW_ALLOWANCE};
 use crate::shutdown::CancellationToken;
 use crate::text::error_text;
 use crate::time::{Clock, TimeRange};
@@ -85,6 +85,10 @@ pub struct CrawlOptions {
     pub clock: Clock,
     /// Windows narrower than this are never split (`--slice`).
     pub min_split_ms: i64,
+    /// The History window as asked: a job over all of it is its state's
+    /// first window, which may spend `plan::FIRST_WINDOW_ALLOWANCE` calls on
+    /// finding where the data is.
+    pub crawl_window: TimeRange,
     /// The id the first sub-window of a split gets.
     pub next_job_id: u32,
     /// Attempts per call, retries included (`--max-attempts`).
@@ -486,6 +490,11 @@ impl Worker {
         if hungry == 0 {
             return Vec::new();
         }
+        let allowance = if window == self.options.crawl_window {
+            FIRST_WINDOW_ALLOWANCE
+        } else {
+            0.0
+        };
         let windows = split_window(
             window,
             seen,
@@ -493,6 +502,7 @@ impl Worker {
             self.options.min_split_ms,
             self.options.page_size as usize,
             pages_done,
+            allowance,
         );
         if windows.len() < 2 {
             tracing::trace!(job = %job.describe(), pages_done, hungry, "not worth splitting");

@@ -391,6 +391,7 @@ impl Locked<'_> {
             region: self.region.clone(),
             clock: self.clock,
             min_split_ms: config.slice_ms,
+            crawl_window: config.window,
             next_job_id: checkpoint.next_job_id(),
             max_attempts: aws::max_attempts(&config.aws),
             pacer: Arc::new(Pacer::new()),

@@ -43,29 +43,36 @@ pub fn plan_jobs(config: &ExportConfig) -> Vec<CrawlJob> {
         .collect()
 }
 
-/// Pages a sub-window should be expected to hold before a split makes it:
-/// every window ends on a part-full page, so fewer would spend more calls on
-/// those last pages than the parallelism saves.
-const PAGES_PER_PIECE: f64 = 6.0;
+/// The calls a state's crawl may spend beyond the pages its sessions fill:
+/// 15% of them, plus [`FIRST_WINDOW_ALLOWANCE`] for its first window. A
+/// split spends them: the sub-windows fetch again the pages the window has
+/// fetched, and each ends on a part-full page (half a page on average).
+pub const SPARE_SHARE: f64 = 0.15;
+/// The fixed calls a state's first window may spend on finding where its
+/// data is (see [`SPARE_SHARE`]).
+pub const FIRST_WINDOW_ALLOWANCE: f64 = 4.0;
 
 /// Cuts a heavy `window` into at most `pieces` contiguous sub-windows of
 /// about equal estimated weight, none narrower than `min_width_ms` (so a
 /// window narrower than twice that is returned whole); edges fall on whole
 /// seconds.
 ///
-/// The estimate comes from the `StartDate`s one full page returned (`seen`,
-/// in any order): the stretch they span holds them, and the stretches the
-/// page did not reach are assumed as dense as the seen edge nearest to them.
-/// A page listed in time order therefore yields an even split by time (the
-/// rest lies beyond its edge), one in no order yields quantiles of a sample,
-/// and a burst or a hot hour at the edge yields narrow windows there.
+/// The estimate comes from the `StartDate`s the window's pages returned
+/// (`seen`, in any order): the stretch they span holds them, and the
+/// stretches the pages did not reach are assumed as dense as the seen edge
+/// nearest to them. A page listed in time order therefore yields an even
+/// split by time (the rest lies beyond its edge), one in no order yields
+/// quantiles of a sample, and a burst or a hot hour at the edge yields
+/// narrow windows there.
 ///
-/// `pages_done` pages of the window were fetched already, and splitting now
-/// fetches them again, so a window is split only when the work estimated to
-/// remain is at least [`PAGES_PER_PIECE`] twice over and four times what is
-/// thrown away, into pieces of at least [`PAGES_PER_PIECE`] estimated pages.
-/// A sample that reaches across the window says nothing of how much remains:
-/// it is cut into `pieces` on its first page only.
+/// How many pieces the calls pay for: `pages_done` pages were fetched and
+/// will be fetched again, and each piece's last page is part-full, so the
+/// window's spare calls ([`SPARE_SHARE`] of its estimated pages, plus
+/// `allowance`) buy about two pieces each after the pages thrown away. A
+/// window with fewer than two pages left is never split: it would not end
+/// sooner. A sample that reaches across the window says nothing of how
+/// much remains: it is cut into `pieces` on its first page only, unless its
+/// dates came in time order (then they are the window's edge).
 pub fn split_window(
     window: TimeRange,
     seen: &[i64],
@@ -73,6 +80,7 @@ pub fn split_window(
     min_width_ms: i64,
     page_size: usize,
     pages_done: u32,
+    allowance: f64,
 ) -> Vec<TimeRange> {
     let width = window.end - window.start;
     if pieces < 2 || width < 2 * min_width_ms.max(1000) {
@@ -86,15 +94,22 @@ pub fn split_window(
     dates.sort_unstable();
     let weight = Weight::estimate(window, &dates);
     let unseen_share = weight.unseen_span() as f64 / width as f64;
-    let pieces = if pages_done <= 1 && unseen_share < 0.1 {
-        // A first page from across the window: a sample, cut at its quantiles.
+    // Dates listed in time order are the window's edge, however much of it
+    // they span: what is left is what lies beyond them.
+    let in_time_order = seen.is_sorted() || seen.iter().rev().is_sorted();
+    let pieces = if pages_done <= 1 && unseen_share < 0.1 && !in_time_order {
+        // A first page in no order from across the window: a sample, cut at
+        // its quantiles.
         pieces
     } else {
-        let remaining = weight.total() / page_size.max(1) as f64 - f64::from(pages_done);
-        if remaining < (2.0 * PAGES_PER_PIECE).max(4.0 * f64::from(pages_done)) {
+        let pages = weight.total() / page_size.max(1) as f64;
+        let done = f64::from(pages_done);
+        let spare = SPARE_SHARE * pages + allowance - done;
+        let affordable = (2.0 * spare).floor().min((pages - done).floor());
+        if pages - done < 2.0 || affordable < 2.0 {
             return vec![window];
         }
-        ((remaining / PAGES_PER_PIECE).floor() as usize).clamp(2, pieces)
+        (affordable as usize).min(pieces)
     };
     let mut edges = Vec::with_capacity(pieces + 1);
     edges.push(window.start);
@@ -227,13 +242,13 @@ mod tests {
                 .collect::<Vec<_>>(),
             (0..200).map(|i| window.start + i * step).collect(),
         ] {
-            let pieces = split_window(window, &seen, 16, MINUTE, 200, 1);
+            let pieces = split_window(window, &seen, 16, MINUTE, 200, 1, 0.0);
             assert_eq!(pieces.len(), 16, "100 estimated pages fill 16 workers");
             assert_covers(window, &pieces, MINUTE);
             let (narrowest, widest) = spread(&pieces);
             assert!(widest < 2 * narrowest, "{pieces:?}");
         }
-        let nothing_seen = split_window(window, &[], 4, MINUTE, 200, 1);
+        let nothing_seen = split_window(window, &[], 4, MINUTE, 200, 1, 0.0);
         assert_eq!(nothing_seen.len(), 4);
     }
 
@@ -248,14 +263,24 @@ mod tests {
         let step = 10 * 24 * HOUR / 200;
         let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * step).collect();
         assert_eq!(
-            split_window(window, &seen, 16, MINUTE, 200, 1),
+            split_window(window, &seen, 16, MINUTE, 200, 1, 0.0),
             vec![window]
         );
-        // About 3,000: fifteen pages, cut in two pieces of six or more.
+        // A state's first window may spend its allowance on finding the
+        // data: the same three pages are cut in two.
+        assert_eq!(
+            split_window(window, &seen, 16, MINUTE, 200, 1, FIRST_WINDOW_ALLOWANCE).len(),
+            2
+        );
+        // About 3,000: fifteen pages; a sub-window's spare calls (15%) pay
+        // for two pieces, a first window's for ten.
         let step = 2 * 24 * HOUR / 200;
         let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * step).collect();
-        let pieces = split_window(window, &seen, 16, MINUTE, 200, 1);
+        let pieces = split_window(window, &seen, 16, MINUTE, 200, 1, 0.0);
         assert_eq!(pieces.len(), 2, "{pieces:?}");
+        assert_covers(window, &pieces, MINUTE);
+        let pieces = split_window(window, &seen, 16, MINUTE, 200, 1, FIRST_WINDOW_ALLOWANCE);
+        assert_eq!(pieces.len(), 10, "{pieces:?}");
         assert_covers(window, &pieces, MINUTE);
     }
 
@@ -270,20 +295,30 @@ mod tests {
         let mut seen: Vec<i64> = (0..400).map(|i| window.end - 1 - i * 1_080_000).collect();
         let hot = window.end - 5 * 24 * HOUR;
         seen.extend((0..200).map(|i| hot - i * 3_000));
-        let pieces = split_window(window, &seen, 16, MINUTE, 200, 3);
+        let pieces = split_window(window, &seen, 16, MINUTE, 200, 3, 0.0);
         assert_eq!(pieces.len(), 16, "{pieces:?}");
         assert_covers(window, &pieces, MINUTE);
         // The same pages spread evenly promise too little for the waste.
         let even: Vec<i64> = (0..600).map(|i| window.end - 1 - i * 1_000_000).collect();
         assert_eq!(
-            split_window(window, &even, 16, MINUTE, 200, 3),
+            split_window(window, &even, 16, MINUTE, 200, 3, 0.0),
             vec![window]
         );
-        // A sample across the whole window is cut on its first page only.
-        let across: Vec<i64> = (0..200).map(|i| i * (10 * 24 * HOUR / 200)).collect();
-        assert_eq!(split_window(window, &across, 8, MINUTE, 200, 1).len(), 8);
+        // A page in no order from across the whole window is a sample, cut
+        // on its first page only; the same dates in time order are the
+        // window's edge, and say that little is left.
+        let mut across: Vec<i64> = (0..200).map(|i| i * (10 * 24 * HOUR / 200)).collect();
         assert_eq!(
-            split_window(window, &across, 8, MINUTE, 200, 2),
+            split_window(window, &across, 8, MINUTE, 200, 1, 0.0),
+            vec![window]
+        );
+        fastrand::Rng::with_seed(3).shuffle(&mut across);
+        assert_eq!(
+            split_window(window, &across, 8, MINUTE, 200, 1, 0.0).len(),
+            8
+        );
+        assert_eq!(
+            split_window(window, &across, 8, MINUTE, 200, 2, 0.0),
             vec![window]
         );
     }
@@ -299,7 +334,7 @@ mod tests {
         let mut seen: Vec<i64> = (0..150).map(|i| hot + i * 24_000).collect();
         seen.extend((0..50).map(|i| i * (30 * 24 * HOUR / 50) + 7));
         fastrand::Rng::with_seed(1).shuffle(&mut seen);
-        let pieces = split_window(window, &seen, 16, MINUTE, 200, 1);
+        let pieces = split_window(window, &seen, 16, MINUTE, 200, 1, 0.0);
         assert_covers(window, &pieces, MINUTE);
         let in_hot_hour = pieces
             .iter()
@@ -319,7 +354,7 @@ mod tests {
         let mut seen: Vec<i64> = (0..1200).map(|i| window.end - 1 - i * 260_000).collect();
         let hot = 10 * HOUR;
         seen.extend((0..200).map(|i| hot - i * 230));
-        let pieces = split_window(window, &seen, 15, MINUTE, 200, 7);
+        let pieces = split_window(window, &seen, 15, MINUTE, 200, 7, 0.0);
         assert_eq!(pieces.len(), 15, "{pieces:?}");
         assert!(
             pieces.iter().filter(|p| p.end <= hot).count() >= 13,
@@ -334,7 +369,7 @@ mod tests {
             end: 2 * HOUR,
         };
         let burst = vec![HOUR + 500; 200];
-        let pieces = split_window(window, &burst, 8, MINUTE, 200, 1);
+        let pieces = split_window(window, &burst, 8, MINUTE, 200, 1, 0.0);
         assert_covers(window, &pieces, MINUTE);
         assert_eq!(
             pieces.iter().filter(|p| p.contains(HOUR + 500)).count(),
@@ -346,11 +381,11 @@ mod tests {
             end: MINUTE + 59_000,
         };
         assert_eq!(
-            split_window(narrow, &burst, 8, MINUTE, 200, 1),
+            split_window(narrow, &burst, 8, MINUTE, 200, 1, 0.0),
             vec![narrow]
         );
         assert_eq!(
-            split_window(window, &burst, 1, MINUTE, 200, 1),
+            split_window(window, &burst, 1, MINUTE, 200, 1, 0.0),
             vec![window]
         );
     }
