@@ -7,7 +7,7 @@
 # (50 ms per call). Prints one Markdown table row per run: calls, the share
 # of full pages, throttled calls, wall time, sessions/s, the ratio to the
 # ideal min(C / latency, rate) x 200 sessions/s and to the boto3 script, and
-# ssm-audit's peak RSS. PROFILE=debug reuses the debug build; QUICK=1 skips
+# ssm-audit's peak RSS and CPU time (user + sys) per session. PROFILE=debug reuses the debug build; QUICK=1 skips
 # the 100,000-session cases and the AWS CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ boto3_seconds=
 # run TOOL CASE CONCURRENCY SESSIONS LATENCY_MS RATE: one export against the
 # running simulator, then one table row.
 run() {
-  local tool=$1 case=$2 concurrency=$3 sessions=$4 latency_ms=$5 rate=$6 rss=
+  local tool=$1 case=$2 concurrency=$3 sessions=$4 latency_ms=$5 rate=$6 rss= cpu=-
   local out="$work/out-$RANDOM" start end
   start=$(date +%s.%N)
   case $tool in
@@ -34,16 +34,18 @@ run() {
       done ;;
     boto3) "$PY" scripts/boto3_export.py --endpoint-url "$endpoint" --out "$out.parquet" >/dev/null ;;
     ssm-audit)
-      /usr/bin/time -f "%M" -o "$work/rss" "$BIN/ssm-audit" export --output "$out" \
+      /usr/bin/time -f "%M %U %S" -o "$work/rss" "$BIN/ssm-audit" export --output "$out" \
         --endpoint-url "$endpoint" --concurrency "$concurrency" 2>/dev/null
-      rss="$(($(cat "$work/rss") / 1024)) MiB" ;;
+      read -r kib user sys < "$work/rss"
+      rss="$((kib / 1024)) MiB"
+      cpu=$(python3 -c "print(f'{($user + $sys) * 1e6 / max(1, $sessions):.0f}')") ;;
   esac
   end=$(date +%s.%N)
   local seconds
   seconds=$(python3 -c "print($end - $start)")
   [ "$tool" = boto3 ] && boto3_seconds=$seconds
   python3 - "$(curl -s "$endpoint/_stats")" "$seconds" "$tool" "$case" "$concurrency" \
-    "$sessions" "$latency_ms" "$rate" "${boto3_seconds:-0}" "$rss" <<'PY'
+    "$sessions" "$latency_ms" "$rate" "${boto3_seconds:-0}" "$rss" "$cpu" <<'PY'
 import json, math, sys
 stats = json.loads(sys.argv[1])
 seconds = float(sys.argv[2])
@@ -52,11 +54,12 @@ latency = float(sys.argv[7]) / 1000
 rate = float(sys.argv[8]) if sys.argv[8] != "-" else math.inf
 boto3 = float(sys.argv[9])
 ok = max(1, stats["describe_ok"])
-ideal = min(concurrency / latency, rate) * 200
+ideal = min(concurrency / latency if latency else math.inf, rate) * 200
 speed = sessions / seconds
 print(f"| {case} | {tool} | {concurrency} | {stats['describe_calls']} | {stats['full_pages'] / ok:.0%} | "
       f"{stats['throttled']} | {seconds:.1f} s | {speed:,.0f} | "
-      f"{speed / ideal if sessions else 0:.2f} | {boto3 / seconds if boto3 and tool != 'boto3' else 0:.1f}x | {sys.argv[10] or '-'} |")
+      f"{speed / ideal if sessions and ideal != math.inf else 0:.2f} | "
+      f"{boto3 / seconds if boto3 and tool != 'boto3' else 0:.1f}x | {sys.argv[10] or '-'} | {sys.argv[11]} |")
 PY
 }
 
@@ -77,12 +80,14 @@ bench_case() {
   done
 }
 
-echo "| case | tool | concurrency | calls | full pages | throttled | wall | sessions/s | of ideal | vs boto3 | peak RSS |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| case | tool | concurrency | calls | full pages | throttled | wall | sessions/s | of ideal | vs boto3 | peak RSS | CPU µs/session |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 audit=(ssm-audit:1 ssm-audit:4 ssm-audit:16 ssm-audit:64)
 cli=()
 [ -z "${QUICK:-}" ] && cli=(aws-cli:1)
 bench_case "empty" 0 0 100 - boto3:1 ssm-audit:16
+# CPU per session with no latency at all: what ssm-audit itself costs.
+bench_case "20k uniform, no latency" 20000 0 0 - ssm-audit:16
 bench_case "20k uniform" 20000 0 100 - boto3:1 "${cli[@]}" "${audit[@]}"
 bench_case "20k skewed" 20000 0.8 100 - boto3:1 "${audit[@]}"
 bench_case "20k uniform, 10/s" 20000 0 50 10 boto3:1 ssm-audit:4 ssm-audit:16 ssm-audit:64

@@ -69,6 +69,10 @@ pub struct ApiCounts {
     pub throttled: u64,
     pub server_errors: u64,
     pub transport_errors: u64,
+    /// Windows crawled again from their start because the service refused
+    /// their NextToken (bounded per window).
+    #[serde(default)]
+    pub token_restarts: u64,
 }
 
 /// A run id that sorts by start time and does not collide between hosts.

@@ -13,7 +13,7 @@
 //! window. The first failure, or the shutdown token, stops every worker at
 //! its next call.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
@@ -71,6 +71,15 @@ pub struct Page {
     /// Sub-windows that replace the rest of this job (a split); the job is
     /// complete once they are recorded.
     pub split_into: Vec<CrawlJob>,
+    /// Times the window started again from its beginning, since its last
+    /// page, because the service refused its `NextToken`.
+    pub token_restarts: u32,
+}
+
+/// A token's fingerprint, to notice it coming back without keeping it.
+fn token_hash(token: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(token)
 }
 
 /// Settings shared by every job of a crawl.
@@ -112,6 +121,10 @@ pub enum CrawlError {
         returned: usize,
         asked: i32,
     },
+    #[error("DescribeSessions for {job} gave a NextToken on page {page} that it had given before: the service is paging in a circle; nothing was published, rerun to resume")]
+    RepeatedToken { job: String, page: u32 },
+    #[error("DescribeSessions for {job} refused its NextToken more than {restarts} times; nothing was published, rerun later")]
+    TokenRestarts { job: String, restarts: u32 },
     #[error("{0} failed unexpectedly; this is a bug in ssm-audit, please report it")]
     Panicked(String),
     #[error("the crawl was stopped by a shutdown signal")]
@@ -278,6 +291,11 @@ impl Queue {
 /// by a split would cost more than it could save.
 const MAX_SAMPLED_PAGES: u32 = 20;
 
+/// How often one window may start again from its beginning because the
+/// service refused its `NextToken`: more means the service is not keeping
+/// its tokens, and paging on would never end.
+pub const MAX_TOKEN_RESTARTS: u32 = 3;
+
 /// What one DescribeSessions call returned.
 type DescribeSessionsResult = Result<
     aws_sdk_ssm::operation::describe_sessions::DescribeSessionsOutput,
@@ -323,6 +341,11 @@ impl Worker {
         // points from (a resumed job starts a fresh sample).
         let mut seen = Vec::new();
         let mut pages_here: u32 = 0;
+        // Tokens this attempt at the window has been given (their hashes): a
+        // token seen again means the service is paging in a circle.
+        let mut tokens_seen: HashSet<u64> = HashSet::new();
+        let mut token_restarts: u32 = 0;
+        let mut restarts_unreported: u32 = 0;
         loop {
             if self.stop.is_cancelled() {
                 return Err(CrawlError::Interrupted);
@@ -332,13 +355,23 @@ impl Worker {
             let output = match response {
                 Ok(output) => output,
                 Err(error) if token.is_some() && error.code() == Some("InvalidNextToken") => {
+                    token_restarts += 1;
+                    if token_restarts > MAX_TOKEN_RESTARTS {
+                        return Err(CrawlError::TokenRestarts {
+                            job: job.describe(),
+                            restarts: MAX_TOKEN_RESTARTS,
+                        });
+                    }
                     tracing::warn!(
                         job = %job.describe(),
-                        "the service no longer accepts the resume token; crawling this window again from its start"
+                        restart = token_restarts,
+                        "the service refused the NextToken; crawling this window again from its start"
                     );
                     token = None;
                     seen.clear();
+                    tokens_seen.clear();
                     pages_here = 0;
+                    restarts_unreported += 1;
                     continue;
                 }
                 Err(error) => {
@@ -374,7 +407,19 @@ impl Worker {
                     Err(error) => tracing::warn!(%error, "skipping a session the service returned"),
                 }
             }
-            let next_token = output.next_token().map(str::to_owned);
+            // An empty token is no token: the window ends here.
+            let next_token = output
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if let Some(next) = &next_token {
+                if !tokens_seen.insert(token_hash(next)) {
+                    return Err(CrawlError::RepeatedToken {
+                        job: job.describe(),
+                        page: seq,
+                    });
+                }
+            }
             pages_here += 1;
             if pages_here <= MAX_SAMPLED_PAGES {
                 seen.extend(records.iter().map(|r| r.start_date));
@@ -397,6 +442,7 @@ impl Worker {
                 next_token: if done { None } else { next_token.clone() },
                 outside_window,
                 split_into: split_into.clone(),
+                token_restarts: std::mem::take(&mut restarts_unreported),
             };
             self.pages
                 .send(page)

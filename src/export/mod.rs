@@ -297,6 +297,7 @@ impl Locked<'_> {
             throttled: calls.throttled,
             server_errors: calls.server_errors,
             transport_errors: calls.transport_errors,
+            token_restarts: staged.counts.token_restarts,
         };
         let sessions = SessionCounts {
             seen_active: staged.counts.seen_active,

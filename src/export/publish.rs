@@ -341,6 +341,7 @@ mod tests {
                 next_token: None,
                 outside_window: 0,
                 split_into: Vec::new(),
+                token_restarts: 0,
             })
             .await
             .expect("stage");

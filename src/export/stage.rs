@@ -60,6 +60,8 @@ pub struct StageCounts {
     pub seen_history: u64,
     /// Sessions a query returned that belong to a neighbouring window.
     pub outside_window: u64,
+    /// Windows started again because the service refused their NextToken.
+    pub token_restarts: u64,
 }
 
 /// A staging or re-reading failure.
@@ -183,6 +185,7 @@ impl<S: Storage> Stager<S> {
     fn admit_page(&mut self, key: Option<&str>, mut page: Page) -> Page {
         self.counts.pages += 1;
         self.counts.outside_window += page.outside_window as u64;
+        self.counts.token_restarts += u64::from(page.token_restarts);
         let records = std::mem::take(&mut page.records);
         match key {
             Some(key) => self.admit(key, page.state, records),
@@ -291,6 +294,7 @@ mod tests {
             next_token: None,
             outside_window: 0,
             split_into: Vec::new(),
+            token_restarts: 0,
         }
     }
 

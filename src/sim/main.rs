@@ -28,7 +28,7 @@ mod store;
 
 use data::GenerateSpec;
 use server::{FaultOptions, Server, ServerOptions};
-use store::{BoundaryMode, QueryOptions, ResultOrder, Store};
+use store::{BoundaryMode, QueryOptions, ResultOrder, Store, TokenFault};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -131,6 +131,9 @@ struct ServeArgs {
     /// The order sessions are listed in (AWS documents none).
     #[arg(long, value_enum, default_value_t = ResultOrder::NewestFirst)]
     order: ResultOrder,
+    /// Pagination the way a broken service does it.
+    #[arg(long, value_enum, default_value_t = TokenFault::None)]
+    token_fault: TokenFault,
     /// Every N DescribeSessions calls, one Active session ends and a new one
     /// starts (0: the data never changes).
     #[arg(long, default_value_t = 0)]
@@ -256,6 +259,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             order: args.order,
             limit_before_filter: args.limit_before_filter,
             token_lifetime_ms: args.token_lifetime.as_millis() as i64,
+            token_fault: args.token_fault,
         },
         faults: FaultOptions {
             latency: args.latency,

@@ -43,6 +43,20 @@ pub enum ResultOrder {
     OldestFirst,
 }
 
+/// A broken pagination the simulator can play, to test that a crawl still
+/// ends: real services have shipped each of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenFault {
+    /// Tokens behave.
+    None,
+    /// A request with a token gets that same token back as its next one.
+    Repeat,
+    /// The last page carries `NextToken: ""` instead of none.
+    Empty,
+    /// Every token is refused with InvalidNextToken.
+    Invalid,
+}
+
 /// A DescribeSessions error, with the service's error type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -93,6 +107,7 @@ pub struct QueryOptions {
     pub limit_before_filter: bool,
     pub token_lifetime_ms: i64,
     pub order: ResultOrder,
+    pub token_fault: TokenFault,
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +261,9 @@ impl Store {
         // list, served from `low` up (newest first) or `high` down.
         let (mut low, mut high) = (range_start, range_end);
         if let Some(raw) = &request.next_token {
+            if options.token_fault == TokenFault::Invalid {
+                return Err(invalid_token("The token is not valid"));
+            }
             let token = decode_token(raw)?;
             if token.q != fingerprint {
                 return Err(invalid_token("The token does not belong to this request"));
@@ -307,6 +325,13 @@ impl Store {
                 t: now_ms,
             })),
             _ => None,
+        };
+        let next_token = match options.token_fault {
+            TokenFault::Repeat if next_token.is_some() && request.next_token.is_some() => {
+                request.next_token.clone()
+            }
+            TokenFault::Empty if next_token.is_none() => Some(String::new()),
+            _ => next_token,
         };
         Ok(DescribeSessionsResponse {
             sessions,
@@ -478,6 +503,7 @@ mod tests {
             limit_before_filter: lbf,
             token_lifetime_ms: 60_000,
             order: ResultOrder::NewestFirst,
+            token_fault: TokenFault::None,
         }
     }
 

@@ -247,6 +247,53 @@ fn a_call_that_keeps_failing_fails_the_run_and_publishes_nothing() {
 }
 
 #[test]
+fn pagination_that_would_never_end_fails_the_window_and_publishes_nothing() {
+    let data = generated(500, 4, &[]);
+    // A service that hands back the token it was given pages in a circle;
+    // one that refuses every token would restart the window forever.
+    for (fault, expected) in [
+        ("repeat", "paging in a circle"),
+        ("invalid", "refused its NextToken more than 3 times"),
+    ] {
+        let (sim, _d) = Sim::with_sessions(&data, &["--token-fault", fault]);
+        let out = tempfile::tempdir().expect("tempdir");
+        let result = export(&sim, out.path(), &["--page-size", "50"]);
+        assert_eq!(
+            result.status.code(),
+            Some(3),
+            "{fault}: {}",
+            stderr(&result)
+        );
+        assert!(
+            stderr(&result).contains(expected),
+            "{fault}: {}",
+            stderr(&result)
+        );
+        assert!(read_partitions(out.path()).is_empty(), "{fault}");
+        assert!(
+            !out.path().join("_lock.json").exists(),
+            "{fault}: the lock is released"
+        );
+        // Bounded: a handful of calls per window, not a night of them.
+        assert!(
+            sim.stat("describe_calls") < 40,
+            "{fault}: {}",
+            sim.stat("describe_calls")
+        );
+    }
+}
+
+#[test]
+fn an_empty_next_token_ends_the_window() {
+    let data = generated(300, 6, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--token-fault", "empty"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&sim, out.path(), &["--page-size", "50"]));
+    assert_eq!(read_rows(out.path()).len(), 300);
+    assert_eq!(manifest(out.path())["api"]["token_restarts"], 0);
+}
+
+#[test]
 fn an_empty_account_exports_nothing_and_succeeds() {
     let (sim, _d) = Sim::with_sessions(&[], &[]);
     let out = tempfile::tempdir().expect("tempdir");

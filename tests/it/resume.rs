@@ -264,10 +264,17 @@ fn an_expired_token_restarts_its_slice_with_a_warning_and_loses_nothing() {
     let result = export(&sim, out.path(), &flags);
     assert_success(&result);
     assert!(
-        stderr(&result).contains("no longer accepts the resume token"),
+        stderr(&result).contains("refused the NextToken"),
         "{}",
         stderr(&result)
     );
+    let manifests: Vec<_> = std::fs::read_dir(out.path().join("_runs"))
+        .expect("manifests")
+        .map(|e| std::fs::read(e.expect("entry").path()).expect("read"))
+        .collect();
+    assert_eq!(manifests.len(), 1);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifests[0]).expect("json");
+    assert_eq!(manifest["api"]["token_restarts"], 1, "{manifest}");
     let rows = read_rows(out.path());
     let history: Vec<_> = data
         .iter()
