@@ -209,6 +209,18 @@ pub struct ExportArgs {
     /// real time). For tests, so that nothing depends on the hour they run.
     #[arg(long, env = "SSM_AUDIT_CLOCK_START", value_name = "TIME", hide = true)]
     pub clock_start: Option<String>,
+
+    /// The output lock's lease (renewed every third of it; a lock unchanged
+    /// for a whole lease is taken over). For tests, which cannot wait a
+    /// minute for a takeover.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_LOCK_LEASE",
+        value_name = "DURATION",
+        default_value = "60s",
+        hide = true
+    )]
+    pub lock_lease: String,
 }
 
 /// How objects written to S3 are encrypted (export and report).

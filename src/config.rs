@@ -187,6 +187,9 @@ pub struct ExportConfig {
     pub s3: S3Settings,
     /// Discard an unfinished checkpoint before crawling.
     pub restart: bool,
+    /// The output lock's lease.
+    #[serde(skip)]
+    pub lock_lease: std::time::Duration,
     /// The run's clock: the system's, or one a test pinned.
     #[serde(skip)]
     pub clock: Clock,
@@ -251,6 +254,13 @@ impl ExportConfig {
                 "the window is longer than {HISTORY_DAYS} days; History keeps {HISTORY_DAYS} days only, so only Active sessions can be older"
             ));
         }
+        let lock_lease_ms = parse_duration("--lock-lease", &args.lock_lease)?;
+        if !(100..=3_600_000).contains(&lock_lease_ms) {
+            return Err(ConfigError::Flag(format!(
+                "--lock-lease {} is outside 100ms to 1h",
+                args.lock_lease
+            )));
+        }
         let slice_ms = parse_duration("--slice", &args.slice)?;
         if slice_ms < 1000 || slice_ms % 1000 != 0 {
             return Err(ConfigError::Flag(format!(
@@ -313,6 +323,7 @@ impl ExportConfig {
             checkpoint,
             s3,
             restart: args.restart,
+            lock_lease: std::time::Duration::from_millis(lock_lease_ms as u64),
             clock,
             warnings,
         })

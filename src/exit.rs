@@ -6,6 +6,7 @@ use crate::config::ConfigError;
 use crate::export::checkpoint::CheckpointError;
 use crate::export::lock::LockError;
 use crate::export::ExportError;
+use crate::storage::StorageError;
 use crate::verify::VerifyError;
 
 pub const SUCCESS: u8 = 0;
@@ -17,7 +18,8 @@ pub const USAGE: u8 = 2;
 pub const INCOMPLETE: u8 = 3;
 /// Interrupted by SIGINT or SIGTERM; rerun to resume.
 pub const INTERRUPTED: u8 = 4;
-/// Another export holds the output lock.
+/// Another export holds the output lock, or took it over during this run
+/// (whose writes stopped when its lease could no longer be renewed).
 pub const LOCKED: u8 = 5;
 /// `verify` found files changed, missing or unlisted.
 pub const DIFFERENCES: u8 = 6;
@@ -25,6 +27,17 @@ pub const DIFFERENCES: u8 = 6;
 /// The exit code of a failed command: the first cause in the chain that
 /// decides one, else [`FAILURE`].
 pub fn code_of(error: &anyhow::Error) -> u8 {
+    // A lost lock decides, however deep: it is why the writes stopped.
+    let lost_lock = error.chain().any(|cause| {
+        matches!(cause.downcast_ref::<LockError>(), Some(LockError::Lost(_)))
+            || matches!(
+                cause.downcast_ref::<StorageError>(),
+                Some(StorageError::Fenced { .. })
+            )
+    });
+    if lost_lock {
+        return LOCKED;
+    }
     error
         .chain()
         .find_map(|cause| {
@@ -71,5 +84,13 @@ mod tests {
         let differences = anyhow::Error::new(VerifyError::Differences);
         assert_eq!(code_of(&differences), DIFFERENCES);
         assert_eq!(code_of(&anyhow::anyhow!("anything else")), FAILURE);
+        let fenced = anyhow::Error::new(ExportError::Lock(LockError::Storage(
+            StorageError::Fenced {
+                op: "write",
+                location: "x".into(),
+                reason: "no renewal".into(),
+            },
+        )));
+        assert_eq!(code_of(&fenced), LOCKED);
     }
 }

@@ -19,7 +19,7 @@ use crate::dataset::layout;
 use crate::dataset::manifest::{self, ApiCounts, RunManifest, SessionCounts, WrittenFile};
 use crate::export::plan::plan_jobs;
 use crate::shutdown::CancellationToken;
-use crate::storage::{AnyStorage, LocalStorage, Storage, StorageError};
+use crate::storage::{AnyStorage, Fenced, LocalStorage, Storage, StorageError};
 use crate::time::{format_filter_time, Clock};
 use checkpoint::{Checkpoint, CheckpointError, CheckpointStatus, CheckpointStore, JobSpec};
 use crawl::{CrawlError, CrawlJob, CrawlOptions, Page};
@@ -148,7 +148,7 @@ pub async fn run(
     let client = aws::ssm_client(&sdk_config, counters.clone(), &account_id, &region);
     let run_id = manifest::new_run_id(started);
 
-    let lock = Arc::new(lock::acquire(output.clone(), &run_id, lock::DEFAULT_LEASE, clock).await?);
+    let lock = Arc::new(lock::acquire(output.clone(), &run_id, config.lock_lease, clock).await?);
     // The run stops on the process's signal, or here when the lock is lost.
     let run = shutdown.child_token();
     let stop_renewing = CancellationToken::new();
@@ -156,9 +156,9 @@ pub async fn run(
 
     let locked = Locked {
         config: &config,
-        output: output.clone(),
+        output: Arc::new(lock.fenced(output.clone())),
         checkpoints: CheckpointStore::new(
-            checkpoint_storage,
+            Arc::new(lock.fenced(checkpoint_storage)),
             &checkpoint_root,
             &account_id,
             &region,
@@ -180,12 +180,23 @@ pub async fn run(
             "the lock renewal task failed: {e}"
         )))
     });
-    if let Err(error) = lock.release().await {
-        tracing::warn!(%error, "could not release the output lock; it expires with its lease");
-    }
-    match (result, renewal) {
-        (Err(ExportError::Interrupted), Err(lost)) => Err(lost.into()),
-        (other, _) => other,
+    let released = lock.release().await;
+    match (result, renewal, released) {
+        (Err(ExportError::Interrupted), Err(lost), _) => Err(lost.into()),
+        (Err(error), _, released) => {
+            if let Err(release_error) = released {
+                tracing::warn!(error = %release_error, "could not release the output lock; it is taken over once unchanged for a lease");
+            }
+            Err(error)
+        }
+        // Every write happened inside the lease (the fence saw to it), but a
+        // lock that changed under the run is a sign to look at.
+        (Ok(_), _, Err(lost @ LockError::Lost(_))) => Err(lost.into()),
+        (Ok(summary), _, Err(release_error)) => {
+            tracing::warn!(error = %release_error, "could not release the output lock; it is taken over once unchanged for a lease");
+            Ok(summary)
+        }
+        (Ok(summary), _, Ok(())) => Ok(summary),
     }
 }
 
@@ -221,8 +232,10 @@ async fn preflight<S: Storage>(
 /// The part of a run that happens while the output lock is held.
 struct Locked<'a> {
     config: &'a ExportConfig,
-    output: Arc<AnyStorage>,
-    checkpoints: CheckpointStore<AnyStorage>,
+    /// The output and the checkpoint, written only while the lock's fence
+    /// allows (the lock itself writes around it).
+    output: Arc<Fenced<AnyStorage>>,
+    checkpoints: CheckpointStore<Fenced<AnyStorage>>,
     client: aws_sdk_ssm::Client,
     counters: Arc<CallCounters>,
     account_id: String,
@@ -358,7 +371,7 @@ impl Locked<'_> {
     async fn readmit_staged(
         &self,
         checkpoint: &Checkpoint,
-        stager: &mut Stager<AnyStorage>,
+        stager: &mut Stager<Fenced<AnyStorage>>,
     ) -> Result<(), ExportError> {
         let storage = self.checkpoints.storage();
         for key in self.checkpoints.staged_parts().await? {
@@ -378,7 +391,7 @@ impl Locked<'_> {
         &self,
         jobs: Vec<CrawlJob>,
         checkpoint: &mut Checkpoint,
-        stager: &mut Stager<AnyStorage>,
+        stager: &mut Stager<Fenced<AnyStorage>>,
         cancel: CancellationToken,
     ) -> Result<(), ExportError> {
         let config = self.config;
@@ -446,7 +459,7 @@ impl Locked<'_> {
         &self,
         batch: &mut Vec<Page>,
         checkpoint: &mut Checkpoint,
-        stager: &mut Stager<AnyStorage>,
+        stager: &mut Stager<Fenced<AnyStorage>>,
     ) -> Result<(), ExportError> {
         // Every part of the batch is durable before the checkpoint names the
         // tokens that follow them.

@@ -44,6 +44,12 @@ pub enum StorageError {
         location: String,
         message: String,
     },
+    #[error("refusing to {op} {location}: this run's lease on the output lock may have run out ({reason}); another run may hold it now")]
+    Fenced {
+        op: &'static str,
+        location: String,
+        reason: String,
+    },
 }
 
 /// Object storage as ssm-audit needs it.
@@ -110,6 +116,136 @@ pub enum Conditional {
     Done { version: String },
     /// The condition failed: the object exists, changed, or is gone.
     Conflict,
+}
+
+/// A permit to write that runs out: the output lock extends it after each
+/// renewal it knows the service accepted, up to a deadline on this
+/// process's monotonic clock, and revokes it when the lock is lost.
+/// [`Fenced`] storage checks it before every write, so a run that may have
+/// lost its lock (a stalled renewal, a paused process) writes nothing more.
+#[derive(Debug, Clone, Default)]
+pub struct Fence {
+    state: std::sync::Arc<std::sync::Mutex<FenceState>>,
+}
+
+#[derive(Debug, Default)]
+struct FenceState {
+    valid_until: Option<tokio::time::Instant>,
+    revoked: Option<String>,
+}
+
+impl Fence {
+    pub fn new() -> Fence {
+        Fence::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FenceState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Allows writes until `until`, unless revoked.
+    pub fn extend_to(&self, until: tokio::time::Instant) {
+        let mut state = self.lock();
+        state.valid_until = Some(state.valid_until.map_or(until, |v| v.max(until)));
+    }
+
+    /// Allows no more writes, for `reason`.
+    pub fn revoke(&self, reason: &str) {
+        self.lock().revoked.get_or_insert_with(|| reason.to_owned());
+    }
+
+    /// Ok while writes are allowed.
+    pub fn check(
+        &self,
+        op: &'static str,
+        location: impl FnOnce() -> String,
+    ) -> Result<(), StorageError> {
+        let state = self.lock();
+        let reason = match (&state.revoked, state.valid_until) {
+            (Some(reason), _) => reason.clone(),
+            (None, None) => "the lock was never taken".to_owned(),
+            (None, Some(until)) if tokio::time::Instant::now() >= until => {
+                "no renewal succeeded in time".to_owned()
+            }
+            (None, Some(_)) => return Ok(()),
+        };
+        Err(StorageError::Fenced {
+            op,
+            location: location(),
+            reason,
+        })
+    }
+}
+
+/// Storage whose writes each check a [`Fence`] first; reads pass through.
+#[derive(Debug)]
+pub struct Fenced<S> {
+    inner: std::sync::Arc<S>,
+    fence: Fence,
+}
+
+impl<S: Storage> Fenced<S> {
+    pub fn new(inner: std::sync::Arc<S>, fence: Fence) -> Fenced<S> {
+        Fenced { inner, fence }
+    }
+
+    fn check(&self, op: &'static str, key: &str) -> Result<(), StorageError> {
+        self.fence.check(op, || {
+            format!("{}/{key}", self.inner.location().trim_end_matches('/'))
+        })
+    }
+}
+
+impl<S: Storage> Storage for Fenced<S> {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    async fn preflight(&self) -> Result<(), StorageError> {
+        self.inner.preflight().await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        self.check("write", key)?;
+        self.inner.put(key, data).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.inner.list(prefix).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.check("delete", key)?;
+        self.inner.delete(key).await
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StorageError> {
+        self.inner.get_versioned(key).await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<Conditional, StorageError> {
+        self.check("write", key)?;
+        self.inner.put_if_absent(key, data).await
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &str,
+        data: Bytes,
+        version: &str,
+    ) -> Result<Conditional, StorageError> {
+        self.check("write", key)?;
+        self.inner.put_if_match(key, data, version).await
+    }
+
+    async fn delete_if_match(&self, key: &str, version: &str) -> Result<Conditional, StorageError> {
+        self.check("delete", key)?;
+        self.inner.delete_if_match(key, version).await
+    }
 }
 
 /// Local or S3 storage, chosen at run time.

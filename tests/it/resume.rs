@@ -371,65 +371,133 @@ fn a_corrupt_checkpoint_is_named_kept_and_recovered_by_restart() {
     assert_eq!(read_rows(out.path()).len(), data.len());
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .expect("hostname")
-        .trim()
-        .to_string()
-}
-
-fn write_lock(out: &Path, host: &str, pid: u32, lease_ms_from_now: i64) {
-    let expires = now_ms() + lease_ms_from_now;
+fn write_lock(out: &Path, host: &str, pid: u32, lease_ms: u64) {
     let lock = serde_json::json!({
         "host": host, "pid": pid, "run_id": "20261127T000000Z-holder",
         "started_at": "2026-11-27T00:00:00+00:00",
-        "lease_expires_ms": expires,
-        "lease_expires_at": chrono::DateTime::from_timestamp_millis(expires).expect("time").to_rfc3339(),
+        "lease_ms": lease_ms,
+        "lease_expires_at": "2026-11-27T00:01:00+00:00",
     });
     std::fs::create_dir_all(out).expect("mkdir");
     std::fs::write(out.join("_lock.json"), lock.to_string()).expect("write lock");
 }
 
+/// An export that holds its lock for a few seconds, renewing it every
+/// 300 ms, with a clock `skew` away from this machine's (libfaketime).
+fn long_export_with_skewed_clock(sim: &Sim, out: &Path, skew: &str) -> Child {
+    let faketime = which_faketime();
+    let mut cmd = export_command(sim, out, &["--concurrency", "1", "--page-size", "20"]);
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut skewed = Command::new(faketime);
+    skewed.arg("-f").arg(skew).arg(program).args(args);
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => skewed.env(key, value),
+            None => skewed.env_remove(key),
+        };
+    }
+    skewed
+        // The system's (faked) clock, not the tests' pinned one.
+        .env_remove("SSM_AUDIT_CLOCK_START")
+        .env("SSM_AUDIT_LOCK_LEASE", "900ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("faketime ssm-audit starts")
+}
+
+fn which_faketime() -> std::path::PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("faketime"))
+            .find(|p| p.exists())
+    });
+    found.expect("Debian's faketime is needed (apt-get install faketime; .ci/run installs it)")
+}
+
 #[test]
-fn a_held_lock_refuses_a_second_run_and_a_stale_one_is_taken_over() {
+fn a_live_holder_whose_clock_is_minutes_behind_keeps_its_lock() {
+    let data = generated(600, 81, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "150ms"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut holder = long_export_with_skewed_clock(&sim, out.path(), "-10m");
+    assert!(wait_until(Duration::from_secs(60), || out
+        .path()
+        .join("_lock.json")
+        .exists()));
+    // By the holder's clock its lease ran out ten minutes ago; it renews, so
+    // the lock is live, and a second run on this machine's clock says so.
+    let second = export_command(&sim, out.path(), &[])
+        .env_remove("SSM_AUDIT_CLOCK_START")
+        .output()
+        .expect("runs");
+    assert_refused(&second, 5, "another export holds the lock", "second");
+    // The holder named is the skewed one: its lease "ended" minutes ago.
+    let text = stderr(&second);
+    let until = text
+        .split("lease until ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .expect("the lease's end is named");
+    assert!(
+        until.timestamp_millis() < chrono::Utc::now().timestamp_millis() - 5 * 60_000,
+        "{text}"
+    );
+    let status = holder.wait().expect("holder finishes");
+    assert!(status.success(), "the holder kept its lock to the end");
+}
+
+#[test]
+fn a_lock_nobody_renews_is_taken_over_after_its_lease_and_garbage_is_watched_too() {
     let data = generated(200, 82, &[]);
     let (sim, _d) = Sim::with_sessions(&data, &[]);
     let out = tempfile::tempdir().expect("tempdir");
 
-    // Held by a live process (this test) on this host: refused, even with
-    // the lease nearly over.
-    write_lock(out.path(), &hostname(), std::process::id(), 5_000);
-    let refused = export(&sim, out.path(), &[]);
-    assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
-    let text = stderr(&refused);
+    // On another host, whatever its clock said: stale once it has not
+    // changed for its lease (500 ms), on the taker's clock.
+    write_lock(out.path(), "ecs-task-elsewhere", 1, 500);
+    let taken = export(&sim, out.path(), &[]);
+    assert_success(&taken);
     assert!(
-        text.contains(&hostname()) && text.contains(&std::process::id().to_string()),
-        "{text}"
+        stderr(&taken).contains("taking over a stale output lock"),
+        "{}",
+        stderr(&taken)
     );
-    assert!(text.contains("2026-11-27T00:00:00"), "{text}");
-
-    // Held on another host with a live lease: its holder may live, refused.
-    write_lock(out.path(), "ecs-task-elsewhere", 1, 60_000);
-    assert_eq!(export(&sim, out.path(), &[]).status.code(), Some(5));
-
-    // Expired lease: provably stale, taken over.
-    write_lock(out.path(), "ecs-task-elsewhere", 1, -1_000);
-    assert_success(&export(&sim, out.path(), &[]));
     assert_eq!(read_rows(out.path()).len(), data.len());
     assert!(!out.path().join("_lock.json").exists());
+
+    // Not a lock file: watched for the taker's own lease, then taken over.
+    std::fs::write(out.path().join("_lock.json"), "garbage").expect("write");
+    let taken = export(&sim, out.path(), &["--lock-lease", "500ms"]);
+    assert_success(&taken);
+    assert!(
+        stderr(&taken).contains("did not change for a whole lease"),
+        "{}",
+        stderr(&taken)
+    );
 }
 
 #[test]
 fn two_runs_at_once_on_one_output_exactly_one_proceeds() {
     let data = generated(500, 83, &[]);
-    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "40ms"]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "150ms"]);
     let out = tempfile::tempdir().expect("tempdir");
-    let mut first = spawn_export(&sim, out.path(), CRAWL);
+    let flags = [
+        "--page-size",
+        "40",
+        "--concurrency",
+        "1",
+        "--lock-lease",
+        "600ms",
+    ];
+    let mut first = spawn_export(&sim, out.path(), &flags);
     assert!(wait_until(Duration::from_secs(60), || out
         .path()
         .join("_lock.json")
         .exists()));
-    let second = export(&sim, out.path(), CRAWL);
+    let second = export(&sim, out.path(), &flags);
     assert_refused(&second, 5, "another export holds the lock", "second");
     assert!(first.wait().expect("first finishes").success());
     assert_eq!(read_rows(out.path()).len(), data.len());

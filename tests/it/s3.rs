@@ -149,17 +149,22 @@ fn kill_9_and_resume_with_the_checkpoint_in_s3() {
 #[test]
 fn two_runs_at_once_on_one_prefix_exactly_one_proceeds() {
     let data = generated(400, 93, &[]);
-    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "30ms"]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "150ms"]);
     let moto = Moto::start();
     moto.create_bucket("audit-bucket");
+    // A lease short enough that the holder renews while the other watches.
     let spawn = || {
         ssm_audit_with_s3(&sim, &moto)
             .args([
                 "export",
                 "--output",
                 "s3://audit-bucket/shared",
-                "--slice",
-                "12h",
+                "--page-size",
+                "40",
+                "--concurrency",
+                "1",
+                "--lock-lease",
+                "600ms",
             ])
             .stderr(std::process::Stdio::piped())
             .spawn()
