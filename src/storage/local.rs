@@ -292,8 +292,14 @@ impl Storage for LocalStorage {
         let path = self.path_of(key)?;
         blocking(move || {
             Self::with_key_lock(&path, || {
-                if Self::read_versioned(&path)?.is_some() {
-                    return Ok(Conditional::Conflict);
+                match Self::read_versioned(&path)? {
+                    Some(current) if current.data == data => {
+                        return Ok(Conditional::Done {
+                            version: current.version,
+                        })
+                    }
+                    Some(_) => return Ok(Conditional::Conflict),
+                    None => {}
                 }
                 Self::put_blocking(&path, &data)?;
                 Ok(Conditional::Done {
@@ -313,12 +319,22 @@ impl Storage for LocalStorage {
         let path = self.path_of(key)?;
         let version = version.to_owned();
         blocking(move || {
-            Self::when_unchanged(&path, &version, || {
+            match Self::when_unchanged(&path, &version, || {
                 Self::put_blocking(&path, &data)?;
                 Ok(Conditional::Done {
                     version: content_version(&data),
                 })
-            })
+            })? {
+                // Already what was to be written (see Storage::put_if_match).
+                Conditional::Conflict
+                    if Self::read_versioned(&path)?.is_some_and(|c| c.data == data) =>
+                {
+                    Ok(Conditional::Done {
+                        version: content_version(&data),
+                    })
+                }
+                other => Ok(other),
+            }
         })
         .await
     }
@@ -327,12 +343,18 @@ impl Storage for LocalStorage {
         let path = self.path_of(key)?;
         let version = version.to_owned();
         blocking(move || {
-            Self::when_unchanged(&path, &version, || {
+            match Self::when_unchanged(&path, &version, || {
                 std::fs::remove_file(&path).map_err(Self::io("delete", &path))?;
                 Ok(Conditional::Done {
                     version: version.clone(),
                 })
-            })
+            })? {
+                // Gone already (see Storage::delete_if_match).
+                Conditional::Conflict if Self::read_versioned(&path)?.is_none() => {
+                    Ok(Conditional::Done { version })
+                }
+                other => Ok(other),
+            }
         })
         .await
     }

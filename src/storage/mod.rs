@@ -6,7 +6,10 @@
 //!
 //! Every `put` is an atomic publish: a reader sees the old object or the new
 //! one, never a part. Conditional writes report a lost race as
-//! [`Conditional::Conflict`], never as an error. Both backends accept and
+//! [`Conditional::Conflict`], never as an error; a conditional write that
+//! finds the object already holding exactly the bytes it writes (a delete:
+//! finds it gone) is done, because on S3 that is what the SDK's retry of an
+//! attempt whose answer was lost meets. Both backends accept and
 //! refuse the same keys ([`object_key`]).
 //!
 //! **API boundary**: nothing else in the product touches files or buckets,

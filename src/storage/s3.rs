@@ -4,7 +4,10 @@
 //! server-side encryption the run asks for, so a bucket policy that denies
 //! unencrypted uploads accepts every request; objects above a threshold go by
 //! multipart upload. Conditional writes use `If-None-Match: *` and
-//! `If-Match: <etag>`; a 412 or 409 is a lost race ([`Conditional::Conflict`]).
+//! `If-Match: <etag>`; a 412 or 409 is a lost race ([`Conditional::Conflict`]),
+//! unless reading the object back shows it holds exactly what was written
+//! (or, for a delete, is gone): the SDK retries an attempt whose answer was
+//! lost, and the retry then meets that attempt's own write.
 //! Transient failures are retried by the SDK's retry policy; what still fails
 //! is a [`StorageError::Remote`] naming the object.
 
@@ -188,6 +191,7 @@ impl S3Storage {
         condition: Condition<'_>,
     ) -> Result<Conditional, StorageError> {
         let full_key = self.full_key(key)?;
+        let written = data.clone();
         let mut request = self
             .with_sse_put(self.client.put_object())
             .bucket(&self.bucket)
@@ -208,7 +212,14 @@ impl S3Storage {
                 None => Err(self.missing("upload", key, "ETag")),
             },
             Err(error) if condition != Condition::None && is_conflict(&error) => {
-                Ok(Conditional::Conflict)
+                // The SDK retries an attempt whose answer was lost; if that
+                // attempt landed, the retry meets its own write.
+                match self.get_versioned(key).await? {
+                    Some(current) if current.data == written => Ok(Conditional::Done {
+                        version: current.version,
+                    }),
+                    _ => Ok(Conditional::Conflict),
+                }
             }
             Err(error) => Err(self.remote("upload", key, error)),
         }
@@ -488,7 +499,13 @@ impl Storage for S3Storage {
                 version: version.to_owned(),
             }),
             Err(error) if is_conflict(&error) || http_status(&error) == Some(404) => {
-                Ok(Conditional::Conflict)
+                // Gone: an attempt whose answer was lost deleted it.
+                match self.get_versioned(key).await? {
+                    None => Ok(Conditional::Done {
+                        version: version.to_owned(),
+                    }),
+                    Some(_) => Ok(Conditional::Conflict),
+                }
             }
             Err(error) => Err(self.remote("delete", key, error)),
         }

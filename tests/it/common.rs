@@ -473,3 +473,149 @@ pub fn read_s3_rows(
         rows
     })
 }
+
+/// An HTTP proxy on loopback in front of `upstream` that forwards every
+/// request and, for the first request of each rule that matches, lets the
+/// request land and drops its answer (closes the connection unanswered), as
+/// a network failure does. The client then retries the request.
+pub struct FaultProxy {
+    pub endpoint: String,
+    /// How many answers were dropped.
+    pub dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A request the proxy matches: its method, and text its request line and
+/// headers must contain (lower-cased header names).
+pub type DropRule = (&'static str, &'static [&'static str]);
+
+impl FaultProxy {
+    pub fn start(upstream: &str, rules: &'static [DropRule]) -> FaultProxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let used: Arc<Vec<AtomicBool>> =
+            Arc::new(rules.iter().map(|_| AtomicBool::new(false)).collect());
+        let counter = dropped.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (upstream, used, counter) = (upstream.clone(), used.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    proxy_connection(client, &upstream, rules, &used, &counter)
+                });
+            }
+        });
+        FaultProxy { endpoint, dropped }
+    }
+}
+
+/// Serves one request of a client connection over its own upstream
+/// connection, closed after the answer (so the answer needs no parsing);
+/// the answer asks the client to close too.
+fn proxy_connection(
+    mut client: TcpStream,
+    upstream: &str,
+    rules: &[DropRule],
+    used: &[std::sync::atomic::AtomicBool],
+    dropped: &std::sync::atomic::AtomicUsize,
+) {
+    use std::io::BufRead;
+    use std::sync::atomic::Ordering;
+    let mut reader = std::io::BufReader::new(client.try_clone().expect("clone"));
+    {
+        // The request head.
+        let mut head = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let end = line == b"\r\n";
+            head.extend_from_slice(&line);
+            if end {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_string();
+        let lower = text.to_lowercase();
+        let header = |name: &str| {
+            lower.lines().find_map(|l| {
+                l.strip_prefix(&format!("{name}:"))
+                    .map(|v| v.trim().to_owned())
+            })
+        };
+        // The body: by Content-Length, or chunked to its last chunk.
+        let mut body = Vec::new();
+        if let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            body.resize(length, 0);
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+        } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                let mut size_line = Vec::new();
+                if reader.read_until(b'\n', &mut size_line).unwrap_or(0) == 0 {
+                    return;
+                }
+                body.extend_from_slice(&size_line);
+                let size_text = String::from_utf8_lossy(&size_line);
+                let size =
+                    usize::from_str_radix(size_text.trim().split(';').next().unwrap_or("0"), 16)
+                        .unwrap_or(0);
+                if size == 0 {
+                    // Trailers, up to the blank line.
+                    loop {
+                        let mut line = Vec::new();
+                        if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        body.extend_from_slice(&line);
+                        if line == b"\r\n" {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let mut chunk = vec![0; size + 2];
+                if reader.read_exact(&mut chunk).is_err() {
+                    return;
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
+        // Forward it, asking the upstream to close after answering.
+        let forwarded: String = text
+            .split("\r\n")
+            .filter(|l| !l.to_lowercase().starts_with("connection:"))
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let forwarded =
+            forwarded.trim_end_matches("\r\n").to_owned() + "\r\nConnection: close\r\n\r\n";
+        let Ok(mut server) = TcpStream::connect(upstream) else {
+            return;
+        };
+        if server.write_all(forwarded.as_bytes()).is_err() || server.write_all(&body).is_err() {
+            return;
+        }
+        let mut answer = Vec::new();
+        if server.read_to_end(&mut answer).is_err() {
+            return;
+        }
+        let matched = rules.iter().zip(used).any(|((method, needles), used)| {
+            text.starts_with(&format!("{method} "))
+                && needles.iter().all(|n| lower.contains(&n.to_lowercase()))
+                && !used.swap(true, Ordering::SeqCst)
+        });
+        if matched {
+            dropped.fetch_add(1, Ordering::SeqCst);
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        // The answer says Connection: close; the client opens a new one.
+        let _ = client.write_all(&answer);
+        let _ = client.shutdown(std::net::Shutdown::Both);
+    }
+}

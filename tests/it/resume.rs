@@ -386,7 +386,7 @@ fn write_lock(out: &Path, host: &str, pid: u32, lease_ms: u64) {
 /// 300 ms, with a clock `skew` away from this machine's (libfaketime).
 fn long_export_with_skewed_clock(sim: &Sim, out: &Path, skew: &str) -> Child {
     let faketime = which_faketime();
-    let mut cmd = export_command(sim, out, &["--concurrency", "1", "--page-size", "20"]);
+    let cmd = export_command(sim, out, &["--concurrency", "1", "--page-size", "20"]);
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let mut skewed = Command::new(faketime);

@@ -237,7 +237,7 @@ fn a_missing_bucket_or_an_unwritable_prefix_fails_before_any_ssm_call() {
 
 #[test]
 fn a_permanent_s3_failure_stops_the_run_with_the_checkpoint_intact() {
-    let data = generated(300, 95, &[]);
+    let data = generated(600, 95, &[]);
     let (sim, _d) = Sim::with_sessions(&data, &[]);
     let moto = Moto::start();
     moto.create_bucket("audit-bucket");
@@ -297,4 +297,48 @@ fn a_permanent_s3_failure_stops_the_run_with_the_checkpoint_intact() {
         "the crawl was kept: nothing fetched again"
     );
     assert_eq!(read_s3_rows(&moto, "audit-bucket", "ssm").len(), data.len());
+}
+
+#[test]
+fn conditional_writes_whose_answer_was_lost_are_recognised_when_the_sdk_retries() {
+    let data = generated(600, 95, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "100ms"]);
+    let moto = Moto::start();
+    moto.create_bucket("audit-bucket");
+    // Each of these lands in moto and its answer is dropped: the lock's
+    // create, a renewal, a checkpoint save. The SDK's retry then meets a
+    // 412, which was read as "another run" before.
+    static RULES: &[DropRule] = &[
+        ("PUT", &["/_lock.json", "if-none-match:"]),
+        ("PUT", &["/_lock.json", "if-match:"]),
+        ("PUT", &["/checkpoint.json", "if-match:"]),
+    ];
+    let proxy = FaultProxy::start(&moto.endpoint, RULES);
+    let result = ssm_audit_with_s3(&sim, &moto)
+        .env("AWS_ENDPOINT_URL_S3", &proxy.endpoint)
+        .args([
+            "export",
+            "--output",
+            "s3://audit-bucket/lossy",
+            "--page-size",
+            "20",
+            "--concurrency",
+            "1",
+            // Long enough for the SDK's retry backoff, short enough to renew
+            // (every second) during the run.
+            "--lock-lease",
+            "3s",
+        ])
+        .output()
+        .expect("runs");
+    assert_success(&result);
+    assert_eq!(
+        proxy.dropped.load(std::sync::atomic::Ordering::SeqCst),
+        RULES.len(),
+        "every rule dropped an answer"
+    );
+    assert_eq!(
+        read_s3_rows(&moto, "audit-bucket", "lossy").len(),
+        data.len()
+    );
 }

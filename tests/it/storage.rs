@@ -95,6 +95,26 @@ async fn conformance<S: Storage>(storage: &S) {
         storage.get("lock").await.expect("get"),
         Some(Bytes::from_static(b"c"))
     );
+    // A conditional write that meets exactly its own bytes (the retry of an
+    // attempt whose answer was lost) is done, with the current version.
+    assert_eq!(
+        storage
+            .put_if_match("lock", Bytes::from_static(b"c"), &v1)
+            .await
+            .expect("update"),
+        Conditional::Done {
+            version: v2.clone()
+        }
+    );
+    assert_eq!(
+        storage
+            .put_if_absent("lock", Bytes::from_static(b"c"))
+            .await
+            .expect("create"),
+        Conditional::Done {
+            version: v2.clone()
+        }
+    );
 
     // Delete, plain and conditional.
     assert_eq!(
@@ -106,6 +126,11 @@ async fn conformance<S: Storage>(storage: &S) {
         Conditional::Done { .. }
     ));
     assert_eq!(storage.get("lock").await.expect("get"), None);
+    // A conditional delete that finds the object gone is done.
+    assert!(matches!(
+        storage.delete_if_match("lock", &v2).await.expect("delete"),
+        Conditional::Done { .. }
+    ));
     storage.delete("a/two").await.expect("delete");
     storage
         .delete("a/two")
