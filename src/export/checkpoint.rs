@@ -118,6 +118,20 @@ pub struct JobProgress {
     /// The jobs that replaced this one when it was split.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split_into: Vec<u32>,
+    /// The staged parts this checkpoint vouches for (pages with sessions;
+    /// empty pages have none), and a SHA-256 chain over their sequence
+    /// numbers and contents: a resume reads every part back and crawls the
+    /// job again if one is missing, unreadable or not what was staged.
+    #[serde(default)]
+    pub parts: u32,
+    #[serde(default)]
+    pub parts_digest: String,
+}
+
+/// The part chain after one more part: `previous` chained with the part's
+/// sequence number and SHA-256.
+pub fn chain_part(previous: &str, seq: u32, part_sha256: &str) -> String {
+    crate::dataset::manifest::sha256_hex(format!("{previous}:{seq}:{part_sha256}").as_bytes())
 }
 
 impl JobProgress {
@@ -134,6 +148,8 @@ impl JobProgress {
             pages_done: job.pages_done,
             next_token: job.resume_token.clone(),
             split_into: Vec::new(),
+            parts: 0,
+            parts_digest: String::new(),
         }
     }
 }
@@ -227,16 +243,22 @@ impl Checkpoint {
         self.jobs.iter().map(|j| j.id + 1).max().unwrap_or(0)
     }
 
-    /// Records that page `seq` of job `job_id` is staged durably, and the
-    /// windows that replace the rest of the job when it was split.
+    /// Records that page `seq` of job `job_id` is staged durably (as a part
+    /// with this SHA-256, or as an empty page without one), and the windows
+    /// that replace the rest of the job when it was split.
     pub fn record_page(
         &mut self,
         job_id: u32,
         seq: u32,
         next_token: Option<String>,
         split_into: &[CrawlJob],
+        part_sha256: Option<&str>,
     ) {
         if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job_id) {
+            if let Some(sha) = part_sha256 {
+                job.parts += 1;
+                job.parts_digest = chain_part(&job.parts_digest, seq, sha);
+            }
             job.pages_done = job.pages_done.max(seq + 1);
             job.status = match (&next_token, split_into.is_empty()) {
                 (_, false) => JobStatus::Split,
@@ -248,6 +270,21 @@ impl Checkpoint {
         }
         self.jobs
             .extend(split_into.iter().map(JobProgress::pending));
+    }
+
+    /// Sends a job back to be crawled from its start, because the parts it
+    /// vouched for are not all there. A split job keeps its status: the
+    /// windows that replaced it cover it.
+    pub fn restart_job(&mut self, job_id: u32) {
+        if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job_id) {
+            if job.status != JobStatus::Split {
+                job.status = JobStatus::Pending;
+                job.next_token = None;
+            }
+            job.pages_done = 0;
+            job.parts = 0;
+            job.parts_digest = String::new();
+        }
     }
 
     /// Pages of `job_id` that are recorded as staged.
@@ -410,11 +447,13 @@ impl<S: Storage> CheckpointStore<S> {
         Ok(())
     }
 
-    /// Removes the checkpoint and its staged parts (`--restart`).
+    /// Removes the checkpoint, then its staged parts (`--restart`): a
+    /// discard that dies half-way leaves parts no checkpoint vouches for
+    /// (removed by the next run), never a checkpoint without its parts.
     pub async fn discard(&self) -> Result<(), CheckpointError> {
-        self.clear_staged().await?;
         self.storage.delete(&self.key()).await?;
         self.set_version(None);
+        self.clear_staged().await?;
         Ok(())
     }
 }
@@ -452,7 +491,7 @@ mod tests {
         let jobs = crate::export::plan::plan_jobs(&config);
         let mut checkpoint = Checkpoint::new(&config, "1", "r", "run", &jobs);
         assert_eq!(jobs.len(), 2, "Active whole, History over the window");
-        checkpoint.record_page(0, 0, Some("t1".into()), &[]);
+        checkpoint.record_page(0, 0, Some("t1".into()), &[], Some("aa"));
         let history = jobs[1].window.expect("a window");
         let middle = history.start + (history.end - history.start) / 2;
         let halves = [
@@ -477,8 +516,8 @@ mod tests {
                 pages_done: 0,
             },
         ];
-        checkpoint.record_page(1, 0, None, &halves);
-        checkpoint.record_page(3, 0, None, &[]);
+        checkpoint.record_page(1, 0, None, &halves, None);
+        checkpoint.record_page(3, 0, None, &[], Some("bb"));
         store.save(&mut checkpoint).await.expect("save");
         let loaded = store.load().await.expect("load").expect("present");
         assert_eq!(loaded, checkpoint);

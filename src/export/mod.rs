@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 use crate::aws::{self, AwsError, CallCounters};
 use crate::config::{ConfigError, ExportConfig, Location};
 use crate::dataset::layout;
-use crate::dataset::manifest::{self, ApiCounts, RunManifest, SessionCounts, WrittenFile};
+use crate::dataset::manifest::{
+    self, sha256_hex, ApiCounts, RunManifest, SessionCounts, WrittenFile,
+};
 use crate::export::plan::plan_jobs;
 use crate::shutdown::CancellationToken;
 use crate::storage::{AnyStorage, Fenced, LocalStorage, Storage, StorageError};
@@ -261,7 +263,7 @@ impl Locked<'_> {
                 self.checkpoints
                     .check_matches(&found, &JobSpec::of(config))?;
                 found.attempts += 1;
-                self.readmit_staged(&found, &mut stager).await?;
+                self.readmit_staged(&mut found, &mut stager).await?;
                 tracing::info!(
                     first_run = %found.first_run_id,
                     attempt = found.attempts,
@@ -368,19 +370,66 @@ impl Locked<'_> {
 
     /// Reads back the parts the checkpoint vouches for; removes the rest
     /// (staged after the last checkpoint save, and fetched again now).
+    /// Reads back the parts the checkpoint vouches for into the dedupe set.
+    /// A job whose parts are not all there, readable and as staged (their
+    /// count and digest chain differ: a part was deleted by a lifecycle
+    /// rule, or altered) is sent back to be crawled from its start; parts
+    /// no job vouches for are removed. Each part is read twice: once to
+    /// check the job's chain, once to admit it, so memory holds one part.
     async fn readmit_staged(
         &self,
-        checkpoint: &Checkpoint,
+        checkpoint: &mut Checkpoint,
         stager: &mut Stager<Fenced<AnyStorage>>,
     ) -> Result<(), ExportError> {
         let storage = self.checkpoints.storage();
+        let mut by_job: std::collections::BTreeMap<u32, Vec<(u32, String)>> =
+            std::collections::BTreeMap::new();
         for key in self.checkpoints.staged_parts().await? {
             match stage::parse_part_key(&key) {
                 Some((job, seq)) if seq < checkpoint.pages_done(job) => {
-                    stager.readmit(&key).await?
+                    by_job.entry(job).or_default().push((seq, key));
                 }
                 _ => storage.delete(&key).await.map_err(StageError::from)?,
             }
+        }
+        let vouched: Vec<(u32, u32, String)> = checkpoint
+            .jobs
+            .iter()
+            .filter(|j| j.pages_done > 0)
+            .map(|j| (j.id, j.parts, j.parts_digest.clone()))
+            .collect();
+        for (job, parts, digest) in vouched {
+            let mut keys = by_job.remove(&job).unwrap_or_default();
+            keys.sort();
+            let mut chain = String::new();
+            let mut intact = keys.len() == parts as usize;
+            for (seq, key) in &keys {
+                if !intact {
+                    break;
+                }
+                match storage.get(key).await.map_err(StageError::from)? {
+                    Some(bytes) => {
+                        chain = checkpoint::chain_part(&chain, *seq, &sha256_hex(&bytes))
+                    }
+                    None => intact = false,
+                }
+            }
+            if intact && chain == digest {
+                for (_, key) in &keys {
+                    stager.readmit(key).await?;
+                }
+                continue;
+            }
+            tracing::warn!(
+                job,
+                staged = keys.len(),
+                vouched_for = parts,
+                "staged parts are missing or not as staged; crawling that window again"
+            );
+            for (_, key) in &keys {
+                storage.delete(key).await.map_err(StageError::from)?;
+            }
+            checkpoint.restart_job(job);
         }
         Ok(())
     }
@@ -463,8 +512,14 @@ impl Locked<'_> {
     ) -> Result<(), ExportError> {
         // Every part of the batch is durable before the checkpoint names the
         // tokens that follow them.
-        for page in stager.stage_all(std::mem::take(batch)).await? {
-            checkpoint.record_page(page.job_id, page.seq, page.next_token, &page.split_into);
+        for (page, part) in stager.stage_all(std::mem::take(batch)).await? {
+            checkpoint.record_page(
+                page.job_id,
+                page.seq,
+                page.next_token,
+                &page.split_into,
+                part.as_ref().map(|p| p.sha256.as_str()),
+            );
         }
         self.checkpoints.save(checkpoint).await?;
         Ok(())

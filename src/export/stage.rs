@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::api::SessionState;
+use crate::dataset::manifest::sha256_hex;
 use crate::dataset::record::{Rank, SessionRecord};
 use crate::dataset::schema::{self, SchemaError};
 use crate::export::crawl::Page;
@@ -106,21 +107,30 @@ pub fn part_key(prefix: &str, state: SessionState, job_id: u32, seq: u32) -> Str
     )
 }
 
+/// A part written: its key and the SHA-256 of its bytes, which the
+/// checkpoint chains so a resume can tell the part is what was staged.
+#[derive(Debug, Clone)]
+pub struct WrittenPart {
+    pub key: String,
+    pub sha256: String,
+}
+
 /// Encodes a page as a Parquet part and writes it durably; None for a page
 /// with no sessions, which needs no part.
 async fn write_part<S: Storage>(
     storage: &Arc<S>,
     prefix: &str,
     page: &Page,
-) -> Result<Option<String>, StageError> {
+) -> Result<Option<WrittenPart>, StageError> {
     if page.records.is_empty() {
         return Ok(None);
     }
     let key = part_key(prefix, page.state, page.job_id, page.seq);
     let bytes = schema::write_parquet(&page.records, schema::Packing::Staged)
         .map_err(StageError::Encode)?;
+    let sha256 = sha256_hex(&bytes);
     storage.put(&key, Bytes::from(bytes)).await?;
-    Ok(Some(key))
+    Ok(Some(WrittenPart { key, sha256 }))
 }
 
 /// The (job id, page sequence) of a part key written by [`part_key`].
@@ -147,16 +157,20 @@ impl<S: Storage> Stager<S> {
 
     /// Stages one page durably, then lets its sessions into the dedupe set.
     /// Returns the part's key, or None for a page with no sessions.
-    pub async fn stage(&mut self, page: Page) -> Result<Option<String>, StageError> {
-        let key = write_part(&self.storage, &self.prefix, &page).await?;
-        self.admit_page(key.as_deref(), page);
-        Ok(key)
+    pub async fn stage(&mut self, page: Page) -> Result<Option<WrittenPart>, StageError> {
+        let part = write_part(&self.storage, &self.prefix, &page).await?;
+        self.admit_page(part.as_ref().map(|p| p.key.as_str()), page);
+        Ok(part)
     }
 
     /// Stages a batch of pages, writing their parts concurrently (a round
-    /// trip each on S3), then admits them in batch order. On a write error
-    /// nothing of the batch is admitted, and the error names the part.
-    pub async fn stage_all(&mut self, pages: Vec<Page>) -> Result<Vec<Page>, StageError> {
+    /// trip each on S3), then admits them in batch order; returns each page
+    /// (without its records) with its part. On a write error nothing of the
+    /// batch is admitted, and the error names the part.
+    pub async fn stage_all(
+        &mut self,
+        pages: Vec<Page>,
+    ) -> Result<Vec<(Page, Option<WrittenPart>)>, StageError> {
         let mut writes = tokio::task::JoinSet::new();
         for (index, page) in pages.into_iter().enumerate() {
             let storage = self.storage.clone();
@@ -173,9 +187,9 @@ impl<S: Storage> Stager<S> {
         }
         written.sort_by_key(|(index, _, _)| *index);
         let mut pages = Vec::with_capacity(written.len());
-        for (_, key, page) in written {
-            let records = self.admit_page(key.as_deref(), page);
-            pages.push(records);
+        for (_, part, page) in written {
+            let page = self.admit_page(part.as_ref().map(|p| p.key.as_str()), page);
+            pages.push((page, part));
         }
         Ok(pages)
     }
@@ -199,6 +213,12 @@ impl<S: Storage> Stager<S> {
         let Some(bytes) = self.storage.get(key).await? else {
             return Ok(());
         };
+        self.readmit_bytes(key, bytes)
+    }
+
+    /// Lets a part staged by an earlier attempt, read already, back into the
+    /// dedupe set.
+    pub fn readmit_bytes(&mut self, key: &str, bytes: Bytes) -> Result<(), StageError> {
         let records = schema::read_parquet(bytes).map_err(|source| StageError::Part {
             key: key.to_owned(),
             source,
@@ -365,7 +385,7 @@ mod tests {
         let pages = stager.stage_all(batch).await.expect("stage");
         let order: Vec<_> = pages
             .iter()
-            .map(|p| (p.job_id, p.seq, p.next_token.clone(), p.records.len()))
+            .map(|(p, _)| (p.job_id, p.seq, p.next_token.clone(), p.records.len()))
             .collect();
         assert_eq!(
             order,
@@ -399,7 +419,8 @@ mod tests {
             ))
             .await
             .expect("stage")
-            .expect("a part");
+            .expect("a part")
+            .key;
         let mut second = Stager::new(storage, "stage/".into());
         second.readmit(&key).await.expect("readmit");
         second.readmit(&key).await.expect("readmit twice");

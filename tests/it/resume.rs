@@ -559,3 +559,36 @@ fn a_write_error_stops_the_run_clearly_and_the_rerun_resumes_from_the_last_durab
     assert_success(&export(&sim, out.path(), CRAWL));
     assert_eq!(read_rows(out.path()).len(), data.len());
 }
+
+#[test]
+fn a_resume_crawls_again_the_windows_whose_staged_parts_are_gone_or_altered() {
+    let data = generated(800, 85, &["--active-share", "0"]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "20ms"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    interrupted_run(&sim, out.path());
+    let staged = out
+        .path()
+        .join(format!("_checkpoint/{ACCOUNT}_{REGION}/staged"));
+    let mut parts: Vec<_> = std::fs::read_dir(&staged)
+        .expect("staged parts")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    parts.sort();
+    assert!(parts.len() >= 2, "{parts:?}");
+    // A lifecycle rule took one part; something rewrote another.
+    std::fs::remove_file(&parts[0]).expect("remove");
+    std::fs::write(&parts[parts.len() - 1], b"not a part").expect("alter");
+
+    let resumed = export(&sim, out.path(), CRAWL);
+    assert_success(&resumed);
+    assert!(
+        stderr(&resumed).contains("crawling that window again"),
+        "{}",
+        stderr(&resumed)
+    );
+    let rows = read_rows(out.path());
+    assert_eq!(rows.len(), data.len());
+    for s in &data {
+        assert_same_session(&rows[&s.session_id], s);
+    }
+}
