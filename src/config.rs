@@ -2,13 +2,14 @@
 //! [`ExportConfig`], before any AWS call. Every refusal here is a
 //! [`ConfigError`], which the binary maps to exit code 2.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aws_sdk_ssm::types::SessionFilterKey;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{SessionState, ACCESS_TYPES, STATUSES};
 use crate::cli::{ExportArgs, S3WriteArgs, SseArg, StateArg};
+use crate::dataset::layout::SESSIONS_PREFIX;
 use crate::storage::{Sse, StorageError};
 use crate::time::{Clock, TimeRange};
 
@@ -114,6 +115,56 @@ impl Location {
     pub fn is_s3(&self) -> bool {
         matches!(self, Location::S3 { .. })
     }
+
+    /// The location the same however it was spelled: an absolute local path
+    /// without `.` or `..` (symbolic links are not followed), or the S3 URL.
+    pub fn identity(&self) -> String {
+        match self {
+            Location::Local(path) => format!("file://{}", normalized(path).display()),
+            s3 => s3.to_string(),
+        }
+    }
+
+    /// Whether this location lies inside `folder` of `other`.
+    pub fn is_inside(&self, other: &Location, folder: &str) -> bool {
+        match (self, other) {
+            (Location::Local(inner), Location::Local(outer)) => {
+                normalized(inner).starts_with(normalized(outer).join(folder.trim_end_matches('/')))
+            }
+            (
+                Location::S3 { bucket, prefix },
+                Location::S3 {
+                    bucket: outer_bucket,
+                    prefix: outer_prefix,
+                },
+            ) => {
+                let folder = folder.trim_end_matches('/');
+                let outer = if outer_prefix.is_empty() {
+                    format!("{folder}/")
+                } else {
+                    format!("{outer_prefix}/{folder}/")
+                };
+                bucket == outer_bucket && format!("{prefix}/").starts_with(&outer)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `path` made absolute and free of `.` and `..`, without touching the disk.
+fn normalized(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 impl std::fmt::Display for Location {
@@ -292,6 +343,14 @@ impl ExportConfig {
             .as_deref()
             .map(|text| Location::parse("--checkpoint", text))
             .transpose()?;
+        if let Some(inside) = checkpoint
+            .as_ref()
+            .filter(|c| c.is_inside(&output, SESSIONS_PREFIX))
+        {
+            return Err(ConfigError::Flag(format!(
+                "--checkpoint {inside} is inside the output's {SESSIONS_PREFIX} folder, where Athena would read staged pages as sessions; choose a folder outside it"
+            )));
+        }
         let s3 = S3Settings::from_args(&args.aws, Some(&args.s3_write))?;
         let uses_s3 = output.is_s3() || checkpoint.as_ref().is_some_and(Location::is_s3);
         if s3.sse.is_some() && !uses_s3 {

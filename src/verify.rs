@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::dataset::layout::{RUNS_PREFIX, SESSIONS_PREFIX};
-use crate::dataset::manifest::{sha256_hex, RunManifest, MANIFEST_VERSION};
+use crate::dataset::manifest::{sha256_hex, RunManifest, MANIFEST_VERSION, MAX_MANIFEST_BYTES};
 use crate::storage::{Storage, StorageError};
 
 /// What verification found.
@@ -85,7 +85,11 @@ pub async fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, VerifyError
         if !key.ends_with(".json") {
             continue;
         }
-        let Some(bytes) = storage.get(&key).await? else {
+        let Some(bytes) = storage
+            .get_versioned(&key, MAX_MANIFEST_BYTES)
+            .await?
+            .map(|v| v.data)
+        else {
             continue; // removed since it was listed
         };
         let manifest: RunManifest =

@@ -77,6 +77,14 @@ pub fn manifest_key(run_id: &str) -> String {
     format!("{RUNS_PREFIX}{run_id}.json")
 }
 
+/// The root of an output's checkpoints in a `--checkpoint` location of its
+/// own: one folder per output (named by a digest of its identity), so that
+/// outputs sharing a checkpoint location never share a checkpoint.
+pub fn separate_checkpoint_root(output_identity: &str) -> String {
+    let digest = crate::dataset::manifest::sha256_hex(output_identity.as_bytes());
+    format!("output-{}/", &digest[..16])
+}
+
 /// The checkpoint folder of one (account, region) below `root` (a prefix
 /// ending in `/`, or empty).
 pub fn checkpoint_prefix(root: &str, account_id: &str, region: &str) -> String {

@@ -17,6 +17,11 @@ pub struct WrittenFile {
     pub sha256: String,
 }
 
+/// The largest run manifest read: it lists one file per partition a run
+/// wrote (a few hundred bytes each), and a larger file is not one this tool
+/// wrote.
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Hex SHA-256 of a file's bytes, as manifests record it and `verify`
 /// checks it.
 pub fn sha256_hex(bytes: &[u8]) -> String {

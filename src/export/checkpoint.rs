@@ -304,6 +304,10 @@ impl Checkpoint {
     }
 }
 
+/// The largest checkpoint read: it grows with the windows split (a few
+/// hundred bytes each), and a larger file is not one this tool wrote.
+pub const MAX_CHECKPOINT_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Where the checkpoint of one (account, region) and its staged parts live.
 /// Saves are conditional on the version last read or written, so two runs
 /// can never silently overwrite each other's checkpoint.
@@ -357,7 +361,11 @@ impl<S: Storage> CheckpointStore<S> {
 
     /// The checkpoint, if there is one.
     pub async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
-        let Some(found) = self.storage.get_versioned(&self.key()).await? else {
+        let Some(found) = self
+            .storage
+            .get_versioned(&self.key(), MAX_CHECKPOINT_BYTES)
+            .await?
+        else {
             self.set_version(None);
             return Ok(None);
         };

@@ -41,7 +41,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// tool wrote, and waiting it out would stop a schedule.
 pub const MAX_LEASE: Duration = Duration::from_secs(3600);
 /// The largest lock file read.
-const MAX_LOCK_BYTES: usize = 64 * 1024;
+const MAX_LOCK_BYTES: u64 = 64 * 1024;
 
 /// The part of a lease a holder gives up, for clocks that run at slightly
 /// different rates and a write in flight when its fence runs out.
@@ -152,7 +152,7 @@ fn encode(holder: &Holder) -> Result<Bytes, LockError> {
 
 /// The lock file's holder, or why it is not one.
 fn decode(data: &[u8]) -> Result<Holder, String> {
-    if data.len() > MAX_LOCK_BYTES {
+    if data.len() as u64 > MAX_LOCK_BYTES {
         return Err(format!("{} bytes, more than a lock file holds", data.len()));
     }
     serde_json::from_slice(data).map_err(|e| e.to_string())
@@ -197,7 +197,7 @@ async fn watch<S: Storage>(
     let step = (lease / 12).clamp(Duration::from_millis(20), Duration::from_secs(5));
     while first_seen.elapsed() < lease {
         tokio::time::sleep(step.min(lease.saturating_sub(first_seen.elapsed()))).await;
-        match storage.get_versioned(LOCK_KEY).await? {
+        match storage.get_versioned(LOCK_KEY, MAX_LOCK_BYTES).await? {
             Some(current) if current.version == version => {}
             other => return Ok(Watched::Changed(other)),
         }
@@ -238,7 +238,7 @@ pub async fn acquire<S: Storage>(
             Conditional::Done { version } => return Ok(granted(version, sent)),
             Conditional::Conflict => {}
         }
-        let Some(current) = storage.get_versioned(LOCK_KEY).await? else {
+        let Some(current) = storage.get_versioned(LOCK_KEY, MAX_LOCK_BYTES).await? else {
             continue; // released meanwhile: create it again
         };
         if current.data == mine {
@@ -330,7 +330,7 @@ impl<S: Storage> OutputLock<S> {
             }
             Ok(Ok(Conditional::Conflict)) => {
                 // Ours, if an earlier renewal landed without an answer.
-                let current = self.storage.get_versioned(LOCK_KEY).await?;
+                let current = self.storage.get_versioned(LOCK_KEY, MAX_LOCK_BYTES).await?;
                 let earlier = held.unanswered.take();
                 match (current, earlier) {
                     (Some(current), Some((data, earlier_sent))) if current.data == data => {
@@ -415,7 +415,7 @@ impl<S: Storage> OutputLock<S> {
         let held = self.held.lock().await;
         match self.storage.delete_if_match(LOCK_KEY, &held.version).await? {
             Conditional::Done { .. } => Ok(()),
-            Conditional::Conflict => match self.storage.get_versioned(LOCK_KEY).await? {
+            Conditional::Conflict => match self.storage.get_versioned(LOCK_KEY, MAX_LOCK_BYTES).await? {
                 // The delete landed and only its answer was lost.
                 None => Ok(()),
                 Some(_) => Err(LockError::Lost(
@@ -474,8 +474,12 @@ mod tests {
         async fn delete(&self, key: &str) -> Result<(), StorageError> {
             self.inner().delete(key).await
         }
-        async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StorageError> {
-            self.inner().get_versioned(key).await
+        async fn get_versioned(
+            &self,
+            key: &str,
+            limit: u64,
+        ) -> Result<Option<Versioned>, StorageError> {
+            self.inner().get_versioned(key, limit).await
         }
         async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<Conditional, StorageError> {
             self.inner().put_if_absent(key, data).await

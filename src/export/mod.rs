@@ -141,7 +141,7 @@ pub async fn run(
     let (checkpoint_storage, checkpoint_root) = match &config.checkpoint {
         Some(location) => (
             Arc::new(open_storage("--checkpoint", location, &sdk_config, &config).await?),
-            String::new(),
+            layout::separate_checkpoint_root(&config.output.identity()),
         ),
         None => (output.clone(), layout::CHECKPOINT_ROOT.to_owned()),
     };

@@ -137,15 +137,32 @@ impl LocalStorage {
         })
     }
 
-    fn read_versioned(path: &Path) -> Result<Option<Versioned>, StorageError> {
-        match std::fs::read(path) {
-            Ok(data) => Ok(Some(Versioned {
-                version: content_version(&data),
-                data: Bytes::from(data),
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Self::io("read", path)(e)),
+    /// The file and its version, reading at most `limit` bytes of it.
+    fn read_versioned_limited(path: &Path, limit: u64) -> Result<Option<Versioned>, StorageError> {
+        use std::io::Read;
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Self::io("read", path)(e)),
+        };
+        let mut data = Vec::new();
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(Self::io("read", path))?;
+        if data.len() as u64 > limit {
+            return Err(StorageError::TooLarge {
+                location: path.display().to_string(),
+                limit,
+            });
         }
+        Ok(Some(Versioned {
+            version: content_version(&data),
+            data: Bytes::from(data),
+        }))
+    }
+
+    fn read_versioned(path: &Path) -> Result<Option<Versioned>, StorageError> {
+        Self::read_versioned_limited(path, super::MAX_CONDITIONAL_BYTES)
     }
 
     fn list_blocking(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), StorageError> {
@@ -283,9 +300,13 @@ impl Storage for LocalStorage {
         .await
     }
 
-    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StorageError> {
+    async fn get_versioned(
+        &self,
+        key: &str,
+        limit: u64,
+    ) -> Result<Option<Versioned>, StorageError> {
         let path = self.path_of(key)?;
-        blocking(move || Self::read_versioned(&path)).await
+        blocking(move || Self::read_versioned_limited(&path, limit)).await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<Conditional, StorageError> {

@@ -47,6 +47,8 @@ pub enum StorageError {
         location: String,
         message: String,
     },
+    #[error("{location} is larger than the {limit} bytes such a file may have; it was not written by ssm-audit: move it aside")]
+    TooLarge { location: String, limit: u64 },
     #[error("refusing to {op} {location}: this run's lease on the output lock may have run out ({reason}); another run may hold it now")]
     Fenced {
         op: &'static str,
@@ -76,10 +78,14 @@ pub trait Storage: Send + Sync + 'static {
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
 
-    /// The object with the version tag that conditional writes compare.
+    /// The object with the version tag that conditional writes compare, if
+    /// it holds at most `limit` bytes; a larger one is
+    /// [`StorageError::TooLarge`], never read whole (a lock, a checkpoint or
+    /// a manifest someone made huge must not exhaust memory).
     fn get_versioned(
         &self,
         key: &str,
+        limit: u64,
     ) -> impl Future<Output = Result<Option<Versioned>, StorageError>> + Send;
 
     /// Creates the object only if no object has that key (If-None-Match: *).
@@ -111,6 +117,10 @@ pub struct Versioned {
     pub data: Bytes,
     pub version: String,
 }
+
+/// The largest object a conditional write compares against (a lock or a
+/// checkpoint): a larger one at such a key is not ssm-audit's.
+pub const MAX_CONDITIONAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The outcome of a conditional write: a lost race is an answer, not an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,8 +236,12 @@ impl<S: Storage> Storage for Fenced<S> {
         self.inner.delete(key).await
     }
 
-    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StorageError> {
-        self.inner.get_versioned(key).await
+    async fn get_versioned(
+        &self,
+        key: &str,
+        limit: u64,
+    ) -> Result<Option<Versioned>, StorageError> {
+        self.inner.get_versioned(key, limit).await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<Conditional, StorageError> {
@@ -292,8 +306,12 @@ impl Storage for AnyStorage {
         delegate!(self, s => s.delete(key).await)
     }
 
-    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StorageError> {
-        delegate!(self, s => s.get_versioned(key).await)
+    async fn get_versioned(
+        &self,
+        key: &str,
+        limit: u64,
+    ) -> Result<Option<Versioned>, StorageError> {
+        delegate!(self, s => s.get_versioned(key, limit).await)
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<Conditional, StorageError> {

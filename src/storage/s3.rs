@@ -20,7 +20,7 @@ use aws_smithy_runtime_api::http::Response as HttpResponse;
 use bytes::Bytes;
 
 use super::key::{folder_prefix, object_key};
-use super::{Conditional, Storage, StorageError, Versioned};
+use super::{Conditional, Storage, StorageError, Versioned, MAX_CONDITIONAL_BYTES};
 use crate::text::error_text;
 
 /// Server-side encryption of every object written.
@@ -184,6 +184,56 @@ impl S3Storage {
     }
 
     /// One PutObject with checksum and encryption, optionally conditional.
+    /// The object and its ETag; with a limit, at most that many bytes are
+    /// fetched (a ranged GET) and a larger object is an error.
+    async fn read_object(
+        &self,
+        key: &str,
+        limit: Option<u64>,
+    ) -> Result<Option<Versioned>, StorageError> {
+        let full_key = self.full_key(key)?;
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .set_range(limit.map(|limit| format!("bytes=0-{limit}")))
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            // A range of an empty object is not satisfiable: it is empty.
+            Err(error) if limit.is_some() && error.code() == Some("InvalidRange") => {
+                return Box::pin(self.read_object(key, None)).await;
+            }
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None)
+            }
+            Err(error) => return Err(self.remote("read", key, error)),
+        };
+        let version = output
+            .e_tag()
+            .ok_or_else(|| self.missing("read", key, "ETag"))?
+            .to_owned();
+        let data = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Remote {
+                op: "read",
+                location: self.url(key),
+                message: e.to_string(),
+            })?;
+        let data = data.into_bytes();
+        if let Some(limit) = limit.filter(|limit| data.len() as u64 > *limit) {
+            return Err(StorageError::TooLarge {
+                location: self.url(key),
+                limit,
+            });
+        }
+        Ok(Some(Versioned { data, version }))
+    }
+
     async fn put_object(
         &self,
         key: &str,
@@ -214,11 +264,12 @@ impl S3Storage {
             Err(error) if condition != Condition::None && is_conflict(&error) => {
                 // The SDK retries an attempt whose answer was lost; if that
                 // attempt landed, the retry meets its own write.
-                match self.get_versioned(key).await? {
-                    Some(current) if current.data == written => Ok(Conditional::Done {
+                match self.get_versioned(key, written.len() as u64).await {
+                    Ok(Some(current)) if current.data == written => Ok(Conditional::Done {
                         version: current.version,
                     }),
-                    _ => Ok(Conditional::Conflict),
+                    Ok(_) | Err(StorageError::TooLarge { .. }) => Ok(Conditional::Conflict),
+                    Err(error) => Err(error),
                 }
             }
             Err(error) => Err(self.remote("upload", key, error)),
@@ -384,42 +435,15 @@ impl Storage for S3Storage {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
-        Ok(self.get_versioned(key).await?.map(|v| v.data))
+        Ok(self.read_object(key, None).await?.map(|v| v.data))
     }
 
-    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StorageError> {
-        let full_key = self.full_key(key)?;
-        let output = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full_key)
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Ok(None)
-            }
-            Err(error) => return Err(self.remote("read", key, error)),
-        };
-        let version = output
-            .e_tag()
-            .ok_or_else(|| self.missing("read", key, "ETag"))?
-            .to_owned();
-        let data = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Remote {
-                op: "read",
-                location: self.url(key),
-                message: e.to_string(),
-            })?;
-        Ok(Some(Versioned {
-            data: data.into_bytes(),
-            version,
-        }))
+    async fn get_versioned(
+        &self,
+        key: &str,
+        limit: u64,
+    ) -> Result<Option<Versioned>, StorageError> {
+        self.read_object(key, Some(limit)).await
     }
 
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
@@ -500,7 +524,7 @@ impl Storage for S3Storage {
             }),
             Err(error) if is_conflict(&error) || http_status(&error) == Some(404) => {
                 // Gone: an attempt whose answer was lost deleted it.
-                match self.get_versioned(key).await? {
+                match self.get_versioned(key, MAX_CONDITIONAL_BYTES).await? {
                     None => Ok(Conditional::Done {
                         version: version.to_owned(),
                     }),

@@ -568,6 +568,45 @@ fn every_flag_can_come_from_the_environment() {
 }
 
 #[test]
+fn outputs_sharing_a_checkpoint_location_never_share_a_checkpoint() {
+    let data = generated(300, 12, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = dir.path().join("checkpoints");
+    let shared_flag = ["--checkpoint", shared.to_str().expect("utf-8")];
+    for name in ["a", "b"] {
+        assert_success(&export(&sim, &dir.path().join(name), &shared_flag));
+        assert_eq!(read_rows(&dir.path().join(name)).len(), data.len());
+    }
+    let folders: Vec<String> = std::fs::read_dir(&shared)
+        .expect("the shared location")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(folders.len(), 2, "one folder per output: {folders:?}");
+    assert!(
+        folders.iter().all(|f| f.starts_with("output-")),
+        "{folders:?}"
+    );
+}
+
+#[test]
+fn a_window_from_1970_in_one_second_slices_is_still_two_calls() {
+    let (sim, _d) = Sim::with_sessions(&generated(100, 13, &[]), &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(
+        &sim,
+        out.path(),
+        &["--since", "1970-01-01", "--slice", "1s"],
+    ));
+    assert_eq!(
+        sim.stat("describe_calls"),
+        2,
+        "the plan follows the data, not the window"
+    );
+    assert_eq!(read_rows(out.path()).len(), 100);
+}
+
+#[test]
 fn bad_flags_exit_2_before_any_aws_call() {
     let (sim, _d) = Sim::with_sessions(&[], &[]);
     let out = tempfile::tempdir().expect("tempdir");
@@ -591,6 +630,17 @@ fn bad_flags_exit_2_before_any_aws_call() {
     }
     let result = export(&sim, &unwritable, &[]);
     assert_refused(&result, 2, "not a directory", "result");
+    // Staged pages inside sessions/ would be read by Athena as sessions,
+    // however the path is spelled.
+    let output = out.path().join("out");
+    let inside = format!("{}/./x/../sessions/staging", output.display());
+    let result = export(&sim, &output, &["--checkpoint", &inside]);
+    assert_refused(
+        &result,
+        2,
+        "inside the output's sessions/ folder",
+        "--checkpoint",
+    );
     assert_eq!(sim.stat("describe_calls") + sim.stat("identity_calls"), 0);
     assert!(!out.path().join("out").exists());
 }

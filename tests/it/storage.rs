@@ -66,7 +66,7 @@ async fn conformance<S: Storage>(storage: &S) {
         Conditional::Conflict
     );
     let read = storage
-        .get_versioned("lock")
+        .get_versioned("lock", 1024)
         .await
         .expect("get")
         .expect("exists");
@@ -74,6 +74,36 @@ async fn conformance<S: Storage>(storage: &S) {
         (read.data, read.version.clone()),
         (Bytes::from_static(b"a"), v1.clone())
     );
+
+    // A read with a limit never returns more, and names what is too large.
+    storage
+        .put("big", Bytes::from(vec![b'x'; 2000]))
+        .await
+        .expect("write");
+    let too_large = storage.get_versioned("big", 1999).await;
+    assert!(
+        matches!(&too_large, Err(StorageError::TooLarge { location, limit: 1999 }) if location.contains("big")),
+        "{too_large:?}"
+    );
+    assert_eq!(
+        storage
+            .get_versioned("big", 2000)
+            .await
+            .expect("read")
+            .map(|v| v.data.len()),
+        Some(2000)
+    );
+    storage.put("empty", Bytes::new()).await.expect("write");
+    assert_eq!(
+        storage
+            .get_versioned("empty", 10)
+            .await
+            .expect("read")
+            .map(|v| v.data.len()),
+        Some(0)
+    );
+    storage.delete("big").await.expect("delete");
+    storage.delete("empty").await.expect("delete");
 
     // Replace-if-unchanged.
     let Conditional::Done { version: v2 } = storage

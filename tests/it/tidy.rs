@@ -23,7 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("shutdown", &[]),
     ("storage", &["text"]),
     ("dataset", &["api", "time"]),
-    ("config", &["api", "cli", "storage", "time"]),
+    ("config", &["api", "cli", "dataset", "storage", "time"]),
     ("aws", &["config", "storage", "text"]),
     (
         "export",
