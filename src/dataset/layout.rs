@@ -16,6 +16,8 @@
 
 use chrono::NaiveDate;
 
+use crate::time::TimeRange;
+
 /// Folder of the partitions below the output root.
 pub const SESSIONS_PREFIX: &str = "sessions/";
 /// Folder of the run manifests below the output root.
@@ -75,6 +77,17 @@ pub fn partition_date(start_date: i64) -> Option<NaiveDate> {
 /// The key of a run's manifest.
 pub fn manifest_key(run_id: &str) -> String {
     format!("{RUNS_PREFIX}{run_id}.json")
+}
+
+/// The partition days of `window`, and one day either side: where a
+/// session seen in it may have been written before under another start date.
+pub fn days_around(window: TimeRange) -> std::ops::RangeInclusive<NaiveDate> {
+    let first = partition_date(window.start).and_then(|d| d.pred_opt());
+    let last = partition_date(window.end).and_then(|d| d.succ_opt());
+    match (first, last) {
+        (Some(first), Some(last)) => first..=last,
+        _ => NaiveDate::MAX..=NaiveDate::MIN,
+    }
 }
 
 /// The root of an output's checkpoints in a `--checkpoint` location of its

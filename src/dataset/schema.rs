@@ -270,6 +270,37 @@ pub fn read_parquet(bytes: Bytes) -> Result<Vec<SessionRecord>, SchemaError> {
     Ok(rows)
 }
 
+/// Calls `each` with the session id and start date (epoch ms) of every row
+/// of a partition, decoding those two columns only.
+pub fn for_each_identity(bytes: Bytes, mut each: impl FnMut(&str, i64)) -> Result<(), SchemaError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let columns = builder.parquet_schema();
+    let id_column = schema().index_of("session_id")?;
+    let start_column = schema().index_of("start_date")?;
+    let mask = parquet::arrow::ProjectionMask::roots(columns, [id_column, start_column]);
+    for batch in builder
+        .with_projection(mask)
+        .with_batch_size(WRITE_BATCH)
+        .build()?
+    {
+        let batch = batch?;
+        let ids = batch
+            .column_by_name("session_id")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| SchemaError::Mismatch("session_id is not a string column".into()))?;
+        let starts = batch
+            .column_by_name("start_date")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+            .ok_or_else(|| {
+                SchemaError::Mismatch("start_date is not a millisecond timestamp".into())
+            })?;
+        for row in 0..batch.num_rows() {
+            each(ids.value(row), starts.value(row));
+        }
+    }
+    Ok(())
+}
+
 fn from_batch(batch: &RecordBatch) -> Result<Vec<SessionRecord>, SchemaError> {
     let column = |i: usize| batch.column(i).as_ref();
     let strings = |i: usize| {

@@ -19,8 +19,8 @@ use hashbrown::HashTable;
 use crate::export::stage::Winner;
 
 /// Distinct sessions and the winning observation of each, as the crawl
-/// finds them; [`DedupeSet::into_winners`] drops the lookup table when the
-/// crawl is over, so publishing does not hold it.
+/// finds them. Publishing keeps the lookup table, to find sessions whose
+/// start date moved since an earlier run.
 #[derive(Debug, Default)]
 pub struct DedupeSet {
     winners: Winners,
@@ -91,6 +91,19 @@ impl DedupeSet {
     }
 
     /// The winner of `id`, if the set has seen it.
+    pub fn find(&self, id: &str) -> Option<&Winner> {
+        let hash = self.hasher.hash_one(id);
+        let winners = &self.winners;
+        let index = *self.table.find(hash, |&i| winners.id(i as usize) == id)?;
+        Some(self.winners.winner(index as usize))
+    }
+
+    /// Every session and its winner, by index.
+    pub fn winners(&self) -> &Winners {
+        &self.winners
+    }
+
+    /// The winner of `id`, if the set has seen it, to update.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Winner> {
         let hash = self.hasher.hash_one(id);
         let winners = &self.winners;

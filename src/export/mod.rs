@@ -300,6 +300,7 @@ impl Locked<'_> {
             &staged,
             &self.account_id,
             &self.region,
+            layout::days_around(config.window),
         )
         .await?;
 

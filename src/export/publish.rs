@@ -44,16 +44,26 @@ pub enum PublishError {
 /// which are in that order already, through a small cache of decoded parts.
 /// Memory holds a batch of rows and the encoded file, not the partition's
 /// rows, however many sessions one day has.
+///
+/// A session is its `session_id`: when the service reports a start date
+/// that differs from the one an existing partition holds (a correction, a
+/// change of precision), the session is moved, not doubled. The existing
+/// partitions whose dates lie in `scan` (the crawl window's, and a day
+/// either side) are first read for their ids and start dates; a session
+/// found there under another start date is merged with its old row, written
+/// where the merged row's start date says, and removed from where it was.
+/// Partitions that gain or lose such a session are merged in memory.
 pub async fn publish<S: Storage, P: Storage>(
     storage: &S,
     parts_storage: &P,
     staged: &Staged,
     account_id: &str,
     region: &str,
+    scan: std::ops::RangeInclusive<NaiveDate>,
 ) -> Result<Vec<WrittenFile>, PublishError> {
     // Built here rather than kept during the crawl, so the crawl holds one
     // entry per session only; 4 bytes per session.
-    let winners = &staged.winners;
+    let winners = staged.winners.winners();
     let mut by_date: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
     for (index, (id, winner)) in winners.iter().enumerate() {
         let date = layout::partition_date(winner.start_date).ok_or_else(|| {
@@ -65,14 +75,17 @@ pub async fn publish<S: Storage, P: Storage>(
         by_date.entry(date).or_default().push(index as u32);
     }
     let mut parts = PartCache::new(parts_storage, &staged.parts);
-    let mut written = Vec::with_capacity(by_date.len());
-    for (date, mut indexes) in by_date {
+    let moves = find_moves(storage, staged, &mut parts, account_id, region, scan).await?;
+    let mut dates: std::collections::BTreeSet<NaiveDate> = by_date.keys().copied().collect();
+    dates.extend(moves.touched());
+    let mut written = Vec::with_capacity(dates.len());
+    for date in dates {
+        let mut indexes = by_date.remove(&date).unwrap_or_default();
         let order = |index: &u32| {
             let index = *index as usize;
             layout::row_order(winners.winner(index).start_date, winners.id(index))
         };
         indexes.sort_unstable_by(|a, b| order(a).cmp(&order(b)));
-        let in_order = indexes.iter().map(|&index| winners.winner(index as usize));
         let key = PartitionKey {
             date,
             account_id: account_id.to_owned(),
@@ -80,15 +93,27 @@ pub async fn publish<S: Storage, P: Storage>(
         }
         .key();
         let existing = storage.get(&key).await?;
-        let (bytes, rows) =
+        let (bytes, rows) = if moves.touches(date) {
+            // Rare: a session moved into or out of this day.
+            let in_order = indexes
+                .iter()
+                .map(|&index| index as usize)
+                .filter(|&index| !moves.replaces(winners.id(index)))
+                .map(|index| winners.winner(index));
+            let (removed, added) = moves.of(date);
+            merge_in_memory(&key, existing, in_order, &removed, added, &mut parts).await?
+        } else {
+            let in_order = indexes.iter().map(|&index| winners.winner(index as usize));
             match merge_streaming(&key, existing.clone(), in_order.clone(), &mut parts).await {
                 Err(PublishError::Unsorted { .. }) => {
                     // Not a file this version wrote in order: merge in memory.
                     tracing::warn!(%key, "existing partition is not sorted; merging it in memory");
-                    merge_in_memory(&key, existing, in_order, &mut parts).await?
+                    let none = std::collections::HashSet::new();
+                    merge_in_memory(&key, existing, in_order, &none, Vec::new(), &mut parts).await?
                 }
                 other => other?,
-            };
+            }
+        };
         let file = WrittenFile {
             path: key.clone(),
             rows,
@@ -99,6 +124,122 @@ pub async fn publish<S: Storage, P: Storage>(
         written.push(file);
     }
     Ok(written)
+}
+
+/// Sessions whose start date moved since an earlier run wrote them.
+#[derive(Debug, Default)]
+struct Moves {
+    /// Per session id: the day its old row is in, and the merged row.
+    moved: std::collections::HashMap<String, (NaiveDate, SessionRecord)>,
+}
+
+impl Moves {
+    /// Whether the winner of `id` is replaced by a merged row.
+    fn replaces(&self, id: &str) -> bool {
+        self.moved.contains_key(id)
+    }
+
+    /// Days that lose an old row or gain a merged one.
+    fn touched(&self) -> Vec<NaiveDate> {
+        self.moved
+            .values()
+            .flat_map(|(old_day, merged)| {
+                [Some(*old_day), layout::partition_date(merged.start_date)]
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn touches(&self, date: NaiveDate) -> bool {
+        self.touched().contains(&date)
+    }
+
+    /// The ids to remove from `date`'s existing file, and the merged rows it
+    /// gains.
+    fn of(&self, date: NaiveDate) -> (std::collections::HashSet<String>, Vec<SessionRecord>) {
+        let removed = self
+            .moved
+            .iter()
+            .filter(|(_, (old_day, _))| *old_day == date)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let added = self
+            .moved
+            .values()
+            .filter(|(_, merged)| layout::partition_date(merged.start_date) == Some(date))
+            .map(|(_, merged)| merged.clone())
+            .collect();
+        (removed, added)
+    }
+}
+
+/// Reads the ids and start dates of the existing partitions in `scan` and
+/// merges each session found under another start date than its winner's
+/// with its old row.
+async fn find_moves<S: Storage, P: Storage>(
+    storage: &S,
+    staged: &Staged,
+    parts: &mut PartCache<'_, P>,
+    account_id: &str,
+    region: &str,
+    scan: std::ops::RangeInclusive<NaiveDate>,
+) -> Result<Moves, PublishError> {
+    let mut found: Vec<(NaiveDate, String)> = Vec::new();
+    for key in storage.list(layout::SESSIONS_PREFIX).await? {
+        let Some(partition) = PartitionKey::parse(&key) else {
+            continue;
+        };
+        if partition.account_id != account_id
+            || partition.region != region
+            || !scan.contains(&partition.date)
+        {
+            continue;
+        }
+        let Some(bytes) = storage.get(&key).await? else {
+            continue;
+        };
+        schema::for_each_identity(bytes, |id, start_date| {
+            if staged
+                .winners
+                .find(id)
+                .is_some_and(|winner| winner.start_date != start_date)
+            {
+                found.push((partition.date, id.to_owned()));
+            }
+        })
+        .map_err(|source| PublishError::Existing {
+            key: key.clone(),
+            source,
+        })?;
+    }
+    let mut moves = Moves::default();
+    for (old_day, id) in found {
+        let key = PartitionKey {
+            date: old_day,
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
+        }
+        .key();
+        let old_rows = match storage.get(&key).await? {
+            Some(bytes) => {
+                schema::read_parquet(bytes).map_err(|source| PublishError::Existing {
+                    key: key.clone(),
+                    source,
+                })?
+            }
+            None => continue,
+        };
+        let (Some(mut old), Some(winner)) = (
+            old_rows.into_iter().find(|r| r.session_id == id),
+            staged.winners.find(&id),
+        ) else {
+            continue;
+        };
+        old.absorb(parts.row(winner).await?);
+        tracing::info!(session_id = %id, from = %old_day, "a session's start date moved; moving its row");
+        moves.moved.insert(id, (old_day, old));
+    }
+    Ok(moves)
 }
 
 /// Merges sorted winners with a sorted existing partition into a new file.
@@ -152,22 +293,26 @@ async fn merge_streaming<P: Storage>(
     Ok((sink.finish().map_err(encode)?, rows))
 }
 
-/// The fallback for an existing file that is not in order: all rows in
-/// memory, merged by session id.
+/// The fallback for an existing file that is not in order, and for a day a
+/// session moved into or out of: all rows in memory, merged by session id.
+/// `removed` ids leave the existing rows; `added` rows join the fresh ones.
 async fn merge_in_memory<P: Storage>(
     key: &str,
     existing: Option<Bytes>,
-    winners: impl ExactSizeIterator<Item = &Winner>,
+    winners: impl Iterator<Item = &Winner>,
+    removed: &std::collections::HashSet<String>,
+    added: Vec<SessionRecord>,
     parts: &mut PartCache<'_, P>,
 ) -> Result<(Vec<u8>, usize), PublishError> {
-    let old = match existing {
+    let mut old = match existing {
         Some(bytes) => schema::read_parquet(bytes).map_err(|source| PublishError::Existing {
             key: key.to_owned(),
             source,
         })?,
         None => Vec::new(),
     };
-    let mut fresh = Vec::with_capacity(winners.len());
+    old.retain(|row| !removed.contains(&row.session_id));
+    let mut fresh = added;
     for winner in winners {
         fresh.push(parts.row(winner).await?);
     }
@@ -308,6 +453,7 @@ mod tests {
             staged,
             "123456789012",
             "eu-west-1",
+            NaiveDate::MIN..=NaiveDate::MAX,
         )
         .await
         .expect("publish");

@@ -18,7 +18,7 @@ use crate::dataset::manifest::sha256_hex;
 use crate::dataset::record::{Rank, SessionRecord};
 use crate::dataset::schema::{self, SchemaError};
 use crate::export::crawl::Page;
-use crate::export::dedupe::{DedupeSet, Winners};
+use crate::export::dedupe::DedupeSet;
 use crate::storage::{Storage, StorageError};
 
 /// Where the winning observation of one session is, and what it won with.
@@ -95,7 +95,7 @@ pub struct Stager<S> {
 #[derive(Debug)]
 pub struct Staged {
     pub parts: Vec<String>,
-    pub winners: Winners,
+    pub winners: DedupeSet,
     pub counts: StageCounts,
 }
 
@@ -293,7 +293,7 @@ impl<S: Storage> Stager<S> {
     pub fn into_staged(self) -> Staged {
         Staged {
             parts: self.parts,
-            winners: self.winners.into_winners(),
+            winners: self.winners,
             counts: self.counts,
         }
     }
@@ -350,7 +350,7 @@ mod tests {
             .expect("stage");
         let staged = stager.into_staged();
         assert_eq!(staged.parts.len(), 2, "no part for an empty page");
-        let s = *staged.winners.find("s").expect("s staged");
+        let s = *staged.winners.winners().find("s").expect("s staged");
         assert_eq!(
             staged.parts[s.part as usize],
             "stage/history-00002-000000.parquet"
@@ -397,7 +397,7 @@ mod tests {
         );
         let staged = stager.into_staged();
         assert_eq!(storage.list("stage/").await.expect("list").len(), 2);
-        let s = *staged.winners.find("s").expect("s staged");
+        let s = *staged.winners.winners().find("s").expect("s staged");
         assert_eq!(
             staged.parts[s.part as usize], "stage/history-00002-000004.parquet",
             "ended wins"
@@ -428,6 +428,6 @@ mod tests {
         assert_eq!(parse_part_key("stage/other-1-2.parquet"), None);
         let staged = second.into_staged();
         assert_eq!(staged.parts, vec![key]);
-        assert_eq!(staged.winners.find("a").map(|w| w.row), Some(0));
+        assert_eq!(staged.winners.winners().find("a").map(|w| w.row), Some(0));
     }
 }

@@ -410,6 +410,50 @@ fn an_active_session_that_ends_between_two_nightly_runs_is_updated_in_place() {
 }
 
 #[test]
+fn a_session_whose_start_date_moved_is_moved_not_doubled() {
+    // Midday, so that a second's correction stays on its day.
+    let noon = (now_ms() - 3 * DAY).div_euclid(DAY) * DAY + 12 * HOUR;
+    let same_day = session("carol-0cccccccccccccccc", noon);
+    let next_day = session("dave-0dddddddddddddddd", noon + 2 * HOUR);
+    let stays = session("erin-0eeeeeeeeeeeeeeee", noon + 3 * HOUR);
+    let out = tempfile::tempdir().expect("tempdir");
+    let (sim, _d) = Sim::with_sessions(&[same_day.clone(), next_day.clone(), stays.clone()], &[]);
+    assert_success(&export(&sim, out.path(), &[]));
+    drop(sim);
+    let first = read_rows(out.path());
+
+    // The service now reports other start dates for two of them: one a
+    // second later (same partition), one a day earlier (another one).
+    let mut corrected = same_day.clone();
+    corrected.start_date += 1_000;
+    let mut earlier = next_day.clone();
+    earlier.start_date -= DAY;
+    let (sim, _d) = Sim::with_sessions(&[corrected.clone(), earlier.clone(), stays.clone()], &[]);
+    let second_run = export(&sim, out.path(), &[]);
+    assert_success(&second_run);
+    let rows: Vec<ssm_audit::dataset::record::SessionRecord> = read_partitions(out.path())
+        .into_iter()
+        .flat_map(|(_, rows)| rows)
+        .collect();
+    assert_eq!(rows.len(), 3, "one row per session: {rows:#?}");
+    let second = read_rows(out.path());
+    assert_same_session(&second[&corrected.session_id], &corrected);
+    assert_same_session(&second[&earlier.session_id], &earlier);
+    assert_same_session(&second[&stays.session_id], &stays);
+    for id in [&corrected.session_id, &earlier.session_id] {
+        assert_eq!(second[id].first_seen_at, first[id].first_seen_at, "{id}");
+    }
+    let days: Vec<String> = read_partitions(out.path())
+        .into_iter()
+        .filter(|(_, rows)| rows.iter().any(|r| r.session_id == earlier.session_id))
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(days.len(), 1, "{days:?}");
+    let day = partition_date(earlier.start_date).expect("a day");
+    assert!(days[0].contains(&day.to_string()), "{days:?}");
+}
+
+#[test]
 fn two_runs_give_the_same_rows_and_old_partitions_are_never_touched() {
     let data = generated(300, 8, &[]);
     let (sim, _d) = Sim::with_sessions(&data, &[]);

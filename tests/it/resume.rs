@@ -514,7 +514,7 @@ fn a_write_error_stops_the_run_clearly_and_the_rerun_resumes_from_the_last_durab
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
     let text = stderr(&failed);
     assert!(
-        text.contains("sessions/dt=") && text.contains("rerunning"),
+        text.contains("/sessions") && text.contains("rerunning"),
         "{text}"
     );
     let saved = checkpoint(out.path());
