@@ -261,6 +261,12 @@ fn serialize_states<S: serde::Serializer>(
 const USER_FILTER_KEYS: [&str; 4] = ["Target", "Owner", "Status", "AccessType"];
 
 impl ExportConfig {
+    /// Whether the window ends when the run starts (no `--until`): a resumed
+    /// crawl then extends to the resuming run's start.
+    pub fn window_ends_now(&self) -> bool {
+        self.window_spec.ends_with("until now")
+    }
+
     /// Validates the flags. `clock` is the run's clock (the system's in the
     /// binary), unless `--clock-start` pins another.
     pub fn from_args(args: &ExportArgs, clock: Clock) -> Result<ExportConfig, ConfigError> {

@@ -272,6 +272,35 @@ impl Checkpoint {
             .extend(split_into.iter().map(JobProgress::pending));
     }
 
+    /// Extends a resumed crawl of a window that ends "now" to `end_ms` (this
+    /// attempt's now): History gains a window from the old end, so a run
+    /// that resumes never leaves the newest sessions for another night.
+    pub fn extend_to(&mut self, end_ms: i64, history: bool) {
+        if end_ms <= self.window_end_ms {
+            return;
+        }
+        let extension = TimeRange {
+            start: self.window_end_ms,
+            end: end_ms,
+        };
+        if history {
+            let job = CrawlJob {
+                id: self.next_job_id(),
+                state: SessionState::History,
+                window: Some(extension),
+                resume_token: None,
+                pages_done: 0,
+            };
+            self.jobs.push(JobProgress::pending(&job));
+        }
+        self.window_end_ms = end_ms;
+        self.window = TimeRange {
+            start: self.window_start_ms,
+            end: end_ms,
+        }
+        .to_string();
+    }
+
     /// Sends a job back to be crawled from its start, because the parts it
     /// vouched for are not all there. A split job keeps its status: the
     /// windows that replaced it cover it.

@@ -263,6 +263,12 @@ impl Locked<'_> {
                 self.checkpoints
                     .check_matches(&found, &JobSpec::of(config))?;
                 found.attempts += 1;
+                if config.window_ends_now() {
+                    found.extend_to(
+                        config.window.end,
+                        config.states.contains(&crate::api::SessionState::History),
+                    );
+                }
                 self.readmit_staged(&mut found, &mut stager).await?;
                 tracing::info!(
                     first_run = %found.first_run_id,

@@ -592,3 +592,40 @@ fn a_resume_crawls_again_the_windows_whose_staged_parts_are_gone_or_altered() {
         assert_same_session(&rows[&s.session_id], s);
     }
 }
+
+#[test]
+fn a_resumed_window_that_ends_now_is_crawled_up_to_the_resume() {
+    // A session that starts and ends after the first attempt's "now": the
+    // resume, an hour later by its clock, must crawl up to its own now.
+    let first_now = now_ms();
+    let mut late = session("frank-0ffffffffffffffff", first_now + 10 * 60_000);
+    late.end_date = Some(late.start_date + 60_000);
+    let mut data = generated(800, 86, &["--active-share", "0"]);
+    data.push(late.clone());
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "20ms"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .expect("time")
+            .to_rfc3339()
+    };
+    let mut child = export_command(&sim, out.path(), CRAWL)
+        .env("SSM_AUDIT_CLOCK_START", at(first_now))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    assert!(wait_until(Duration::from_secs(60), || sim.stat("describe_ok") >= 6));
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert_eq!(checkpoint(out.path())["status"], "in_progress");
+
+    let resumed = export_command(&sim, out.path(), CRAWL)
+        .env("SSM_AUDIT_CLOCK_START", at(first_now + 3_600_000))
+        .output()
+        .expect("runs");
+    assert_success(&resumed);
+    let rows = read_rows(out.path());
+    assert!(rows.contains_key(&late.session_id), "the newest session is exported");
+    assert_eq!(rows.len(), data.len());
+}
