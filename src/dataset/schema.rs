@@ -41,6 +41,8 @@ pub enum SchemaError {
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("the file's columns are not the ssm-audit contract (version {SCHEMA_VERSION}): {0}")]
     Mismatch(String),
+    #[error("the file was written with data-set version {found}, newer than this ssm-audit's ({SCHEMA_VERSION}); upgrade ssm-audit to read it")]
+    NewerVersion { found: String },
 }
 
 fn timestamp() -> DataType {
@@ -213,6 +215,8 @@ pub fn write_parquet(rows: &[SessionRecord], packing: Packing) -> Result<Vec<u8>
 pub struct ParquetSource {
     batches: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
     pending: std::collections::VecDeque<SessionRecord>,
+    /// For each contract column, the file's column, or None (all null).
+    columns: Vec<Option<usize>>,
 }
 
 impl std::fmt::Debug for ParquetSource {
@@ -224,27 +228,79 @@ impl std::fmt::Debug for ParquetSource {
 }
 
 impl ParquetSource {
+    /// Opens a partition or part. Files of this contract version and older
+    /// ones are read: a column the file lacks is null (if the contract lets
+    /// it be), and timestamps in another unit (a file another tool rewrote
+    /// with microseconds) are converted. A file of a newer major version,
+    /// or with columns this version does not know, is refused, since
+    /// rewriting it would drop what this version cannot represent.
     pub fn new(bytes: Bytes) -> Result<ParquetSource, SchemaError> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+        let version = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|pairs| pairs.iter().find(|kv| kv.key == SCHEMA_VERSION_KEY))
+            .and_then(|kv| kv.value.clone());
+        if let Some(found) = version {
+            let major = |v: &str| {
+                v.split('.')
+                    .next()
+                    .and_then(|m| m.trim().parse::<u64>().ok())
+            };
+            match (major(&found), major(SCHEMA_VERSION)) {
+                (Some(theirs), Some(ours)) if theirs <= ours => {}
+                _ => return Err(SchemaError::NewerVersion { found }),
+            }
+        }
         let found = builder.schema().clone();
         let expected = schema();
-        let same = found.fields().len() == expected.fields().len()
-            && found
-                .fields()
-                .iter()
-                .zip(expected.fields())
-                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
-        if !same {
-            let names: Vec<String> = found
-                .fields()
-                .iter()
-                .map(|f| format!("{} {}", f.name(), f.data_type()))
-                .collect();
-            return Err(SchemaError::Mismatch(names.join(", ")));
+        let unknown: Vec<String> = found
+            .fields()
+            .iter()
+            .filter(|f| expected.field_with_name(f.name()).is_err())
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(SchemaError::Mismatch(format!(
+                "columns this version does not know: {}",
+                unknown.join(", ")
+            )));
+        }
+        let mut columns = Vec::with_capacity(expected.fields().len());
+        for field in expected.fields() {
+            let source = match found.index_of(field.name()) {
+                Ok(index) => {
+                    let data_type = found.field(index).data_type();
+                    let fits = match (field.data_type(), data_type) {
+                        (DataType::Timestamp(..), DataType::Timestamp(_, zone)) => {
+                            zone.as_deref().is_none_or(|z| z == "UTC" || z == "+00:00")
+                        }
+                        (wanted, have) => wanted == have,
+                    };
+                    if !fits {
+                        return Err(SchemaError::Mismatch(format!(
+                            "column {} is {data_type}, not {}",
+                            field.name(),
+                            field.data_type()
+                        )));
+                    }
+                    Some(index)
+                }
+                Err(_) if field.is_nullable() => None,
+                Err(_) => {
+                    return Err(SchemaError::Mismatch(format!(
+                        "the file has no {} column",
+                        field.name()
+                    )))
+                }
+            };
+            columns.push(source);
         }
         Ok(ParquetSource {
             batches: builder.with_batch_size(WRITE_BATCH).build()?,
             pending: std::collections::VecDeque::new(),
+            columns,
         })
     }
 
@@ -252,7 +308,10 @@ impl ParquetSource {
     pub fn next_row(&mut self) -> Result<Option<SessionRecord>, SchemaError> {
         while self.pending.is_empty() {
             match self.batches.next() {
-                Some(batch) => self.pending.extend(from_batch(&batch?)?),
+                Some(batch) => {
+                    let batch = to_contract(&batch?, &self.columns)?;
+                    self.pending.extend(from_batch(&batch)?)
+                }
                 None => return Ok(None),
             }
         }
@@ -299,6 +358,63 @@ pub fn for_each_identity(bytes: Bytes, mut each: impl FnMut(&str, i64)) -> Resul
         }
     }
     Ok(())
+}
+
+/// A batch as the contract has it: columns in contract order, missing ones
+/// null, timestamps in milliseconds with the UTC zone.
+fn to_contract(batch: &RecordBatch, columns: &[Option<usize>]) -> Result<RecordBatch, SchemaError> {
+    let expected = schema();
+    let rows = batch.num_rows();
+    let mut out: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for (field, source) in expected.fields().iter().zip(columns) {
+        let Some(index) = source else {
+            out.push(arrow_array::new_null_array(field.data_type(), rows));
+            continue;
+        };
+        let column = batch.column(*index);
+        out.push(match column.data_type() {
+            DataType::Timestamp(unit, _) => Arc::new(to_millis(column.as_ref(), unit)?),
+            _ => column.clone(),
+        });
+    }
+    Ok(RecordBatch::try_new(expected, out)?)
+}
+
+/// A timestamp column of any unit, as UTC milliseconds.
+fn to_millis(
+    column: &dyn Array,
+    unit: &TimeUnit,
+) -> Result<TimestampMillisecondArray, SchemaError> {
+    use arrow_array::{TimestampMicrosecondArray, TimestampNanosecondArray, TimestampSecondArray};
+    let wrong =
+        || SchemaError::Mismatch(format!("a timestamp column of unit {unit:?} is unreadable"));
+    let any = column.as_any();
+    let millis: TimestampMillisecondArray = match unit {
+        TimeUnit::Millisecond => any
+            .downcast_ref::<TimestampMillisecondArray>()
+            .ok_or_else(wrong)?
+            .iter()
+            .collect(),
+        TimeUnit::Second => any
+            .downcast_ref::<TimestampSecondArray>()
+            .ok_or_else(wrong)?
+            .iter()
+            .map(|v| v.map(|s| s.saturating_mul(1000)))
+            .collect(),
+        TimeUnit::Microsecond => any
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(wrong)?
+            .iter()
+            .map(|v| v.map(|us| us.div_euclid(1000)))
+            .collect(),
+        TimeUnit::Nanosecond => any
+            .downcast_ref::<TimestampNanosecondArray>()
+            .ok_or_else(wrong)?
+            .iter()
+            .map(|v| v.map(|ns| ns.div_euclid(1_000_000)))
+            .collect(),
+    };
+    Ok(millis.with_timezone("UTC"))
 }
 
 fn from_batch(batch: &RecordBatch) -> Result<Vec<SessionRecord>, SchemaError> {
@@ -351,6 +467,82 @@ fn from_batch(batch: &RecordBatch) -> Result<Vec<SessionRecord>, SchemaError> {
 mod tests {
     use super::*;
     use crate::dataset::record::tests::record;
+
+    /// A file another writer made: `fields` with these arrays, and this
+    /// version in its metadata (None: no version).
+    fn foreign_file(columns: Vec<(&str, ArrayRef)>, version: Option<&str>) -> Bytes {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
+            .collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .expect("batch");
+        let properties = WriterProperties::builder()
+            .set_key_value_metadata(
+                version.map(|v| vec![KeyValue::new(SCHEMA_VERSION_KEY.into(), v.to_string())]),
+            )
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties)).expect("writer");
+        writer.write(&batch).expect("write");
+        Bytes::from(writer.into_inner().expect("finish"))
+    }
+
+    fn base_columns() -> Vec<(&'static str, ArrayRef)> {
+        use arrow_array::TimestampMicrosecondArray;
+        let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+        let micros = |v: i64| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(vec![v]).with_timezone("UTC"))
+        };
+        vec![
+            ("session_id", text("alice-1")),
+            ("account_id", text("123456789012")),
+            ("region", text("eu-west-1")),
+            ("status", text("Terminated")),
+            ("start_date", micros(1_700_000_000_123_456)),
+            ("first_seen_at", micros(1_700_000_100_000_000)),
+            ("last_seen_at", micros(1_700_000_200_000_000)),
+        ]
+    }
+
+    #[test]
+    fn older_files_and_microsecond_timestamps_are_read_and_missing_columns_are_null() {
+        let rows = read_parquet(foreign_file(base_columns(), Some("1"))).expect("readable");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].session_id, "alice-1");
+        assert_eq!(rows[0].start_date, 1_700_000_000_123);
+        assert_eq!(rows[0].first_seen_at, 1_700_000_100_000);
+        assert_eq!((rows[0].owner.as_deref(), rows[0].end_date), (None, None));
+        // No version at all (another tool's file): read by its columns.
+        assert_eq!(
+            read_parquet(foreign_file(base_columns(), None))
+                .expect("readable")
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn newer_versions_unknown_columns_and_missing_required_ones_are_refused_by_name() {
+        let newer = read_parquet(foreign_file(base_columns(), Some("2"))).expect_err("newer");
+        assert!(newer.to_string().contains("version 2"), "{newer}");
+        let mut extra = base_columns();
+        extra.push((
+            "client_ip",
+            Arc::new(StringArray::from(vec!["10.0.0.1"])) as ArrayRef,
+        ));
+        let unknown = read_parquet(foreign_file(extra, Some("1"))).expect_err("unknown column");
+        assert!(unknown.to_string().contains("client_ip"), "{unknown}");
+        let missing: Vec<_> = base_columns()
+            .into_iter()
+            .filter(|(n, _)| *n != "region")
+            .collect();
+        let required = read_parquet(foreign_file(missing, Some("1"))).expect_err("no region");
+        assert!(required.to_string().contains("region"), "{required}");
+    }
 
     #[test]
     fn parquet_round_trips_every_field() {

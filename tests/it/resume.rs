@@ -615,7 +615,9 @@ fn a_resumed_window_that_ends_now_is_crawled_up_to_the_resume() {
         .stderr(Stdio::null())
         .spawn()
         .expect("starts");
-    assert!(wait_until(Duration::from_secs(60), || sim.stat("describe_ok") >= 6));
+    assert!(wait_until(Duration::from_secs(60), || sim
+        .stat("describe_ok")
+        >= 6));
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     assert_eq!(checkpoint(out.path())["status"], "in_progress");
@@ -626,6 +628,9 @@ fn a_resumed_window_that_ends_now_is_crawled_up_to_the_resume() {
         .expect("runs");
     assert_success(&resumed);
     let rows = read_rows(out.path());
-    assert!(rows.contains_key(&late.session_id), "the newest session is exported");
+    assert!(
+        rows.contains_key(&late.session_id),
+        "the newest session is exported"
+    );
     assert_eq!(rows.len(), data.len());
 }
