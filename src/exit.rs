@@ -23,6 +23,9 @@ pub const INTERRUPTED: u8 = 4;
 pub const LOCKED: u8 = 5;
 /// `verify` found files changed, missing or unlisted.
 pub const DIFFERENCES: u8 = 6;
+/// Published, except partitions whose existing file could not be read;
+/// their sessions are kept and published by the next run.
+pub const PARTIAL: u8 = 7;
 
 /// The exit code of a failed command: the first cause in the chain that
 /// decides one, else [`FAILURE`].
@@ -65,6 +68,7 @@ fn export_code(error: &ExportError) -> Option<u8> {
             | CheckpointError::Mismatch { .. },
         ) => USAGE,
         ExportError::Crawl(_) => INCOMPLETE,
+        ExportError::PartlyPublished { .. } => PARTIAL,
         ExportError::Interrupted => INTERRUPTED,
         ExportError::Lock(LockError::Held(_)) => LOCKED,
         _ => FAILURE,

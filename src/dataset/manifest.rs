@@ -49,6 +49,20 @@ pub struct RunManifest {
     pub sessions: SessionCounts,
     pub api: ApiCounts,
     pub files: Vec<WrittenFile>,
+    /// Partitions this run could not publish (their existing file was
+    /// unreadable); their sessions wait for the next run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingPartition>,
+}
+
+/// A partition left unpublished, as the run manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingPartition {
+    pub partition: String,
+    pub reason: String,
+    pub sessions: usize,
+    /// The folder of the checkpoint location its sessions wait in.
+    pub kept_in: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

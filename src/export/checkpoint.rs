@@ -380,6 +380,11 @@ impl<S: Storage> CheckpointStore<S> {
         format!("{}staged/", self.prefix)
     }
 
+    /// Where the sessions of partitions a run could not publish wait.
+    pub fn pending_prefix(&self) -> String {
+        format!("{}pending/", self.prefix)
+    }
+
     fn location(&self) -> String {
         format!(
             "{}/{}",

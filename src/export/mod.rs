@@ -48,6 +48,15 @@ pub enum ExportError {
     Aws(#[from] AwsError),
     #[error("the crawl is incomplete: {0}. Nothing partial was published; the checkpoint is saved, so rerunning the same command resumes")]
     Crawl(CrawlError),
+    #[error(
+        "{summary}; but {count} partition(s) could not be merged and were left as they are: {list}. Their sessions are kept in the checkpoint location and published by the next run once the file is readable (move it aside, or upgrade ssm-audit if it is newer)",
+        count = pending.len(),
+        list = pending.iter().map(|p| format!("{} ({})", p.partition, p.reason)).collect::<Vec<_>>().join("; ")
+    )]
+    PartlyPublished {
+        summary: Box<ExportSummary>,
+        pending: Vec<manifest::PendingPartition>,
+    },
     #[error("interrupted by a signal; the checkpoint is saved and nothing partial was published, so rerunning the same command resumes")]
     Interrupted,
     #[error(transparent)]
@@ -293,6 +302,17 @@ impl Locked<'_> {
             }
         };
         self.checkpoints.save(&mut checkpoint).await?;
+        // Sessions an earlier run could not publish join this one's.
+        let pending_prefix = self.checkpoints.pending_prefix();
+        let pending_parts = self
+            .checkpoints
+            .storage()
+            .list(&pending_prefix)
+            .await
+            .map_err(StageError::from)?;
+        for key in &pending_parts {
+            stager.readmit(key).await?;
+        }
 
         let jobs = checkpoint.unfinished_jobs();
         tracing::info!(windows = jobs.len(), account_id = %self.account_id, region = %self.region, "crawl planned");
@@ -300,15 +320,20 @@ impl Locked<'_> {
             .await?;
 
         let staged = stager.into_staged();
-        let files = publish::publish(
+        let published = publish::publish(
             self.output.as_ref(),
             self.checkpoints.storage().as_ref(),
             &staged,
             &self.account_id,
             &self.region,
             layout::days_around(config.window),
+            &publish::Pending {
+                prefix: pending_prefix,
+                run_id: self.run_id.clone(),
+            },
         )
         .await?;
+        let files = published.files;
 
         let calls = self.counters.snapshot();
         let api = ApiCounts {
@@ -345,6 +370,7 @@ impl Locked<'_> {
             sessions: sessions.clone(),
             api: api.clone(),
             files: files.clone(),
+            pending: published.pending.clone(),
         };
         let manifest_bytes =
             serde_json::to_vec_pretty(&run_manifest).map_err(ExportError::EncodeManifest)?;
@@ -360,9 +386,15 @@ impl Locked<'_> {
         if let Err(error) = self.checkpoints.clear_staged().await {
             tracing::warn!(%error, "cannot remove staged parts; the next run removes them");
         }
+        // Published now, or kept again under this run's name.
+        for key in &pending_parts {
+            if let Err(error) = self.checkpoints.storage().delete(key).await {
+                tracing::warn!(%error, %key, "cannot remove a pending part; the next run merges it again");
+            }
+        }
 
         let window = checkpoint.window();
-        Ok(ExportSummary {
+        let summary = ExportSummary {
             run_id: self.run_id,
             resumed_from,
             account_id: self.account_id,
@@ -372,11 +404,17 @@ impl Locked<'_> {
             files,
             window_start: format_filter_time(window.start),
             window_end: format_filter_time(window.end),
-        })
+        };
+        if published.pending.is_empty() {
+            Ok(summary)
+        } else {
+            Err(ExportError::PartlyPublished {
+                summary: Box::new(summary),
+                pending: published.pending,
+            })
+        }
     }
 
-    /// Reads back the parts the checkpoint vouches for; removes the rest
-    /// (staged after the last checkpoint save, and fetched again now).
     /// Reads back the parts the checkpoint vouches for into the dedupe set.
     /// A job whose parts are not all there, readable and as staged (their
     /// count and digest chain differ: a part was deleted by a lifecycle

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 
 use crate::dataset::layout::{self, PartitionKey};
-use crate::dataset::manifest::{sha256_hex, WrittenFile};
+use crate::dataset::manifest::{sha256_hex, PendingPartition, WrittenFile};
 use crate::dataset::record::{merge, SessionRecord};
 use crate::dataset::schema::{self, Packing, ParquetSink, ParquetSource, SchemaError};
 use crate::export::stage::{Staged, Winner};
@@ -53,6 +53,12 @@ pub enum PublishError {
 /// found there under another start date is merged with its old row, written
 /// where the merged row's start date says, and removed from where it was.
 /// Partitions that gain or lose such a session are merged in memory.
+///
+/// A partition whose existing file cannot be read (a newer version's, one
+/// another tool rewrote) stops nothing else: its sessions are written to
+/// `pending` (parts below the `parts_storage` prefix given, read back by the
+/// next run) and it is listed in the outcome; every other partition is
+/// published.
 pub async fn publish<S: Storage, P: Storage>(
     storage: &S,
     parts_storage: &P,
@@ -60,7 +66,8 @@ pub async fn publish<S: Storage, P: Storage>(
     account_id: &str,
     region: &str,
     scan: std::ops::RangeInclusive<NaiveDate>,
-) -> Result<Vec<WrittenFile>, PublishError> {
+    pending: &Pending,
+) -> Result<Published, PublishError> {
     // Built here rather than kept during the crawl, so the crawl holds one
     // entry per session only; 4 bytes per session.
     let winners = staged.winners.winners();
@@ -79,6 +86,7 @@ pub async fn publish<S: Storage, P: Storage>(
     let mut dates: std::collections::BTreeSet<NaiveDate> = by_date.keys().copied().collect();
     dates.extend(moves.touched());
     let mut written = Vec::with_capacity(dates.len());
+    let mut failed = Vec::new();
     for date in dates {
         let mut indexes = by_date.remove(&date).unwrap_or_default();
         let order = |index: &u32| {
@@ -93,7 +101,7 @@ pub async fn publish<S: Storage, P: Storage>(
         }
         .key();
         let existing = storage.get(&key).await?;
-        let (bytes, rows) = if moves.touches(date) {
+        let merged = if moves.touches(date) {
             // Rare: a session moved into or out of this day.
             let in_order = indexes
                 .iter()
@@ -101,7 +109,7 @@ pub async fn publish<S: Storage, P: Storage>(
                 .filter(|&index| !moves.replaces(winners.id(index)))
                 .map(|index| winners.winner(index));
             let (removed, added) = moves.of(date);
-            merge_in_memory(&key, existing, in_order, &removed, added, &mut parts).await?
+            merge_in_memory(&key, existing, in_order, &removed, added, &mut parts).await
         } else {
             let in_order = indexes.iter().map(|&index| winners.winner(index as usize));
             match merge_streaming(&key, existing.clone(), in_order.clone(), &mut parts).await {
@@ -109,10 +117,33 @@ pub async fn publish<S: Storage, P: Storage>(
                     // Not a file this version wrote in order: merge in memory.
                     tracing::warn!(%key, "existing partition is not sorted; merging it in memory");
                     let none = std::collections::HashSet::new();
-                    merge_in_memory(&key, existing, in_order, &none, Vec::new(), &mut parts).await?
+                    merge_in_memory(&key, existing, in_order, &none, Vec::new(), &mut parts).await
                 }
-                other => other?,
+                other => other,
             }
+        };
+        let (bytes, rows) = match merged {
+            Ok(merged) => merged,
+            Err(error @ PublishError::Existing { .. }) => {
+                tracing::error!(%error, "keeping this day's sessions for the next run; publishing the others");
+                let mut fresh: Vec<SessionRecord> = Vec::with_capacity(indexes.len());
+                for &index in &indexes {
+                    let index = index as usize;
+                    if !moves.replaces(winners.id(index)) {
+                        fresh.push(parts.row(winners.winner(index)).await?);
+                    }
+                }
+                fresh.extend(moves.of(date).1);
+                let kept = pending.keep(parts_storage, date, &fresh).await?;
+                failed.push(PendingPartition {
+                    partition: key.clone(),
+                    reason: error.to_string(),
+                    sessions: fresh.len(),
+                    kept_in: kept,
+                });
+                continue;
+            }
+            Err(error) => return Err(error),
         };
         let file = WrittenFile {
             path: key.clone(),
@@ -123,7 +154,65 @@ pub async fn publish<S: Storage, P: Storage>(
         storage.put(&key, Bytes::from(bytes)).await?;
         written.push(file);
     }
-    Ok(written)
+    Ok(Published {
+        files: written,
+        pending: failed,
+    })
+}
+
+/// What publishing did.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub files: Vec<WrittenFile>,
+    /// Partitions that could not be merged; their sessions are kept.
+    pub pending: Vec<PendingPartition>,
+}
+
+/// Where the sessions of partitions that could not be published wait for
+/// the next run: Parquet parts below `prefix` in the checkpoint location, at
+/// most [`PENDING_PART_ROWS`] rows each (a staged part's row numbers are
+/// 16-bit), named by the run that kept them.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub prefix: String,
+    pub run_id: String,
+}
+
+/// The rows of one pending part, at most.
+pub const PENDING_PART_ROWS: usize = 50_000;
+
+impl Pending {
+    /// The key prefix of one day's pending parts.
+    pub fn day_prefix(prefix: &str, date: NaiveDate) -> String {
+        format!("{prefix}dt={date}/")
+    }
+
+    /// The day a pending part's key is for.
+    pub fn day_of(prefix: &str, key: &str) -> Option<NaiveDate> {
+        let rest = key.strip_prefix(prefix)?.strip_prefix("dt=")?;
+        NaiveDate::parse_from_str(rest.split('/').next()?, "%Y-%m-%d").ok()
+    }
+
+    /// Writes `rows` as this run's pending parts for `date`; returns where.
+    async fn keep<P: Storage>(
+        &self,
+        storage: &P,
+        date: NaiveDate,
+        rows: &[SessionRecord],
+    ) -> Result<String, PublishError> {
+        let day = Self::day_prefix(&self.prefix, date);
+        for (number, chunk) in rows.chunks(PENDING_PART_ROWS).enumerate() {
+            let key = format!("{day}{}-{number:04}.parquet", self.run_id);
+            let bytes = schema::write_parquet(chunk, Packing::Staged).map_err(|source| {
+                PublishError::Encode {
+                    key: key.clone(),
+                    source,
+                }
+            })?;
+            storage.put(&key, Bytes::from(bytes)).await?;
+        }
+        Ok(day)
+    }
 }
 
 /// Sessions whose start date moved since an earlier run wrote them.
@@ -198,7 +287,7 @@ async fn find_moves<S: Storage, P: Storage>(
         let Some(bytes) = storage.get(&key).await? else {
             continue;
         };
-        schema::for_each_identity(bytes, |id, start_date| {
+        let scanned = schema::for_each_identity(bytes, |id, start_date| {
             if staged
                 .winners
                 .find(id)
@@ -206,11 +295,11 @@ async fn find_moves<S: Storage, P: Storage>(
             {
                 found.push((partition.date, id.to_owned()));
             }
-        })
-        .map_err(|source| PublishError::Existing {
-            key: key.clone(),
-            source,
-        })?;
+        });
+        if let Err(error) = scanned {
+            // Reported when its own day is published (or left pending).
+            tracing::warn!(%key, %error, "cannot read an existing partition for moved sessions");
+        }
     }
     let mut moves = Moves::default();
     for (old_day, id) in found {
@@ -454,9 +543,14 @@ mod tests {
             "123456789012",
             "eu-west-1",
             NaiveDate::MIN..=NaiveDate::MAX,
+            &Pending {
+                prefix: "pending/".into(),
+                run_id: "run".into(),
+            },
         )
         .await
-        .expect("publish");
+        .expect("publish")
+        .files;
         assert_eq!(written.len(), 1);
         let bytes = storage
             .get(&written[0].path)

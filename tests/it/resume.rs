@@ -634,3 +634,88 @@ fn a_resumed_window_that_ends_now_is_crawled_up_to_the_resume() {
     );
     assert_eq!(rows.len(), data.len());
 }
+
+#[test]
+fn an_unreadable_partition_stops_nothing_else_and_is_published_by_the_next_run() {
+    let data = generated(600, 87, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&sim, out.path(), &[]));
+    let partitions = read_partitions(out.path());
+    let (broken_key, broken_rows) = partitions
+        .iter()
+        .max_by_key(|(_, rows)| rows.len())
+        .map(|(key, rows)| (key.clone(), rows.len()))
+        .expect("a partition");
+    let broken = out.path().join(&broken_key);
+    // Another tool rewrote it into something this version cannot read.
+    std::fs::write(&broken, b"not parquet").expect("overwrite");
+
+    let partial = export(&sim, out.path(), &[]);
+    assert_eq!(partial.status.code(), Some(7), "{}", stderr(&partial));
+    let text = stderr(&partial);
+    assert!(
+        text.contains(&broken_key) && text.contains("next run"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(&broken).expect("kept"),
+        b"not parquet",
+        "left as it was"
+    );
+    let others: usize = read_partitions_except(out.path(), &broken_key);
+    assert_eq!(
+        others,
+        data.len() - broken_rows,
+        "every other partition is published"
+    );
+    assert_eq!(checkpoint(out.path())["status"], "complete");
+    let pending = out
+        .path()
+        .join(format!("_checkpoint/{ACCOUNT}_{REGION}/pending"));
+    assert!(pending.exists(), "its sessions are kept");
+
+    // Moved aside: the next run publishes the kept sessions with the rest.
+    std::fs::remove_file(&broken).expect("move aside");
+    assert_success(&export(&sim, out.path(), &[]));
+    let rows = read_rows(out.path());
+    assert_eq!(rows.len(), data.len());
+    for s in &data {
+        assert_same_session(&rows[&s.session_id], s);
+    }
+    let left: Vec<_> = walk(&pending);
+    assert!(
+        left.is_empty(),
+        "pending parts are removed once published: {left:?}"
+    );
+}
+
+/// Rows in every partition but `skip`, which may not be readable.
+fn read_partitions_except(output: &Path, skip: &str) -> usize {
+    walk(&output.join("sessions"))
+        .into_iter()
+        .filter(|path| !path.ends_with(skip))
+        .map(|path| {
+            let bytes = std::fs::read(&path).expect("read");
+            ssm_audit::dataset::schema::read_parquet(bytes.into())
+                .expect("a partition")
+                .len()
+        })
+        .sum()
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
