@@ -27,7 +27,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
-            eprintln!("ssm-audit: error: {error:#}");
+            let error_ref: &(dyn std::error::Error + 'static) = error.as_ref();
+            eprintln!(
+                "ssm-audit: error: {}",
+                ssm_audit::text::chain_text(error_ref)
+            );
             ExitCode::from(exit::code_of(&error))
         }
     }

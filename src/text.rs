@@ -1,5 +1,5 @@
 //! How text from outside the program is shown to the people reading its
-//! messages: an SDK error as one line. (Strings from the API and from files
+//! messages: an SDK error, or any error with its causes, as one line. (Strings from the API and from files
 //! in the output are escaped here too as the product grows.) A leaf: every
 //! module may use it, it uses none.
 
@@ -20,11 +20,16 @@ where
             None => code.to_owned(),
         };
     }
+    chain_text(error)
+}
+
+/// An error and its causes as one line, each thing said once: wrappers
+/// often repeat their source's text in their own.
+pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = cause {
         let text = current.to_string();
-        // Wrappers often repeat their source's text; say each thing once.
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
