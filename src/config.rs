@@ -86,6 +86,7 @@ impl Location {
             )));
         }
         let Some(rest) = text.strip_prefix("s3://") else {
+            refuse_url_like(flag, text)?;
             return Ok(Location::Local(PathBuf::from(text)));
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -149,6 +150,32 @@ impl Location {
             _ => false,
         }
     }
+}
+
+/// Refuses text that looks like a URL but is not `s3://…` spelled exactly:
+/// `S3://bucket` or `s3:/bucket` taken as a local folder would write a night
+/// of data beside the job, on an ECS task's disk that is gone the next day.
+fn refuse_url_like(flag: &str, text: &str) -> Result<(), ConfigError> {
+    let Some((scheme, _)) = text.split_once(':') else {
+        return Ok(());
+    };
+    let looks_like_scheme = scheme.len() >= 2
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !looks_like_scheme || !text[scheme.len() + 1..].starts_with('/') {
+        return Ok(());
+    }
+    if scheme.eq_ignore_ascii_case("s3") {
+        let rest = text[scheme.len() + 1..].trim_start_matches('/');
+        return Err(ConfigError::Flag(format!(
+            "{flag} {text:?} is not a location: write S3 locations as s3://{rest} (lower-case s3, two slashes)"
+        )));
+    }
+    Err(ConfigError::Flag(format!(
+        "{flag} {text:?} is a {scheme}: URL; give a local folder or s3://bucket/prefix (to keep a folder whose name has a colon, write it as ./{text})"
+    )))
 }
 
 /// `path` made absolute and free of `.` and `..`, without touching the disk.
@@ -545,6 +572,20 @@ mod tests {
             "",
         ] {
             assert!(Location::parse("--output", bad).is_err(), "{bad}");
+        }
+        // A URL of another spelling or scheme is never a local folder.
+        for (bad, hint) in [
+            ("S3://bucket/audit", "s3://bucket/audit"),
+            ("s3:/bucket/audit", "s3://bucket/audit"),
+            ("S3:///bucket", "s3://bucket"),
+            ("https://bucket.s3.amazonaws.com/x", "https: URL"),
+            ("file:///var/audit", "file: URL"),
+        ] {
+            let error = Location::parse("--output", bad).expect_err(bad).to_string();
+            assert!(error.contains(hint), "{bad}: {error}");
+        }
+        for fine in ["./S3://x", "out:2026", "C:/x", "a/b:c"] {
+            assert!(Location::parse("--output", fine).is_ok(), "{fine}");
         }
         assert!(
             config(&["--sse", "AES256"]).is_err(),

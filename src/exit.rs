@@ -52,6 +52,9 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
             }
             match cause.downcast_ref::<VerifyError>() {
                 Some(VerifyError::Differences) => Some(DIFFERENCES),
+                Some(VerifyError::NoDataSet { .. } | VerifyError::NoManifests { .. }) => {
+                    Some(USAGE)
+                }
                 _ => None,
             }
         })

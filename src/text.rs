@@ -37,3 +37,41 @@ pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.join(": ")
 }
+
+/// `text` from outside the program (the API, a file in the output, a lock)
+/// made safe to print or log on one line: control characters (newlines,
+/// ANSI escapes, NUL) and bidirectional overrides, which could forge a log
+/// line or hide text on a terminal, are shown as escapes (`\n`,
+/// `\u{1b}`, `\u{202e}`); everything else is kept.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_text_cannot_forge_a_line_or_hide_text() {
+        assert_eq!(printable("plain ünïcode"), "plain ünïcode");
+        assert_eq!(
+            printable("a\nINFO forged\u{1b}[31m\u{202e}x\0"),
+            "a\\nINFO forged\\u{1b}[31m\\u{202e}x\\u{0}"
+        );
+    }
+}

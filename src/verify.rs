@@ -73,13 +73,30 @@ pub enum VerifyError {
     Manifest { key: String, reason: String },
     #[error("{location} holds no run manifests under {RUNS_PREFIX}: is it an ssm-audit output?")]
     NoManifests { location: String },
+    #[error("{location} holds no ssm-audit data set (nothing under {SESSIONS_PREFIX} or {RUNS_PREFIX}); check the location")]
+    NoDataSet { location: String },
     /// Verification ran and found differences (exit code 6).
     #[error("the data set differs from what its runs wrote")]
     Differences,
 }
 
+/// Refuses a location that holds no data set (it does not exist, or is not
+/// an ssm-audit output): a report from it would say "nobody connected". An
+/// existing data set with nothing in a period is another matter.
+pub async fn require_data_set<S: Storage>(storage: &S) -> Result<(), VerifyError> {
+    if !storage.list(SESSIONS_PREFIX).await?.is_empty()
+        || !storage.list(RUNS_PREFIX).await?.is_empty()
+    {
+        return Ok(());
+    }
+    Err(VerifyError::NoDataSet {
+        location: storage.location(),
+    })
+}
+
 /// Checks every data file under the sessions folder against the manifests.
 pub async fn verify<S: Storage>(storage: &S) -> Result<VerifyReport, VerifyError> {
+    require_data_set(storage).await?;
     let mut manifests = Vec::new();
     for key in storage.list(RUNS_PREFIX).await? {
         if !key.ends_with(".json") {

@@ -79,6 +79,37 @@ pub fn manifest_key(run_id: &str) -> String {
     format!("{RUNS_PREFIX}{run_id}.json")
 }
 
+/// Refuses an account id that is not 12 digits: it names keys, and one from
+/// a misbehaving STS endpoint must not put files outside their folder.
+pub fn check_account_id(account_id: &str) -> Result<(), String> {
+    if account_id.len() == 12 && account_id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!("account id {account_id:?} is not 12 digits"))
+    }
+}
+
+/// Refuses a region that is not shaped like an AWS region (`eu-west-1`,
+/// `us-gov-east-1`, `cn-north-1`): it names keys too.
+pub fn check_region(region: &str) -> Result<(), String> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let shaped = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+        && region.len() <= 32;
+    if shaped {
+        Ok(())
+    } else {
+        Err(format!(
+            "region {region:?} is not an AWS region name such as eu-west-1"
+        ))
+    }
+}
+
 /// The partition days of `window`, and one day either side: where a
 /// session seen in it may have been written before under another start date.
 pub fn days_around(window: TimeRange) -> std::ops::RangeInclusive<NaiveDate> {
@@ -113,6 +144,40 @@ pub fn row_order(start_date: i64, session_id: &str) -> (i64, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identities_that_name_keys_are_checked() {
+        assert!(check_account_id("123456789012").is_ok());
+        for bad in [
+            "12345678901",
+            "12345678901a",
+            "../../etc/x",
+            "",
+            "1234567890123",
+        ] {
+            assert!(check_account_id(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "eu-west-1",
+            "us-gov-east-1",
+            "cn-north-1",
+            "ap-southeast-4",
+            "us-isob-east-1",
+        ] {
+            assert!(check_region(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "eu-west",
+            "EU-west-1",
+            "eu-west-1/..",
+            "eu_west_1",
+            "e-west-1",
+            "eu--1",
+        ] {
+            assert!(check_region(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn partition_keys_round_trip_and_strays_are_not_partitions() {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::SessionState;
 use crate::config::{ExportConfig, UserFilter};
 use crate::dataset::layout;
-use crate::export::crawl::CrawlJob;
+use crate::export::crawl::{CrawlJob, MAX_COUNTER};
 use crate::storage::{Conditional, Storage, StorageError};
 use crate::time::{Clock, TimeRange};
 
@@ -192,6 +192,31 @@ pub enum CheckpointError {
 }
 
 impl Checkpoint {
+    /// Refuses counters no crawl reaches (a hand-edited or hostile file),
+    /// so that nothing computed from them can overflow.
+    fn check_bounds(&self) -> Result<(), String> {
+        if self.jobs.len() > MAX_COUNTER as usize {
+            return Err(format!("it lists {} windows", self.jobs.len()));
+        }
+        for job in &self.jobs {
+            let largest = job
+                .id
+                .max(job.pages_done)
+                .max(job.parts)
+                .max(job.split_into.iter().copied().max().unwrap_or(0));
+            if largest >= MAX_COUNTER || job.parts > job.pages_done {
+                return Err(format!(
+                    "window {} has counters no crawl reaches (id {}, pages {}, parts {})",
+                    job.id, job.id, job.pages_done, job.parts
+                ));
+            }
+        }
+        if self.window_start_ms > self.window_end_ms {
+            return Err("its window ends before it starts".into());
+        }
+        Ok(())
+    }
+
     /// A fresh checkpoint for `jobs`.
     pub fn new(
         config: &ExportConfig,
@@ -421,9 +446,10 @@ impl<S: Storage> CheckpointStore<S> {
             }
             None => return Err(corrupt("it has no format_version".into())),
         }
-        serde_json::from_value(value)
-            .map(Some)
-            .map_err(|e| corrupt(e.to_string()))
+        let checkpoint: Checkpoint =
+            serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        checkpoint.check_bounds().map_err(corrupt)?;
+        Ok(Some(checkpoint))
     }
 
     /// Refuses a checkpoint written for other flags.

@@ -123,6 +123,8 @@ pub enum CrawlError {
     },
     #[error("DescribeSessions for {job} gave a NextToken on page {page} that it had given before: the service is paging in a circle; nothing was published, rerun to resume")]
     RepeatedToken { job: String, page: u32 },
+    #[error("DescribeSessions for {job} gave a NextToken on each of {pages} pages, more than any 30 days hold; nothing was published, check --endpoint-url")]
+    EndlessWindow { job: String, pages: u32 },
     #[error("DescribeSessions for {job} refused its NextToken more than {restarts} times; nothing was published, rerun later")]
     TokenRestarts { job: String, restarts: u32 },
     #[error("{0} failed unexpectedly; this is a bug in ssm-audit, please report it")]
@@ -291,6 +293,12 @@ impl Queue {
 /// by a split would cost more than it could save.
 const MAX_SAMPLED_PAGES: u32 = 20;
 
+/// The largest window id or page number a crawl reaches: far beyond any
+/// (a million sessions take 5,000 pages), and far from where `u32`
+/// arithmetic would wrap. A window paged this far has a service that never
+/// stops handing out tokens; a checkpoint beyond it is not one we wrote.
+pub const MAX_COUNTER: u32 = 1 << 24;
+
 /// How often one window may start again from its beginning because the
 /// service refused its `NextToken`: more means the service is not keeping
 /// its tokens, and paging on would never end.
@@ -458,6 +466,13 @@ impl Worker {
                 return Ok(());
             }
             seq += 1;
+            if seq >= MAX_COUNTER {
+                // Unique tokens forever: a window no crawl of 30 days needs.
+                return Err(CrawlError::EndlessWindow {
+                    job: job.describe(),
+                    pages: seq,
+                });
+            }
             token = next_token;
         }
     }

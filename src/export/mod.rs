@@ -57,6 +57,8 @@ pub enum ExportError {
         summary: Box<ExportSummary>,
         pending: Vec<manifest::PendingPartition>,
     },
+    #[error("the caller's identity cannot name the output's keys: {0}; check the STS endpoint and credentials")]
+    Identity(String),
     #[error("interrupted by a signal; the checkpoint is saved and nothing partial was published, so rerunning the same command resumes")]
     Interrupted,
     #[error(transparent)]
@@ -154,7 +156,10 @@ pub async fn run(
         ),
         None => (output.clone(), layout::CHECKPOINT_ROOT.to_owned()),
     };
+    layout::check_region(&region)
+        .map_err(|reason| ConfigError::Flag(format!("{reason}; set --region or AWS_REGION")))?;
     let account_id = aws::account_id(&sdk_config, &config.aws).await?;
+    layout::check_account_id(&account_id).map_err(ExportError::Identity)?;
     let counters = Arc::new(CallCounters::default());
     let client = aws::ssm_client(&sdk_config, counters.clone(), &account_id, &region);
     let run_id = manifest::new_run_id(started);

@@ -2,11 +2,14 @@
 //! order mark so spreadsheets detect the encoding of non-Latin reasons.
 //!
 //! CSV injection: a spreadsheet runs a cell that begins with `=`, `+`, `-`
-//! or `@` (and, in some, a tab or carriage return) as a formula. Every text
-//! cell from the data that begins with one of those gets a leading
-//! apostrophe, which spreadsheets show as text and do not evaluate; the
-//! OWASP recommendation. Numbers and times that ssm-audit formats itself are
-//! left alone.
+//! or `@` (or their full-width forms) as a formula, some after leading
+//! spaces or control characters, and some treat a leading tab, carriage
+//! return, line feed or NUL specially. Every text cell from the data that
+//! begins with a control character, or whose first character after leading
+//! spaces and control characters is a trigger, gets a leading apostrophe,
+//! which spreadsheets show as text and do not evaluate (OWASP CSV
+//! injection, ASVS 5.0). Numbers and times that ssm-audit formats itself
+//! are left alone.
 
 use super::{duration_minutes, is_after_hours, rfc3339, ReportError};
 use crate::dataset::record::SessionRecord;
@@ -34,7 +37,11 @@ const HEADER: [&str; 18] = [
 
 /// Makes a text cell from the data safe to open in a spreadsheet.
 pub fn neutralise(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    const TRIGGERS: [char; 8] = [
+        '=', '+', '-', '@', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}',
+    ];
+    let after_padding = cell.trim_start_matches(|c: char| c.is_whitespace() || c.is_control());
+    if cell.starts_with(char::is_control) || after_padding.starts_with(TRIGGERS) {
         format!("'{cell}")
     } else {
         cell.to_owned()
@@ -97,6 +104,21 @@ mod tests {
         assert_eq!(neutralise("@lead"), "'@lead");
         assert_eq!(neutralise("+1"), "'+1");
         assert_eq!(neutralise("plain, text"), "plain, text");
+        for hostile in [
+            "\0=1+1",
+            "\n=1+1",
+            "\t=1",
+            "\r@x",
+            "  =1+1",
+            " \u{b}-2",
+            "\u{ff1d}1+1",
+            "\u{ff20}SUM(A1)",
+            "\u{0}",
+            "\u{1b}[31m",
+        ] {
+            assert_eq!(neutralise(hostile), format!("'{hostile}"), "{hostile:?}");
+        }
+        assert_eq!(neutralise("  spaced words"), "  spaced words");
         let mut r = record("a", 0, "Terminated", 0);
         r.reason = Some("=cmd|' /C calc'!A0, \"quoted\"\nline".into());
         let text = String::from_utf8(render(&[r]).expect("renders")).expect("utf-8");

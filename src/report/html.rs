@@ -124,6 +124,22 @@ pub fn render(report: &Report) -> String {
         version = env!("CARGO_PKG_VERSION"),
     );
 
+    if !report.skipped_files.is_empty() {
+        html.push_str(
+            "<section id=\"skipped-files\"><h2>Files left out</h2><p>These files under \
+             <span class=\"mono\">sessions/</span> could not be read, so their sessions are \
+             not counted below. Verify the data set.</p><ul>",
+        );
+        for file in &report.skipped_files {
+            let _ = write!(
+                html,
+                "<li><span class=\"mono\">{}</span>: {}</li>",
+                escape(&file.key),
+                escape(&file.reason)
+            );
+        }
+        html.push_str("</ul></section>\n");
+    }
     let t = &report.totals;
     html.push_str("<section><h2>Totals</h2><div class=\"totals\">");
     for (id, n, label) in [

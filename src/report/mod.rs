@@ -17,9 +17,11 @@ use crate::cli::{ReportArgs, ReportFormat};
 use crate::config::{AwsSettings, ConfigError, Location, S3Settings};
 use crate::dataset::layout::{self, PartitionKey};
 use crate::dataset::record::{sort_rows, SessionRecord};
-use crate::dataset::schema::{self, SchemaError};
+use crate::dataset::schema;
 use crate::storage::{AnyStorage, LocalStorage, Storage, StorageError};
+use crate::text::printable;
 use crate::time::Clock;
+use crate::verify::{self, VerifyError};
 
 mod csv;
 mod html;
@@ -62,9 +64,25 @@ pub struct ReportConfig {
     pub clock: Clock,
 }
 
+/// The days a report may ask about: sessions are dated by AWS, and the
+/// calendar's far ends only break arithmetic.
+const FIRST_DAY: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+const LAST_DAY: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
+
+/// The most daily bars a report draws; a longer period is drawn over the
+/// days that hold sessions.
+const MAX_CHART_DAYS: u64 = 3_660;
+
 fn parse_day(flag: &str, text: &str) -> Result<NaiveDate, ConfigError> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| ConfigError::Flag(format!("{flag} {text:?} is not a date such as 2026-07-01")))
+    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        ConfigError::Flag(format!("{flag} {text:?} is not a date such as 2026-07-01"))
+    })?;
+    if !(FIRST_DAY..=LAST_DAY).contains(&day) {
+        return Err(ConfigError::Flag(format!(
+            "{flag} {text:?} is outside {FIRST_DAY} to {LAST_DAY}"
+        )));
+    }
+    Ok(day)
 }
 
 impl ReportConfig {
@@ -167,8 +185,6 @@ pub enum ReportError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Aws(#[from] AwsError),
-    #[error("partition {key} is unreadable: {source}")]
-    Partition { key: String, source: SchemaError },
     #[error("cannot write the report to {destination}")]
     Write {
         destination: String,
@@ -177,6 +193,8 @@ pub enum ReportError {
     },
     #[error("cannot encode the report: {0}")]
     Encode(String),
+    #[error(transparent)]
+    Input(#[from] VerifyError),
 }
 
 /// Everything a report shows, in every format.
@@ -190,6 +208,8 @@ pub struct Report {
     pub sessions_per_day: Vec<DayCount>,
     pub top_owners: Vec<NameCount>,
     pub top_targets: Vec<NameCount>,
+    /// Files under `sessions/` left out, and why.
+    pub skipped_files: Vec<SkippedFile>,
     /// Sessions by index into `sessions`.
     #[serde(skip)]
     pub longest: Vec<usize>,
@@ -322,15 +342,30 @@ pub fn is_after_hours(r: &SessionRecord) -> bool {
 
 /// Reads the sessions of the period that match the filters, reading only
 /// the partitions in range.
+/// A file under `sessions/` the report could not use, named in the report:
+/// an auditor must see that something was left out, not a smaller count.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedFile {
+    pub key: String,
+    pub reason: String,
+}
+
 pub async fn select<S: Storage>(
     storage: &S,
     config: &ReportConfig,
-) -> Result<Vec<SessionRecord>, ReportError> {
+) -> Result<(Vec<SessionRecord>, Vec<SkippedFile>), ReportError> {
     let owners: BTreeSet<&str> = config.owners.iter().map(String::as_str).collect();
     let targets: BTreeSet<&str> = config.targets.iter().map(String::as_str).collect();
     let mut sessions = Vec::new();
+    let mut skipped = Vec::new();
     for key in storage.list(layout::SESSIONS_PREFIX).await? {
         let Some(PartitionKey { date: day, .. }) = PartitionKey::parse(&key) else {
+            tracing::warn!(key = %printable(&key), "skipping a file that is not a partition");
+            skipped.push(SkippedFile {
+                key,
+                reason: "not a partition (sessions/dt=YYYY-MM-DD/<account>_<region>.parquet)"
+                    .into(),
+            });
             continue;
         };
         if config.from.is_some_and(|from| day < from) || config.to.is_some_and(|to| day > to) {
@@ -339,17 +374,24 @@ pub async fn select<S: Storage>(
         let Some(bytes) = storage.get(&key).await? else {
             continue;
         };
-        let rows = schema::read_parquet(bytes).map_err(|source| ReportError::Partition {
-            key: key.clone(),
-            source,
-        })?;
+        let rows = match schema::read_parquet(bytes) {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(key = %printable(&key), %error, "skipping an unreadable partition");
+                skipped.push(SkippedFile {
+                    key,
+                    reason: error.to_string(),
+                });
+                continue;
+            }
+        };
         sessions.extend(rows.into_iter().filter(|r| {
             (owners.is_empty() || r.owner.as_deref().is_some_and(|o| owners.contains(o)))
                 && (targets.is_empty() || r.target.as_deref().is_some_and(|t| targets.contains(t)))
         }));
     }
     sort_rows(&mut sessions);
-    Ok(sessions)
+    Ok((sessions, skipped))
 }
 
 fn top(counts: HashMap<&str, usize>) -> Vec<NameCount> {
@@ -413,8 +455,14 @@ pub fn build(sessions: Vec<SessionRecord>, config: &ReportConfig, source: String
         }
     }
     // Every day of the period gets a bar, also the days without sessions.
-    let first = config.from.or_else(|| per_day.keys().next().copied());
-    let last = config.to.or_else(|| per_day.keys().next_back().copied());
+    let mut first = config.from.or_else(|| per_day.keys().next().copied());
+    let mut last = config.to.or_else(|| per_day.keys().next_back().copied());
+    if let (Some(a), Some(b)) = (first, last) {
+        if b.signed_duration_since(a).num_days().unsigned_abs() > MAX_CHART_DAYS {
+            first = per_day.keys().next().copied();
+            last = per_day.keys().next_back().copied();
+        }
+    }
     let mut sessions_per_day = Vec::new();
     if let (Some(mut day), Some(last)) = (first, last) {
         while day <= last {
@@ -422,7 +470,10 @@ pub fn build(sessions: Vec<SessionRecord>, config: &ReportConfig, source: String
                 day: day.to_string(),
                 sessions: per_day.get(&day).copied().unwrap_or(0),
             });
-            day = day.succ_opt().unwrap_or(last + chrono::Days::new(1));
+            match day.succ_opt() {
+                Some(next) => day = next,
+                None => break,
+            }
         }
     }
     let mut longest: Vec<usize> = (0..sessions.len())
@@ -453,6 +504,7 @@ pub fn build(sessions: Vec<SessionRecord>, config: &ReportConfig, source: String
         sessions_per_day,
         top_owners: top(owners),
         top_targets: top(targets),
+        skipped_files: Vec::new(),
         longest,
         failed,
         just_in_time: jit,
@@ -475,8 +527,10 @@ pub fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, ReportEr
 /// Runs `ssm-audit report`.
 pub async fn run(config: ReportConfig) -> Result<(), ReportError> {
     let storage = aws::storage_for(&config.input, None, &config.aws, &config.s3).await?;
-    let sessions = select(&storage, &config).await?;
-    let report = build(sessions, &config, storage.location());
+    verify::require_data_set(&storage).await?;
+    let (sessions, skipped) = select(&storage, &config).await?;
+    let mut report = build(sessions, &config, storage.location());
+    report.skipped_files = skipped;
     let bytes = render(&report, config.format)?;
     // The report goes through the storage seam like everything the product
     // writes: atomic and durable on disk, checksummed and encrypted in S3.

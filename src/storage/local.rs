@@ -3,8 +3,17 @@
 //! directory fsynced; conditional writes hold an advisory lock on a sidecar
 //! file so check-then-write sequences of processes on one machine do not
 //! interleave. Version tags are SHA-256 digests of the content.
+//!
+//! The output may be a folder other people can write to, so nothing here
+//! follows a symbolic link below the root (a planted link would make a
+//! clean-up delete its target's files): every path is checked component by
+//! component and refused, named, if one is a link; files are opened with
+//! `O_NOFOLLOW`, and staging files are created with `O_EXCL` under names no
+//! one can predict. Files are created 0640 and folders 0750, whatever the
+//! umask.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,7 +43,9 @@ impl LocalStorage {
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
-        Ok(self.root.join(object_key(key)?))
+        let path = self.root.join(object_key(key)?);
+        refuse_links_below(&self.root, &path)?;
+        Ok(path)
     }
 
     fn io<'a>(
@@ -48,12 +59,31 @@ impl LocalStorage {
         }
     }
 
-    /// Creates the directory of `path`; returns it with the file name.
+    /// Creates the directory of `path` (each missing folder 0750); returns
+    /// it with the file name.
     fn prepare_dir(path: &Path) -> Result<(&Path, String), StorageError> {
         let dir = path
             .parent()
             .ok_or_else(|| StorageError::InvalidKey(path.display().to_string()))?;
-        std::fs::create_dir_all(dir).map_err(Self::io("create directory", dir))?;
+        if !dir.is_dir() {
+            let mut missing = Vec::new();
+            let mut current = Some(dir);
+            while let Some(folder) = current.filter(|f| !f.as_os_str().is_empty() && !f.exists()) {
+                missing.push(folder);
+                current = folder.parent();
+            }
+            for folder in missing.into_iter().rev() {
+                match std::fs::DirBuilder::new().mode(FOLDER_MODE).create(folder) {
+                    Ok(()) => std::fs::set_permissions(
+                        folder,
+                        std::fs::Permissions::from_mode(FOLDER_MODE),
+                    )
+                    .map_err(Self::io("set the mode of", folder))?,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Self::io("create directory", folder)(e)),
+                }
+            }
+        }
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -64,12 +94,21 @@ impl LocalStorage {
     fn put_blocking(path: &Path, data: &[u8]) -> Result<(), StorageError> {
         let (dir, name) = Self::prepare_dir(path)?;
         let staging = dir.join(format!(
-            ".{name}.tmp-{}-{}",
+            ".{name}.tmp-{}-{}-{:016x}",
             std::process::id(),
-            STAGING_SERIAL.fetch_add(1, Ordering::Relaxed)
+            STAGING_SERIAL.fetch_add(1, Ordering::Relaxed),
+            fastrand::u64(..)
         ));
         let result = (|| {
-            let mut file = std::fs::File::create(&staging).map_err(Self::io("create", &staging))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&staging)
+                .map_err(Self::io("create", &staging))?;
+            file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+                .map_err(Self::io("set the mode of", &staging))?;
             file.write_all(data).map_err(Self::io("write", &staging))?;
             file.sync_all().map_err(Self::io("fsync", &staging))?;
             std::fs::rename(&staging, path).map_err(Self::io("rename into place", path))?;
@@ -117,8 +156,13 @@ impl LocalStorage {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&lock_path)
             .map_err(Self::io("open", &lock_path))?;
+        lock_file
+            .set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+            .map_err(Self::io("set the mode of", &lock_path))?;
         lock_file.lock().map_err(Self::io("lock", &lock_path))?;
         let result = f();
         let _ = lock_file.unlock();
@@ -140,7 +184,7 @@ impl LocalStorage {
     /// The file and its version, reading at most `limit` bytes of it.
     fn read_versioned_limited(path: &Path, limit: u64) -> Result<Option<Versioned>, StorageError> {
         use std::io::Read;
-        let file = match std::fs::File::open(path) {
+        let file = match open_no_follow(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Self::io("read", path)(e)),
@@ -175,6 +219,11 @@ impl LocalStorage {
             let entry = entry.map_err(Self::io("list", dir))?;
             let path = entry.path();
             let file_type = entry.file_type().map_err(Self::io("stat", &path))?;
+            if file_type.is_symlink() {
+                return Err(StorageError::Link {
+                    location: path.display().to_string(),
+                });
+            }
             if file_type.is_dir() {
                 Self::list_blocking(root, &path, out)?;
             } else if !entry.file_name().to_string_lossy().starts_with('.') {
@@ -185,6 +234,47 @@ impl LocalStorage {
         }
         Ok(())
     }
+}
+
+/// The mode of every file and folder this backend creates (the umask does
+/// not widen or narrow it): the owner writes, its group reads.
+const FILE_MODE: u32 = 0o640;
+const FOLDER_MODE: u32 = 0o750;
+
+fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Refuses `path` if a folder or file on the way from `root` to it is a
+/// symbolic link (the root itself may be one: the operator chose it).
+fn refuse_links_below(root: &Path, path: &Path) -> Result<(), StorageError> {
+    let Ok(relative) = path.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut current = root.to_path_buf();
+    for component in relative.components() {
+        current.push(component);
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(StorageError::Link {
+                    location: current.display().to_string(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(StorageError::Io {
+                    op: "inspect",
+                    location: current.display().to_string(),
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The local version tag of some bytes: their SHA-256 (what S3 calls the ETag
@@ -247,10 +337,15 @@ impl Storage for LocalStorage {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
         let path = self.path_of(key)?;
-        blocking(move || match std::fs::read(&path) {
-            Ok(data) => Ok(Some(Bytes::from(data))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Self::io("read", &path)(e)),
+        blocking(move || {
+            match open_no_follow(&path).and_then(|mut file| {
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut data).map(|_| data)
+            }) {
+                Ok(data) => Ok(Some(Bytes::from(data))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Self::io("read", &path)(e)),
+            }
         })
         .await
     }

@@ -47,6 +47,8 @@ pub enum StorageError {
         location: String,
         message: String,
     },
+    #[error("refusing to follow the symbolic link {location} inside the output or checkpoint folder: ssm-audit never reads, writes or deletes through a link there; remove it")]
+    Link { location: String },
     #[error("{location} is larger than the {limit} bytes such a file may have; it was not written by ssm-audit: move it aside")]
     TooLarge { location: String, limit: u64 },
     #[error("refusing to {op} {location}: this run's lease on the output lock may have run out ({reason}); another run may hold it now")]

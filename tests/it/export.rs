@@ -734,3 +734,91 @@ fn missing_region_credentials_or_endpoint_exit_1_and_write_nothing() {
     assert!(!target.exists(), "nothing written");
     assert_eq!(sim.stat("describe_calls"), 0);
 }
+
+#[test]
+fn a_symlink_planted_in_the_output_is_refused_and_its_target_untouched() {
+    let data = generated(200, 14, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let victim = dir.path().join("victim");
+    std::fs::create_dir_all(&victim).expect("mkdir");
+    std::fs::write(victim.join("precious.parquet"), b"keep me").expect("write");
+    let staged = out.join(format!("_checkpoint/{ACCOUNT}_{REGION}"));
+    std::fs::create_dir_all(&staged).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, staged.join("staged")).expect("symlink");
+
+    let result = export(&sim, &out, &[]);
+    assert_eq!(result.status.code(), Some(1), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("symbolic link") && stderr(&result).contains("staged"),
+        "{}",
+        stderr(&result)
+    );
+    assert_eq!(
+        std::fs::read(victim.join("precious.parquet")).expect("still there"),
+        b"keep me"
+    );
+}
+
+#[test]
+fn files_are_0640_and_folders_0750_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let (sim, _d) = Sim::with_sessions(&generated(50, 15, &[]), &[]);
+    for umask in ["000", "077"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let command = export_command(&sim, &out, &[]);
+        let program = command.get_program().to_owned();
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect();
+        let script = format!(
+            "umask {umask}; exec '{}' {}",
+            program.to_string_lossy(),
+            args.join(" ")
+        );
+        let result = command_with_env(&command, "sh")
+            .args(["-c", &script])
+            .output()
+            .expect("runs");
+        assert_success(&result);
+        let mut checked = 0;
+        for entry in walkdir(&out) {
+            let mode = std::fs::metadata(&entry)
+                .expect("stat")
+                .permissions()
+                .mode()
+                & 0o777;
+            let expected = if entry.is_dir() { 0o750 } else { 0o640 };
+            assert_eq!(mode, expected, "umask {umask}: {}", entry.display());
+            checked += 1;
+        }
+        assert!(checked > 5, "umask {umask}: {checked}");
+    }
+}
+
+/// A command for `program` with the environment `like` sets.
+fn command_with_env(like: &std::process::Command, program: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    for (key, value) in like.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            all.extend(walkdir(&path));
+        }
+        all.push(path);
+    }
+    all
+}

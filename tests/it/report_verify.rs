@@ -65,9 +65,13 @@ fn verify_passes_a_clean_data_set_and_names_every_changed_missing_and_unlisted_f
 
     let empty = tempfile::tempdir().expect("tempdir");
     let nothing = verify(empty.path());
-    assert_eq!(nothing.status.code(), Some(1));
+    assert_eq!(
+        nothing.status.code(),
+        Some(2),
+        "not a data set is a usage error"
+    );
     assert!(
-        stderr(&nothing).contains("no run manifests"),
+        stderr(&nothing).contains("holds no ssm-audit data set"),
         "{}",
         stderr(&nothing)
     );

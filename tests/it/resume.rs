@@ -528,10 +528,12 @@ fn a_write_error_stops_the_run_clearly_and_the_rerun_resumes_from_the_last_durab
 
     std::fs::remove_file(out.path().join("sessions")).expect("clear the way");
     assert_success(&export(&sim, out.path(), CRAWL));
-    assert_eq!(
-        sim.stat("describe_ok"),
-        calls,
-        "the crawl was durable: nothing fetched again"
+    // Nothing fetched again; at most one call for the seconds between the
+    // two runs (a resumed window that ends now extends to the rerun's now).
+    assert!(
+        sim.stat("describe_ok") <= calls + 1,
+        "the crawl was durable: {} calls after {calls}",
+        sim.stat("describe_ok")
     );
     let rows = read_rows(out.path());
     assert_eq!(rows.len(), data.len());

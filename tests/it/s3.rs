@@ -291,10 +291,12 @@ fn a_permanent_s3_failure_stops_the_run_with_the_checkpoint_intact() {
             .expect("lift the policy");
     });
     assert_success(&s3_export(&sim, &moto, "s3://audit-bucket/ssm", &[]));
-    assert_eq!(
-        sim.stat("describe_ok"),
-        calls,
-        "the crawl was kept: nothing fetched again"
+    // Nothing fetched again; at most one call for the seconds between the
+    // two runs (a resumed window that ends now extends to the rerun's now).
+    assert!(
+        sim.stat("describe_ok") <= calls + 1,
+        "the crawl was kept: {} calls after {calls}",
+        sim.stat("describe_ok")
     );
     assert_eq!(read_s3_rows(&moto, "audit-bucket", "ssm").len(), data.len());
 }
@@ -302,7 +304,7 @@ fn a_permanent_s3_failure_stops_the_run_with_the_checkpoint_intact() {
 #[test]
 fn conditional_writes_whose_answer_was_lost_are_recognised_when_the_sdk_retries() {
     let data = generated(600, 95, &[]);
-    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "100ms"]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "150ms"]);
     let moto = Moto::start();
     moto.create_bucket("audit-bucket");
     // Each of these lands in moto and its answer is dropped: the lock's
@@ -324,10 +326,10 @@ fn conditional_writes_whose_answer_was_lost_are_recognised_when_the_sdk_retries(
             "20",
             "--concurrency",
             "1",
-            // Long enough for the SDK's retry backoff, short enough to renew
-            // (every second) during the run.
+            // Long enough for the SDK's retry backoff and a busy machine,
+            // short enough to renew (every 2 s) during the run of ~5 s.
             "--lock-lease",
-            "3s",
+            "6s",
         ])
         .output()
         .expect("runs");

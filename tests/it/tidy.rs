@@ -34,7 +34,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("verify", &["dataset", "storage"]),
     (
         "report",
-        &["aws", "cli", "config", "dataset", "storage", "time"],
+        &[
+            "aws", "cli", "config", "dataset", "storage", "text", "time", "verify",
+        ],
     ),
     ("exit", &["config", "export", "storage", "verify"]),
 ];
