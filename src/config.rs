@@ -40,9 +40,38 @@ pub enum ConfigError {
 pub struct AwsSettings {
     pub region: Option<String>,
     pub profile: Option<String>,
+    /// Recorded in manifests without user info, query or fragment, where a
+    /// credential or a signed token could sit.
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub endpoint_url: Option<String>,
     pub account_id: Option<String>,
     pub max_attempts: Option<u32>,
+}
+
+fn serialize_redacted_url<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&redacted_url(url)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `url` without user info (`user:password@`), query or fragment.
+pub fn redacted_url(url: &str) -> String {
+    let without_tail = url.split(['?', '#']).next().unwrap_or_default();
+    match without_tail.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(at) => rest.split_at(at),
+                None => (rest, ""),
+            };
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            format!("{scheme}://{host}{path}")
+        }
+        None => without_tail.to_owned(),
+    }
 }
 
 impl AwsSettings {
@@ -541,6 +570,27 @@ mod tests {
         assert!(parse_time("--since", "yesterday").is_err());
         assert!(config(&["--slice", "1500ms"]).is_err());
         assert!(config(&["--lookback", "forever"]).is_err());
+    }
+
+    #[test]
+    fn endpoint_urls_are_recorded_without_secrets() {
+        assert_eq!(
+            redacted_url("https://user:s3cr3t@vpce-1.ssm.eu-west-1.vpce.amazonaws.com:443/p?X-Amz-Signature=abc#f"),
+            "https://vpce-1.ssm.eu-west-1.vpce.amazonaws.com:443/p"
+        );
+        assert_eq!(
+            redacted_url("http://127.0.0.1:4566"),
+            "http://127.0.0.1:4566"
+        );
+        let settings = AwsSettings {
+            endpoint_url: Some("http://k:v@host/?token=t".into()),
+            ..AwsSettings::default()
+        };
+        let json = serde_json::to_string(&settings).expect("json");
+        assert!(
+            json.contains("http://host/") && !json.contains("token") && !json.contains("k:v"),
+            "{json}"
+        );
     }
 
     #[test]

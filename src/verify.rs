@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::dataset::layout::{RUNS_PREFIX, SESSIONS_PREFIX};
 use crate::dataset::manifest::{sha256_hex, RunManifest, MANIFEST_VERSION, MAX_MANIFEST_BYTES};
 use crate::storage::{Storage, StorageError};
+use crate::text::printable;
 
 /// What verification found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -41,16 +42,22 @@ impl std::fmt::Display for VerifyReport {
             writeln!(
                 f,
                 "CHANGED   {} (run {} wrote sha256 {}, found {})",
-                c.path, c.run_id, c.expected_sha256, c.actual_sha256
+                printable(&c.path),
+                printable(&c.run_id),
+                printable(&c.expected_sha256),
+                c.actual_sha256
             )?;
         }
+        // Names come from listings and manifests, which anyone with write
+        // access shapes: one finding per line, whatever the name holds.
         for path in &self.missing {
-            writeln!(f, "MISSING   {path}")?;
+            writeln!(f, "MISSING   {}", printable(path))?;
         }
         for path in &self.unlisted {
             writeln!(
                 f,
-                "UNLISTED  {path} (present, but no run manifest wrote it)"
+                "UNLISTED  {} (present, but no run manifest wrote it)",
+                printable(path)
             )?;
         }
         write!(

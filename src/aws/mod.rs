@@ -180,6 +180,15 @@ pub fn s3_client(config: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Clie
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 
+/// When the credentials `settings` resolve to expire, if they do (SSO, an
+/// assumed or ECS/EC2 role); None for long-lived keys or when none resolve.
+pub async fn credentials_expiry(settings: &AwsSettings) -> Option<std::time::SystemTime> {
+    use aws_sdk_s3::config::ProvideCredentials;
+    let config = load_sdk_config(settings).await.ok()?;
+    let provider = config.credentials_provider()?;
+    provider.provide_credentials().await.ok()?.expiry()
+}
+
 /// Storage for a location. An S3 location needs the SDK configuration:
 /// `loaded` when the caller has one, else loaded from `settings` (a local
 /// data set needs no AWS settings at all).

@@ -28,7 +28,7 @@ use crate::dataset::record::SessionRecord;
 use crate::export::pace::{Outcome, Pacer};
 use crate::export::plan::{split_window, FIRST_WINDOW_ALLOWANCE};
 use crate::shutdown::CancellationToken;
-use crate::text::error_text;
+use crate::text::{error_text, printable};
 use crate::time::{Clock, TimeRange};
 
 /// One window of one state, and where to continue it.
@@ -412,7 +412,10 @@ impl Worker {
                         records.push(record)
                     }
                     Ok(_) => outside_window += 1,
-                    Err(error) => tracing::warn!(%error, "skipping a session the service returned"),
+                    Err(error) => tracing::warn!(
+                        error = %printable(&error.to_string()),
+                        "skipping a session the service returned"
+                    ),
                 }
             }
             // An empty token is no token: the window ends here.

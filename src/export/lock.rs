@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use crate::dataset::layout::LOCK_KEY;
 use crate::shutdown::CancellationToken;
 use crate::storage::{Conditional, Fence, Fenced, Storage, StorageError};
+use crate::text::printable;
 use crate::time::Clock;
 
 /// How long a lease lasts without renewal; renewed every third of it.
@@ -73,7 +74,7 @@ pub enum LockError {
     #[error(
         "another export holds the lock on this output: host {host}, pid {pid}, run {run_id}, started {started_at}, lease until {lease_expires_at} (its clock); \
          wait for it to finish (a lock left by a killed run is taken over once it has not changed for a whole lease)",
-        host = .0.host, pid = .0.pid, run_id = .0.run_id, started_at = .0.started_at, lease_expires_at = .0.lease_expires_at
+        host = printable(&.0.host), pid = .0.pid, run_id = printable(&.0.run_id), started_at = printable(&.0.started_at), lease_expires_at = printable(&.0.lease_expires_at)
     )]
     Held(Box<Holder>),
     #[error("the output lock {0} is not one ssm-audit wrote ({1}) and it keeps changing; another tool is writing this output")]
@@ -273,10 +274,10 @@ pub async fn acquire<S: Storage>(
         }
         match &theirs {
             Ok(stale) => {
-                tracing::warn!(host = %stale.host, pid = stale.pid, run_id = %stale.run_id, "taking over a stale output lock")
+                tracing::warn!(host = %printable(&stale.host), pid = stale.pid, run_id = %printable(&stale.run_id), "taking over a stale output lock")
             }
             Err(reason) => {
-                tracing::warn!(%reason, "taking over an unreadable output lock that did not change for a whole lease")
+                tracing::warn!(reason = %printable(reason), "taking over an unreadable output lock that did not change for a whole lease")
             }
         }
         let sent = Instant::now();

@@ -18,6 +18,7 @@ use crate::dataset::record::{merge, SessionRecord};
 use crate::dataset::schema::{self, Packing, ParquetSink, ParquetSource, SchemaError};
 use crate::export::stage::{Staged, Winner};
 use crate::storage::{Storage, StorageError};
+use crate::text::printable;
 
 /// A partition that could not be merged or written.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +126,7 @@ pub async fn publish<S: Storage, P: Storage>(
         let (bytes, rows) = match merged {
             Ok(merged) => merged,
             Err(error @ PublishError::Existing { .. }) => {
-                tracing::error!(%error, "keeping this day's sessions for the next run; publishing the others");
+                tracing::error!(error = %printable(&error.to_string()), "keeping this day's sessions for the next run; publishing the others");
                 let mut fresh: Vec<SessionRecord> = Vec::with_capacity(indexes.len());
                 for &index in &indexes {
                     let index = index as usize;
@@ -298,7 +299,7 @@ async fn find_moves<S: Storage, P: Storage>(
         });
         if let Err(error) = scanned {
             // Reported when its own day is published (or left pending).
-            tracing::warn!(%key, %error, "cannot read an existing partition for moved sessions");
+            tracing::warn!(%key, error = %printable(&error.to_string()), "cannot read an existing partition for moved sessions");
         }
     }
     let mut moves = Moves::default();
@@ -325,7 +326,7 @@ async fn find_moves<S: Storage, P: Storage>(
             continue;
         };
         old.absorb(parts.row(winner).await?);
-        tracing::info!(session_id = %id, from = %old_day, "a session's start date moved; moving its row");
+        tracing::info!(session_id = %printable(&id), from = %old_day, "a session's start date moved; moving its row");
         moves.moved.insert(id, (old_day, old));
     }
     Ok(moves)

@@ -564,6 +564,19 @@ pub async fn run(config: ReportConfig) -> Result<(), ReportError> {
         .await
         .map_err(written)?;
     if let (Some(expires), AnyStorage::S3(s3)) = (config.presign, &destination) {
+        // A link signed with temporary credentials dies with them.
+        if let Some(until) = aws::credentials_expiry(&config.aws).await {
+            let works_for = until
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            if works_for < expires {
+                tracing::warn!(
+                    "the link works for {} only, not the {} asked: it is signed with temporary credentials (SSO, an assumed, ECS or EC2 role) that expire then; sign with longer-lived credentials for a link that lasts",
+                    humantime::format_duration(Duration::from_secs(works_for.as_secs())),
+                    humantime::format_duration(expires)
+                );
+            }
+        }
         println!(
             "{}",
             s3.presigned_get(&key, expires).await.map_err(written)?
