@@ -542,6 +542,69 @@ mod tests {
         ExportConfig::from_args(&args, Clock::fixed(NOW))
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A flag's value: a valid one, one near a limit, or anything.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("30d".to_string()),
+                Just("2026-11-01".to_string()),
+                Just("+262142-12-31".to_string()),
+                Just("-1s".to_string()),
+                Just("18446744073709551615ms".to_string()),
+                Just("S3://b/p".to_string()),
+                "[0-9a-zA-Z:+/=.,-]{0,24}",
+                "\\PC{0,24}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever the flags hold, validation answers Ok or a usage
+            /// error that names a flag; it never panics.
+            #[test]
+            fn any_export_flags_validate_or_are_refused_by_name(
+                flag in prop::sample::select(vec![
+                    "--since", "--until", "--lookback", "--slice", "--page-size", "--concurrency",
+                    "--filters", "--checkpoint", "--account-id", "--clock-start", "--lock-lease",
+                ]),
+                text in value(),
+                output in value(),
+            ) {
+                let mut argv = vec!["ssm-audit", "export", "--output", output.as_str()];
+                argv.extend([flag, text.as_str()]);
+                let Ok(cli) = crate::cli::Cli::try_parse_from(argv) else {
+                    return Ok(()); // clap refused it: exit 2 with its message
+                };
+                let crate::cli::Command::Export(args) = cli.command else {
+                    panic!("an export command")
+                };
+                if let Err(error) = ExportConfig::from_args(&args, Clock::fixed(NOW)) {
+                    let text = error.to_string();
+                    prop_assert!(text.contains("--") || text.contains("flag"), "{}", text);
+                }
+            }
+
+            #[test]
+            fn any_report_flags_validate_or_are_refused(
+                from in value(),
+                to in value(),
+                presign in value(),
+            ) {
+                let argv = ["ssm-audit", "report", "--input", "/tmp/in", "--out", "s3://bucket-x/r.html",
+                    "--from", &from, "--to", &to, "--presign", &presign];
+                if let Ok(crate::cli::Cli { command: crate::cli::Command::Report(args), .. }) =
+                    crate::cli::Cli::try_parse_from(argv)
+                {
+                    let _ = crate::report::ReportConfig::from_args(&args);
+                }
+            }
+        }
+    }
+
     #[test]
     fn defaults_crawl_thirty_days_of_both_states() {
         let c = config(&[]).expect("valid");

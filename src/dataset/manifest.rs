@@ -102,3 +102,28 @@ pub fn new_run_id(started: chrono::DateTime<chrono::Utc>) -> String {
         fastrand::u32(..)
     )
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes in `_runs/` parse as a manifest or are refused; a
+        /// manifest that parses writes back as what it read.
+        #[test]
+        fn any_manifest_file_parses_or_is_refused(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+            rows in any::<usize>(),
+            path in "\\PC{0,40}",
+        ) {
+            let _ = serde_json::from_slice::<RunManifest>(&bytes);
+            let file = WrittenFile { path, rows, bytes: 1, sha256: "00".into() };
+            let text = serde_json::to_string(&file).expect("json");
+            let back: WrittenFile = serde_json::from_str(&text).expect("parses back");
+            prop_assert_eq!(back.rows, rows);
+        }
+    }
+}

@@ -39,6 +39,8 @@ pub enum RecordError {
     MissingSessionId,
     #[error("session {0} has no StartDate, so it has no partition")]
     MissingStartDate(String),
+    #[error("session {0} has a StartDate or EndDate outside 1970 to 9999")]
+    DateOutOfRange(String),
 }
 
 /// How strongly an observation speaks for a session's final state. Ending is
@@ -66,9 +68,17 @@ const ENDED_STATUSES: [&str; 3] = ["Terminated", "Terminating", "Failed"];
 /// fractional epoch seconds (`1550676938.352`), which the SDK parses into
 /// binary floating point, so `.001` can arrive as 999,999 ns; truncating, as
 /// `DateTime::to_millis` does, would shift such times by a millisecond.
-pub fn epoch_millis(t: &aws_sdk_ssm::primitives::DateTime) -> i64 {
-    t.secs() * 1000 + (i64::from(t.subsec_nanos()) + 500_000) / 1_000_000
+pub fn epoch_millis(t: &aws_sdk_ssm::primitives::DateTime) -> Option<i64> {
+    t.secs()
+        .checked_mul(1000)?
+        .checked_add((i64::from(t.subsec_nanos()) + 500_000) / 1_000_000)
+        .filter(|ms| (EARLIEST_MS..=LATEST_MS).contains(ms))
 }
+
+/// The dates a session may carry: 1970-01-01 to 9999-12-31 (UTC), the days
+/// partitions can be named for. A service sending another is not believed.
+pub const EARLIEST_MS: i64 = 0;
+pub const LATEST_MS: i64 = 253_402_300_799_999;
 
 impl SessionRecord {
     /// Converts one SDK session observed at `observed_at` (epoch ms).
@@ -84,8 +94,15 @@ impl SessionRecord {
             .to_string();
         let start_date = session
             .start_date()
-            .map(epoch_millis)
             .ok_or_else(|| RecordError::MissingStartDate(session_id.clone()))?;
+        let start_date = epoch_millis(start_date)
+            .ok_or_else(|| RecordError::DateOutOfRange(session_id.clone()))?;
+        let end_date = match session.end_date() {
+            Some(end) => Some(
+                epoch_millis(end).ok_or_else(|| RecordError::DateOutOfRange(session_id.clone()))?,
+            ),
+            None => None,
+        };
         let owned = |v: Option<&str>| v.map(str::to_owned);
         Ok(SessionRecord {
             account_id: account_id.to_owned(),
@@ -107,7 +124,7 @@ impl SessionRecord {
                 .max_session_duration()
                 .and_then(|m| m.trim().parse().ok()),
             start_date,
-            end_date: session.end_date().map(epoch_millis),
+            end_date,
             first_seen_at: observed_at,
             last_seen_at: observed_at,
             session_id,
@@ -168,6 +185,45 @@ pub fn merge(existing: Vec<SessionRecord>, fresh: Vec<SessionRecord>) -> Vec<Ses
 /// Sorts rows into partition order.
 pub fn sort_rows(rows: &mut [SessionRecord]) {
     rows.sort_by(|a, b| a.row_order().cmp(&b.row_order()));
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use aws_sdk_ssm::primitives::DateTime;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the service sends, converting a session never panics;
+        /// a row it gives has a date in the calendar and the fields as sent.
+        #[test]
+        fn any_wire_session_converts_or_is_refused(
+            id in proptest::option::of(".{0,64}"),
+            secs in prop_oneof![any::<i64>(), -1_000_i64..300_000_000_000],
+            nanos in 0u32..1_000_000_000,
+            end in proptest::option::of(any::<i64>()),
+            reason in proptest::option::of("\\PC{0,300}|[\\x00-\\x1f=+@-]{0,8}"),
+            duration in proptest::option::of(".{0,12}"),
+        ) {
+            let session = Session::builder()
+                .set_session_id(id.clone())
+                .start_date(DateTime::from_secs_and_nanos(secs, nanos))
+                .set_end_date(end.map(DateTime::from_secs))
+                .set_reason(reason.clone())
+                .set_max_session_duration(duration)
+                .build();
+            match SessionRecord::from_sdk(&session, "123456789012", "eu-west-1", 5) {
+                Ok(row) => {
+                    prop_assert!((EARLIEST_MS..=LATEST_MS).contains(&row.start_date));
+                    prop_assert_eq!(Some(row.session_id), id);
+                    prop_assert_eq!(row.reason, reason);
+                }
+                Err(error) => prop_assert!(!error.to_string().is_empty()),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -234,7 +290,7 @@ pub(crate) mod tests {
             999,
         ] {
             let parsed = DateTime::from_secs_f64(millis as f64 / 1000.0);
-            assert_eq!(epoch_millis(&parsed), millis);
+            assert_eq!(epoch_millis(&parsed), Some(millis));
         }
     }
 

@@ -527,6 +527,65 @@ impl<S: Storage> CheckpointStore<S> {
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::storage::LocalStorage;
+    use proptest::prelude::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any file where the checkpoint goes loads, or is refused as
+        /// corrupt or of another version; never a panic, never a
+        /// checkpoint with counters no crawl reaches.
+        #[test]
+        fn any_checkpoint_file_loads_or_is_refused(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            id in prop_oneof![0u32..1000, any::<u32>()],
+            pages in prop_oneof![0u32..1000, any::<u32>()],
+            parts in prop_oneof![0u32..1000, any::<u32>()],
+            start in any::<i64>(),
+            end in any::<i64>(),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let storage = Arc::new(LocalStorage::new(dir.path()));
+            let store = CheckpointStore::new(storage.clone(), "", "1", "r", Clock::system());
+            // Noise, and a well-formed file with hostile counters.
+            let crafted = serde_json::json!({
+                "format_version": CHECKPOINT_VERSION, "status": "in_progress",
+                "first_run_id": "r", "attempts": 1, "updated_at": "t",
+                "account_id": "1", "region": "r",
+                "spec": {"states": ["history"], "window": "w", "slice_ms": 1000, "filters": []},
+                "window_start_ms": start, "window_end_ms": end, "window": "w",
+                "jobs": [{"id": id, "state": "History", "window": null, "covers": "c",
+                          "status": "in_progress", "pages_done": pages, "next_token": "t",
+                          "parts": parts, "parts_digest": ""}]
+            });
+            let sane = id < 1000 && pages < 1000 && parts <= pages && start <= end;
+            for (file, crafted) in [(bytes.clone(), false), (crafted.to_string().into_bytes(), true)] {
+                let loaded = runtime().block_on(async {
+                    storage.put(&store.key(), file.into()).await.expect("write");
+                    store.load().await
+                });
+                if let Ok(Some(checkpoint)) = &loaded {
+                    prop_assert!(checkpoint.check_bounds().is_ok());
+                    prop_assert!(checkpoint.next_job_id() <= MAX_COUNTER);
+                }
+                if crafted && sane {
+                    prop_assert!(matches!(loaded, Ok(Some(_))), "{:?}", loaded);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::LocalStorage;

@@ -31,7 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "api", "aws", "config", "dataset", "shutdown", "storage", "text", "time",
         ],
     ),
-    ("verify", &["dataset", "storage"]),
+    ("verify", &["dataset", "storage", "text"]),
     (
         "report",
         &[
