@@ -168,3 +168,31 @@ def test_a_report_uploaded_to_s3_downloads_through_its_presigned_link(tmp_path, 
         body = response.read().decode("utf-8-sig")
     assert body.startswith("session_id,account_id,region")
     assert body.count("\r\n") == len(hostile_sessions()) + 1
+
+
+def test_a_link_signed_with_credentials_that_expire_first_says_how_long_it_works(tmp_path, start_sim, moto):
+    import boto3
+
+    out = exported(tmp_path, start_sim, hostile_sessions())
+    boto3.client("s3", endpoint_url=moto, region_name="us-east-1", aws_access_key_id="test",
+                 aws_secret_access_key="test").create_bucket(Bucket="short-lived")
+    # Credentials as SSO or a role give them: they expire in an hour.
+    expires = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    process = tmp_path / "credentials.sh"
+    process.write_text("#!/bin/sh\necho '" + json.dumps({
+        "Version": 1, "AccessKeyId": "test", "SecretAccessKey": "test", "SessionToken": "token",
+        "Expiration": expires}) + "'\n")
+    process.chmod(0o755)
+    config = tmp_path / "config"
+    config.write_text(f"[default]\ncredential_process = {process}\nregion = us-east-1\n")
+    env = aws_env(AWS_ENDPOINT_URL_S3=moto, AWS_CONFIG_FILE=str(config))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [AUDIT_BIN, "report", "--input", out, "--format", "csv", "--out", "s3://short-lived/q3.csv",
+         "--presign", "2d", "--s3-force-path-style"],
+        capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "the link works for 59m" in result.stderr or "the link works for 1h" in result.stderr, result.stderr
+    assert "not the 2days asked" in result.stderr, result.stderr
