@@ -38,7 +38,7 @@ run() {
         --endpoint-url "$endpoint" --concurrency "$concurrency" 2>/dev/null
       read -r kib user sys < "$work/rss"
       rss="$((kib / 1024)) MiB"
-      cpu=$(python3 -c "print(f'{($user + $sys) * 1e6 / max(1, $sessions):.0f}')") ;;
+      [ "$sessions" -gt 0 ] && cpu=$(python3 -c "print(f'{($user + $sys) * 1e6 / $sessions:.0f}')") ;;
   esac
   end=$(date +%s.%N)
   local seconds

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::api::SessionState;
 use crate::config::{ExportConfig, UserFilter};
 use crate::dataset::layout;
-use crate::export::crawl::{CrawlJob, MAX_COUNTER};
+use crate::export::crawl::MAX_COUNTER;
+use crate::export::plan::CrawlJob;
 use crate::storage::{Conditional, Storage, StorageError};
 use crate::time::{Clock, TimeRange};
 

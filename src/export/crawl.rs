@@ -26,35 +26,10 @@ use crate::aws::{self, Failure};
 use crate::config::UserFilter;
 use crate::dataset::record::SessionRecord;
 use crate::export::pace::{Outcome, Pacer};
-use crate::export::plan::{split_window, FIRST_WINDOW_ALLOWANCE};
+use crate::export::plan::{split_window, CrawlJob, FIRST_WINDOW_ALLOWANCE};
 use crate::shutdown::CancellationToken;
 use crate::text::{error_text, printable};
 use crate::time::{Clock, TimeRange};
-
-/// One window of one state, and where to continue it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrawlJob {
-    /// Unique within a crawl; a split's sub-windows get new ids.
-    pub id: u32,
-    pub state: SessionState,
-    /// The `StartDate`s this job owns; None: the whole list, unfiltered
-    /// (Active).
-    pub window: Option<TimeRange>,
-    /// Continue from this token instead of the window's first page.
-    pub resume_token: Option<String>,
-    /// Pages of this job already fetched (their sequence numbers continue).
-    pub pages_done: u32,
-}
-
-impl CrawlJob {
-    /// How messages name the job.
-    fn describe(&self) -> String {
-        match self.window {
-            Some(window) => format!("{} sessions started {window}", self.state.as_str()),
-            None => format!("all {} sessions", self.state.as_str()),
-        }
-    }
-}
 
 /// One page of one job, converted and trimmed to the job's window.
 #[derive(Debug)]

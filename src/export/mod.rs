@@ -24,9 +24,10 @@ use crate::shutdown::CancellationToken;
 use crate::storage::{AnyStorage, Fenced, LocalStorage, Storage, StorageError};
 use crate::time::{format_filter_time, Clock};
 use checkpoint::{Checkpoint, CheckpointError, CheckpointStatus, CheckpointStore, JobSpec};
-use crawl::{CrawlError, CrawlJob, CrawlOptions, Page};
+use crawl::{CrawlError, CrawlOptions, Page};
 use lock::LockError;
 use pace::Pacer;
+use plan::CrawlJob;
 use publish::PublishError;
 use stage::{StageError, Stager};
 

@@ -21,8 +21,32 @@
 
 use crate::api::SessionState;
 use crate::config::ExportConfig;
-use crate::export::crawl::CrawlJob;
 use crate::time::TimeRange;
+
+/// One window of one state, and where to continue it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrawlJob {
+    /// Unique within a crawl; a split's sub-windows get new ids.
+    pub id: u32,
+    pub state: SessionState,
+    /// The `StartDate`s this job owns; None: the whole list, unfiltered
+    /// (Active).
+    pub window: Option<TimeRange>,
+    /// Continue from this token instead of the window's first page.
+    pub resume_token: Option<String>,
+    /// Pages of this job already fetched (their sequence numbers continue).
+    pub pages_done: u32,
+}
+
+impl CrawlJob {
+    /// How messages name the job.
+    pub fn describe(&self) -> String {
+        match self.window {
+            Some(window) => format!("{} sessions started {window}", self.state.as_str()),
+            None => format!("all {} sessions", self.state.as_str()),
+        }
+    }
+}
 
 /// The first jobs of a crawl: Active whole, History over the whole window.
 pub fn plan_jobs(config: &ExportConfig) -> Vec<CrawlJob> {

@@ -16,7 +16,8 @@ use crate::dataset::layout::{self, PartitionKey};
 use crate::dataset::manifest::{sha256_hex, PendingPartition, WrittenFile};
 use crate::dataset::record::{merge, SessionRecord};
 use crate::dataset::schema::{self, Packing, ParquetSink, ParquetSource, SchemaError};
-use crate::export::stage::{Staged, Winner};
+use crate::export::dedupe::Winner;
+use crate::export::stage::Staged;
 use crate::storage::{Storage, StorageError};
 use crate::text::printable;
 

@@ -15,42 +15,11 @@ use serde::Serialize;
 
 use crate::api::SessionState;
 use crate::dataset::manifest::sha256_hex;
-use crate::dataset::record::{Rank, SessionRecord};
+use crate::dataset::record::SessionRecord;
 use crate::dataset::schema::{self, SchemaError};
 use crate::export::crawl::Page;
-use crate::export::dedupe::DedupeSet;
+use crate::export::dedupe::{DedupeSet, Winner, MAX_PAGE_ROWS};
 use crate::storage::{Storage, StorageError};
-
-/// Where the winning observation of one session is, and what it won with.
-/// One per distinct session: its fields are laid out to fit 40 bytes (a
-/// [`Rank`] field would pad it to 48), which is most of an export's memory.
-#[derive(Debug, Clone, Copy)]
-pub struct Winner {
-    pub start_date: i64,
-    /// The winning observation's [`Rank::observed_at`].
-    pub observed_at: i64,
-    pub first_seen_at: i64,
-    pub last_seen_at: i64,
-    /// Index into [`Staged::parts`].
-    pub part: u32,
-    /// The row within its part: a part is one page, of at most
-    /// [`MAX_PAGE_ROWS`] sessions.
-    pub row: u16,
-    /// The winning observation's [`Rank::ended`].
-    pub ended: bool,
-}
-
-/// The most sessions one staged page may hold (the API's pages hold 200).
-pub const MAX_PAGE_ROWS: usize = u16::MAX as usize + 1;
-
-impl Winner {
-    pub fn rank(&self) -> Rank {
-        Rank {
-            ended: self.ended,
-            observed_at: self.observed_at,
-        }
-    }
-}
 
 /// Counts for the run manifest and the summary line.
 #[derive(Debug, Clone, Default, Serialize)]
