@@ -193,7 +193,9 @@ pub enum ReportError {
     },
     #[error("cannot encode the report: {0}")]
     Encode(String),
-    #[error(transparent)]
+    /// Not transparent: `exit::code_of` must see the `VerifyError` in the
+    /// chain (a location without a data set is exit 2).
+    #[error("{0}")]
     Input(#[from] VerifyError),
 }
 

@@ -229,3 +229,60 @@ fn bad_report_flags_exit_2() {
         stderr(&too_long)
     );
 }
+
+#[test]
+fn a_missing_input_is_an_error_but_an_empty_period_of_a_data_set_reports_zero() {
+    let (out, _sim, _d) = exported(&audit_data().0);
+    let input = out.path().to_str().expect("utf-8");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("r.json");
+    let report_arg = report.to_str().expect("utf-8");
+
+    let missing = run(&[
+        "report",
+        "--input",
+        "/nonexistent/audit",
+        "--out",
+        report_arg,
+    ]);
+    assert_refused(&missing, 2, "holds no ssm-audit data set", "missing input");
+    let not_a_data_set = run(&[
+        "report",
+        "--input",
+        dir.path().to_str().expect("utf-8"),
+        "--out",
+        report_arg,
+    ]);
+    assert_refused(
+        &not_a_data_set,
+        2,
+        "holds no ssm-audit data set",
+        "empty folder",
+    );
+    let mistyped = run(&[
+        "report",
+        "--input",
+        "S3://bucket/audit",
+        "--out",
+        report_arg,
+    ]);
+    assert_refused(&mistyped, 2, "s3://bucket/audit", "S3://");
+
+    let empty_period = run(&[
+        "report",
+        "--input",
+        input,
+        "--out",
+        report_arg,
+        "--format",
+        "json",
+        "--from",
+        "2001-01-01",
+        "--to",
+        "2001-12-31",
+    ]);
+    assert!(empty_period.status.success(), "{}", stderr(&empty_period));
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("written")).expect("json");
+    assert_eq!(document["totals"]["sessions"], 0);
+}
