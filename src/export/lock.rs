@@ -242,10 +242,6 @@ pub async fn acquire<S: Storage>(
         let Some(current) = storage.get_versioned(LOCK_KEY, MAX_LOCK_BYTES).await? else {
             continue; // released meanwhile: create it again
         };
-        if current.data == mine {
-            // Our own create landed, and only its answer was lost.
-            return Ok(granted(current.version, sent));
-        }
         let theirs = decode(&current.data);
         let stale_now = theirs.as_ref().is_ok_and(Holder::is_gone);
         if !stale_now {

@@ -86,7 +86,7 @@ pub async fn publish<S: Storage, P: Storage>(
     let mut parts = PartCache::new(parts_storage, &staged.parts);
     let moves = find_moves(storage, staged, &mut parts, account_id, region, scan).await?;
     let mut dates: std::collections::BTreeSet<NaiveDate> = by_date.keys().copied().collect();
-    dates.extend(moves.touched());
+    dates.extend(moves.days.iter().copied());
     let mut written = Vec::with_capacity(dates.len());
     let mut failed = Vec::new();
     for date in dates {
@@ -222,27 +222,25 @@ impl Pending {
 struct Moves {
     /// Per session id: the day its old row is in, and the merged row.
     moved: std::collections::HashMap<String, (NaiveDate, SessionRecord)>,
+    /// Days that lose an old row or gain a merged one.
+    days: std::collections::BTreeSet<NaiveDate>,
 }
 
 impl Moves {
+    fn insert(&mut self, old_day: NaiveDate, merged: SessionRecord) {
+        self.days.insert(old_day);
+        self.days.extend(layout::partition_date(merged.start_date));
+        self.moved
+            .insert(merged.session_id.clone(), (old_day, merged));
+    }
+
     /// Whether the winner of `id` is replaced by a merged row.
     fn replaces(&self, id: &str) -> bool {
         self.moved.contains_key(id)
     }
 
-    /// Days that lose an old row or gain a merged one.
-    fn touched(&self) -> Vec<NaiveDate> {
-        self.moved
-            .values()
-            .flat_map(|(old_day, merged)| {
-                [Some(*old_day), layout::partition_date(merged.start_date)]
-            })
-            .flatten()
-            .collect()
-    }
-
     fn touches(&self, date: NaiveDate) -> bool {
-        self.touched().contains(&date)
+        self.days.contains(&date)
     }
 
     /// The ids to remove from `date`'s existing file, and the merged rows it
@@ -275,7 +273,7 @@ async fn find_moves<S: Storage, P: Storage>(
     region: &str,
     scan: std::ops::RangeInclusive<NaiveDate>,
 ) -> Result<Moves, PublishError> {
-    let mut found: Vec<(NaiveDate, String)> = Vec::new();
+    let mut moves = Moves::default();
     for key in storage.list(layout::SESSIONS_PREFIX).await? {
         let Some(partition) = PartitionKey::parse(&key) else {
             continue;
@@ -289,46 +287,42 @@ async fn find_moves<S: Storage, P: Storage>(
         let Some(bytes) = storage.get(&key).await? else {
             continue;
         };
-        let scanned = schema::for_each_identity(bytes, |id, start_date| {
+        // Two columns first; the whole file only when a session moved.
+        let mut moved_here = std::collections::HashSet::new();
+        let scanned = schema::for_each_identity(bytes.clone(), |id, start_date| {
             if staged
                 .winners
                 .find(id)
                 .is_some_and(|winner| winner.start_date != start_date)
             {
-                found.push((partition.date, id.to_owned()));
+                moved_here.insert(id.to_owned());
             }
         });
-        if let Err(error) = scanned {
-            // Reported when its own day is published (or left pending).
-            tracing::warn!(%key, error = %printable(&error.to_string()), "cannot read an existing partition for moved sessions");
-        }
-    }
-    let mut moves = Moves::default();
-    for (old_day, id) in found {
-        let key = PartitionKey {
-            date: old_day,
-            account_id: account_id.to_owned(),
-            region: region.to_owned(),
-        }
-        .key();
-        let old_rows = match storage.get(&key).await? {
-            Some(bytes) => {
-                schema::read_parquet(bytes).map_err(|source| PublishError::Existing {
-                    key: key.clone(),
-                    source,
-                })?
+        let rows = match scanned.and_then(|()| {
+            if moved_here.is_empty() {
+                Ok(Vec::new())
+            } else {
+                schema::read_parquet(bytes)
             }
-            None => continue,
+        }) {
+            Ok(rows) => rows,
+            Err(error) => {
+                // Reported when its own day is published (or left pending).
+                tracing::warn!(%key, error = %printable(&error.to_string()), "cannot read an existing partition for moved sessions");
+                continue;
+            }
         };
-        let (Some(mut old), Some(winner)) = (
-            old_rows.into_iter().find(|r| r.session_id == id),
-            staged.winners.find(&id),
-        ) else {
-            continue;
-        };
-        old.absorb(parts.row(winner).await?);
-        tracing::info!(session_id = %printable(&id), from = %old_day, "a session's start date moved; moving its row");
-        moves.moved.insert(id, (old_day, old));
+        for mut old in rows
+            .into_iter()
+            .filter(|row| moved_here.contains(&row.session_id))
+        {
+            let Some(winner) = staged.winners.find(&old.session_id) else {
+                continue;
+            };
+            old.absorb(parts.row(winner).await?);
+            tracing::info!(session_id = %printable(&old.session_id), from = %partition.date, "a session's start date moved; moving its row");
+            moves.insert(partition.date, old);
+        }
     }
     Ok(moves)
 }

@@ -169,15 +169,20 @@ impl LocalStorage {
         result
     }
 
-    /// Runs `write` under the key's lock if the object is still at `version`.
-    fn when_unchanged(
+    /// Runs a conditional write under the key's lock: `decide` sees the
+    /// object as it is and writes, or answers, in one critical section.
+    fn conditionally(
         path: &Path,
-        version: &str,
-        write: impl FnOnce() -> Result<Conditional, StorageError>,
+        decide: impl FnOnce(Option<Versioned>) -> Result<Conditional, StorageError>,
     ) -> Result<Conditional, StorageError> {
-        Self::with_key_lock(path, || match Self::read_versioned(path)? {
-            Some(current) if current.version == version => write(),
-            _ => Ok(Conditional::Conflict),
+        Self::with_key_lock(path, || decide(Self::read_versioned(path)?))
+    }
+
+    /// Writes `data` to `path`; its version.
+    fn write_versioned(path: &Path, data: &[u8]) -> Result<Conditional, StorageError> {
+        Self::put_blocking(path, data)?;
+        Ok(Conditional::Done {
+            version: content_version(data),
         })
     }
 
@@ -404,23 +409,17 @@ impl Storage for LocalStorage {
         blocking(move || Self::read_versioned_limited(&path, limit)).await
     }
 
+    // A conditional write that finds exactly its own bytes (a delete: finds
+    // nothing) is done, as `Storage` documents.
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<Conditional, StorageError> {
         let path = self.path_of(key)?;
         blocking(move || {
-            Self::with_key_lock(&path, || {
-                match Self::read_versioned(&path)? {
-                    Some(current) if current.data == data => {
-                        return Ok(Conditional::Done {
-                            version: current.version,
-                        })
-                    }
-                    Some(_) => return Ok(Conditional::Conflict),
-                    None => {}
-                }
-                Self::put_blocking(&path, &data)?;
-                Ok(Conditional::Done {
-                    version: content_version(&data),
-                })
+            Self::conditionally(&path, |current| match current {
+                None => Self::write_versioned(&path, &data),
+                Some(current) if current.data == data => Ok(Conditional::Done {
+                    version: current.version,
+                }),
+                Some(_) => Ok(Conditional::Conflict),
             })
         })
         .await
@@ -435,22 +434,13 @@ impl Storage for LocalStorage {
         let path = self.path_of(key)?;
         let version = version.to_owned();
         blocking(move || {
-            match Self::when_unchanged(&path, &version, || {
-                Self::put_blocking(&path, &data)?;
-                Ok(Conditional::Done {
-                    version: content_version(&data),
-                })
-            })? {
-                // Already what was to be written (see Storage::put_if_match).
-                Conditional::Conflict
-                    if Self::read_versioned(&path)?.is_some_and(|c| c.data == data) =>
-                {
-                    Ok(Conditional::Done {
-                        version: content_version(&data),
-                    })
-                }
-                other => Ok(other),
-            }
+            Self::conditionally(&path, |current| match current {
+                Some(current) if current.version == version => Self::write_versioned(&path, &data),
+                Some(current) if current.data == data => Ok(Conditional::Done {
+                    version: current.version,
+                }),
+                _ => Ok(Conditional::Conflict),
+            })
         })
         .await
     }
@@ -459,18 +449,14 @@ impl Storage for LocalStorage {
         let path = self.path_of(key)?;
         let version = version.to_owned();
         blocking(move || {
-            match Self::when_unchanged(&path, &version, || {
-                std::fs::remove_file(&path).map_err(Self::io("delete", &path))?;
-                Ok(Conditional::Done {
-                    version: version.clone(),
-                })
-            })? {
-                // Gone already (see Storage::delete_if_match).
-                Conditional::Conflict if Self::read_versioned(&path)?.is_none() => {
+            Self::conditionally(&path, |current| match current {
+                Some(current) if current.version != version => Ok(Conditional::Conflict),
+                Some(_) => {
+                    std::fs::remove_file(&path).map_err(Self::io("delete", &path))?;
                     Ok(Conditional::Done { version })
                 }
-                other => Ok(other),
-            }
+                None => Ok(Conditional::Done { version }),
+            })
         })
         .await
     }

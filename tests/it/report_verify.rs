@@ -238,35 +238,15 @@ fn a_missing_input_is_an_error_but_an_empty_period_of_a_data_set_reports_zero() 
     let report = dir.path().join("r.json");
     let report_arg = report.to_str().expect("utf-8");
 
-    let missing = run(&[
-        "report",
-        "--input",
-        "/nonexistent/audit",
-        "--out",
-        report_arg,
-    ]);
-    assert_refused(&missing, 2, "holds no ssm-audit data set", "missing input");
-    let not_a_data_set = run(&[
-        "report",
-        "--input",
-        dir.path().to_str().expect("utf-8"),
-        "--out",
-        report_arg,
-    ]);
-    assert_refused(
-        &not_a_data_set,
-        2,
-        "holds no ssm-audit data set",
-        "empty folder",
-    );
-    let mistyped = run(&[
-        "report",
-        "--input",
-        "S3://bucket/audit",
-        "--out",
-        report_arg,
-    ]);
-    assert_refused(&mistyped, 2, "s3://bucket/audit", "S3://");
+    let empty_folder = dir.path().to_str().expect("utf-8");
+    for (bad_input, expected) in [
+        ("/nonexistent/audit", "holds no ssm-audit data set"),
+        (empty_folder, "holds no ssm-audit data set"),
+        ("S3://bucket/audit", "s3://bucket/audit"),
+    ] {
+        let result = run(&["report", "--input", bad_input, "--out", report_arg]);
+        assert_refused(&result, 2, expected, bad_input);
+    }
 
     let empty_period = run(&[
         "report",
