@@ -24,8 +24,12 @@ pub struct Cli {
 pub enum Command {
     /// Crawl DescribeSessions over a time window into partitioned Parquet.
     Export(ExportArgs),
-    /// Check every data file against the run manifests that wrote it.
+    /// Check the manifest chains, their signatures and every data file
+    /// against the run manifests that wrote it.
     Verify(VerifyArgs),
+    /// List, per account and region, the time completed runs crawled and
+    /// every gap; fail when there is a gap or the newest run is too old.
+    Coverage(CoverageArgs),
     /// Write an auditor's report (HTML, CSV or JSON) from the data set.
     Report(ReportArgs),
 }
@@ -64,8 +68,96 @@ pub struct VerifyArgs {
     #[arg(long, env = "SSM_AUDIT_OUTPUT", value_name = "DIR|s3://BUCKET/PREFIX")]
     pub output: String,
 
+    /// A chain head kept apart from the bucket (what `--chain-head-out`
+    /// wrote, or the head an export printed): the chain must still reach it
+    /// unchanged. `ACCOUNT/REGION=SEQUENCE:SHA256`, or `SEQUENCE:SHA256`
+    /// when the data set has one chain. Repeatable.
+    #[arg(long, env = "SSM_AUDIT_EXPECT_HEAD", value_name = "[ACCOUNT/REGION=]SEQ:SHA256",
+          value_delimiter = ';')]
+    pub expect_head: Vec<String>,
+
+    /// Check every manifest's signature with this public key (PEM `BEGIN
+    /// PUBLIC KEY`, or the DER `aws kms get-public-key` returns).
+    #[arg(long, env = "SSM_AUDIT_PUBLIC_KEY", value_name = "FILE", conflicts_with = "kms_key")]
+    pub public_key: Option<std::path::PathBuf>,
+
+    /// Check every manifest's signature with this KMS key's public key
+    /// (needs only kms:GetPublicKey).
+    #[arg(long, env = "SSM_AUDIT_KMS_KEY", value_name = "KEY")]
+    pub kms_key: Option<String>,
+
+    /// Print the findings as text, or everything (chains, files with their
+    /// object versions, findings) as JSON.
+    #[arg(long, env = "SSM_AUDIT_FORMAT", value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+
     #[command(flatten)]
     pub aws: AwsArgs,
+}
+
+/// How a check prints what it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CoverageArgs {
+    /// The data set to check: a directory or `s3://bucket/prefix`.
+    #[arg(long, env = "SSM_AUDIT_OUTPUT", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub output: String,
+
+    /// First day (UTC, inclusive) that must be covered; default: the first
+    /// day any run crawled.
+    #[arg(long, env = "SSM_AUDIT_FROM", value_name = "DATE")]
+    pub from: Option<String>,
+
+    /// Last day (UTC, inclusive) that must be covered; default: up to the
+    /// end of the newest run's window.
+    #[arg(long, env = "SSM_AUDIT_TO", value_name = "DATE")]
+    pub to: Option<String>,
+
+    /// The newest completed run may be at most this old, for example 36h.
+    #[arg(long, env = "SSM_AUDIT_MAX_AGE", value_name = "DURATION", default_value = "36h")]
+    pub max_age: String,
+
+    #[arg(long, env = "SSM_AUDIT_FORMAT", value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// Read "now" as this RFC 3339 instant. For tests.
+    #[arg(long, env = "SSM_AUDIT_CLOCK_START", value_name = "TIME", hide = true)]
+    pub clock_start: Option<String>,
+}
+
+/// How an export signs its manifests and where it keeps the chain's head.
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    /// Sign each run manifest with this asymmetric KMS key (id, ARN or
+    /// alias; key usage SIGN_VERIFY). The job needs kms:Sign only.
+    #[arg(long, env = "SSM_AUDIT_SIGN_KMS_KEY", value_name = "KEY", conflicts_with = "sign_key_file")]
+    pub sign_kms_key: Option<String>,
+
+    /// The KMS signing algorithm: ECDSA_SHA_256 for an ECC_NIST_P256 key,
+    /// RSASSA_PKCS1_V1_5_SHA_256 or RSASSA_PSS_SHA_256 for an RSA key.
+    #[arg(long, env = "SSM_AUDIT_SIGN_KMS_ALGORITHM", value_name = "ALGORITHM",
+          default_value = "ECDSA_SHA_256",
+          value_parser = ["ECDSA_SHA_256", "RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PSS_SHA_256"])]
+    pub sign_kms_algorithm: String,
+
+    /// Sign each run manifest with the Ed25519 private key in this PEM file
+    /// (`openssl genpkey -algorithm ed25519`), for hosts without KMS.
+    #[arg(long, env = "SSM_AUDIT_SIGN_KEY_FILE", value_name = "FILE")]
+    pub sign_key_file: Option<std::path::PathBuf>,
+
+    /// After each run, write the chain's new head here, apart from the
+    /// output (a file, or `s3://bucket/key` in another bucket):
+    /// `verify --expect-head` proves later that nothing after it was removed.
+    #[arg(long, env = "SSM_AUDIT_CHAIN_HEAD_OUT", value_name = "FILE|s3://BUCKET/KEY")]
+    pub chain_head_out: Option<String>,
 }
 
 /// Report formats.
@@ -200,6 +292,9 @@ pub struct ExportArgs {
 
     #[command(flatten)]
     pub s3_write: S3WriteArgs,
+
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
 
     /// Discard an unfinished checkpoint (and its staged pages) and crawl
     /// afresh, for example after changing flags or when it is corrupt.

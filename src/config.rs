@@ -106,6 +106,51 @@ pub enum Location {
     S3 { bucket: String, prefix: String },
 }
 
+/// How an export signs its run manifests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signing {
+    Kms { key: String, algorithm: String },
+    KeyFile(PathBuf),
+}
+
+/// One file a command writes: a path, or an object in a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Destination {
+    File(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::File(path) => write!(f, "{}", path.display()),
+            Destination::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+impl Destination {
+    /// Parses `FILE` or `s3://bucket/key`; a folder is refused.
+    pub fn parse(flag: &str, text: &str) -> Result<Destination, ConfigError> {
+        match Location::parse(flag, text)? {
+            Location::Local(path) if path.file_name().is_some() => Ok(Destination::File(path)),
+            Location::Local(_) => Err(ConfigError::Flag(format!(
+                "{flag} {text:?} names no file: end it with a file name"
+            ))),
+            Location::S3 { bucket, prefix } if !prefix.is_empty() && !text.ends_with('/') => {
+                Ok(Destination::S3 {
+                    bucket,
+                    key: prefix,
+                })
+            }
+            Location::S3 { .. } => Err(ConfigError::Flag(format!(
+                "{flag} {text:?} names no object: end it with a file name"
+            ))),
+        }
+    }
+}
+
 impl Location {
     /// Parses `DIR` or `s3://bucket/prefix`.
     pub fn parse(flag: &str, text: &str) -> Result<Location, ConfigError> {
@@ -294,6 +339,10 @@ pub struct ExportConfig {
     pub s3: S3Settings,
     /// Discard an unfinished checkpoint before crawling.
     pub restart: bool,
+    /// How run manifests are signed, if they are.
+    pub signing: Option<Signing>,
+    /// Where the chain's new head is written after each run.
+    pub chain_head_out: Option<Destination>,
     /// The output lock's lease.
     #[serde(skip)]
     pub lock_lease: std::time::Duration,
@@ -421,6 +470,34 @@ impl ExportConfig {
             ));
         }
 
+        let evidence = &args.evidence;
+        let signing = match (&evidence.sign_kms_key, &evidence.sign_key_file) {
+            (Some(key), _) if key.trim().is_empty() => {
+                return Err(ConfigError::Flag("--sign-kms-key is empty".into()))
+            }
+            (Some(key), _) => Some(Signing::Kms {
+                key: key.clone(),
+                algorithm: evidence.sign_kms_algorithm.clone(),
+            }),
+            (None, Some(path)) => Some(Signing::KeyFile(path.clone())),
+            (None, None) => None,
+        };
+        let chain_head_out = evidence
+            .chain_head_out
+            .as_deref()
+            .map(|text| Destination::parse("--chain-head-out", text))
+            .transpose()?;
+        let beside_the_output = match (&chain_head_out, &output) {
+            (Some(Destination::File(path)), Location::Local(root)) => path.starts_with(root),
+            (Some(Destination::S3 { bucket, .. }), Location::S3 { bucket: out, .. }) => bucket == out,
+            _ => false,
+        };
+        if beside_the_output {
+            warnings.push(
+                "--chain-head-out is beside the output: whoever can rewrite the output can rewrite it too; keep the head where the job's role can write but not delete (another bucket, a log)".into(),
+            );
+        }
+
         if let Some(account) = &args.account_id {
             if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(ConfigError::Flag(format!(
@@ -444,6 +521,8 @@ impl ExportConfig {
             checkpoint,
             s3,
             restart: args.restart,
+            signing,
+            chain_head_out,
             lock_lease: std::time::Duration::from_millis(lock_lease_ms as u64),
             clock,
             warnings,
@@ -748,5 +827,108 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(c.filters.len(), 2);
+    }
+}
+
+/// The days a report or a coverage check may ask about: sessions are dated
+/// by AWS, and the calendar's far ends only break arithmetic.
+const FIRST_DAY: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+const LAST_DAY: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
+
+fn parse_day(flag: &str, text: &str) -> Result<chrono::NaiveDate, ConfigError> {
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        ConfigError::Flag(format!("{flag} {text:?} is not a date such as 2026-07-01"))
+    })?;
+    if !(FIRST_DAY..=LAST_DAY).contains(&day) {
+        return Err(ConfigError::Flag(format!(
+            "{flag} {text:?} is outside {FIRST_DAY} to {LAST_DAY}"
+        )));
+    }
+    Ok(day)
+}
+
+/// `--from` and `--to` (UTC days, inclusive), each optional, in order.
+pub fn parse_days(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Option<chrono::NaiveDate>, Option<chrono::NaiveDate>), ConfigError> {
+    let from = from.map(|t| parse_day("--from", t)).transpose()?;
+    let to = to.map(|t| parse_day("--to", t)).transpose()?;
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(ConfigError::Flag(format!(
+                "--from {from} is after --to {to}"
+            )));
+        }
+    }
+    Ok((from, to))
+}
+
+/// A validated `verify`.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    pub output: Location,
+    pub expect_heads: Vec<crate::dataset::chain::ExpectedHead>,
+    pub public_key: Option<PathBuf>,
+    pub kms_key: Option<String>,
+    pub json: bool,
+    pub aws: AwsSettings,
+    pub s3: S3Settings,
+}
+
+impl VerifyConfig {
+    pub fn from_args(args: &crate::cli::VerifyArgs) -> Result<VerifyConfig, ConfigError> {
+        let expect_heads = args
+            .expect_head
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| {
+                crate::dataset::chain::ExpectedHead::parse(h)
+                    .map_err(|reason| ConfigError::Flag(format!("--expect-head {h:?}: {reason}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(VerifyConfig {
+            output: Location::parse("--output", &args.output)?,
+            expect_heads,
+            public_key: args.public_key.clone(),
+            kms_key: args.kms_key.clone(),
+            json: args.format == crate::cli::OutputFormat::Json,
+            aws: AwsSettings::from_args(&args.aws, None),
+            s3: S3Settings::from_args(&args.aws, None)?,
+        })
+    }
+}
+
+/// A validated `coverage`.
+#[derive(Debug, Clone)]
+pub struct CoverageConfig {
+    pub output: Location,
+    pub from: Option<chrono::NaiveDate>,
+    pub to: Option<chrono::NaiveDate>,
+    pub max_age: std::time::Duration,
+    pub json: bool,
+    pub aws: AwsSettings,
+    pub s3: S3Settings,
+    pub clock: Clock,
+}
+
+impl CoverageConfig {
+    pub fn from_args(args: &crate::cli::CoverageArgs) -> Result<CoverageConfig, ConfigError> {
+        let (from, to) = parse_days(args.from.as_deref(), args.to.as_deref())?;
+        let max_age_ms = parse_duration("--max-age", &args.max_age)?;
+        let clock = match &args.clock_start {
+            Some(text) => Clock::starting_at(parse_time("--clock-start", text)?),
+            None => Clock::system(),
+        };
+        Ok(CoverageConfig {
+            output: Location::parse("--output", &args.output)?,
+            from,
+            to,
+            max_age: std::time::Duration::from_millis(max_age_ms.max(0) as u64),
+            json: args.format == crate::cli::OutputFormat::Json,
+            aws: AwsSettings::from_args(&args.aws, None),
+            s3: S3Settings::from_args(&args.aws, None)?,
+            clock,
+        })
     }
 }

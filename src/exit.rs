@@ -7,7 +7,9 @@ use crate::export::checkpoint::CheckpointError;
 use crate::export::lock::LockError;
 use crate::export::ExportError;
 use crate::storage::StorageError;
-use crate::verify::VerifyError;
+use crate::evidence::coverage::{CoverageError, NotCovered};
+use crate::evidence::sign::SignError;
+use crate::evidence::verify::{VerifyError, VerifyRunError};
 
 pub const SUCCESS: u8 = 0;
 /// AWS, storage or anything else outside the command's control.
@@ -21,11 +23,17 @@ pub const INTERRUPTED: u8 = 4;
 /// Another export holds the output lock, or took it over during this run
 /// (whose writes stopped when its lease could no longer be renewed).
 pub const LOCKED: u8 = 5;
-/// `verify` found files changed, missing or unlisted.
+/// `verify` found something not as the runs left it: a data file changed,
+/// missing or unlisted; a manifest missing, altered, reordered or forked; a
+/// head the chain no longer reaches; a signature missing or wrong.
 pub const DIFFERENCES: u8 = 6;
 /// Published, except partitions whose existing file could not be read;
 /// their sessions are kept and published by the next run.
 pub const PARTIAL: u8 = 7;
+/// `coverage` found a gap in the period, or the newest completed run is
+/// older than `--max-age`.
+pub const NOT_COVERED: u8 = 8;
+
 
 /// The exit code of a failed command: the first cause in the chain that
 /// decides one, else [`FAILURE`].
@@ -50,15 +58,33 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
             if cause.is::<ConfigError>() {
                 return Some(USAGE);
             }
-            match cause.downcast_ref::<VerifyError>() {
-                Some(VerifyError::Differences) => Some(DIFFERENCES),
-                Some(VerifyError::NoDataSet { .. } | VerifyError::NoManifests { .. }) => {
-                    Some(USAGE)
-                }
+            if cause.is::<NotCovered>() {
+                return Some(NOT_COVERED);
+            }
+            if let Some(e) = cause.downcast_ref::<VerifyError>() {
+                return verify_code(e);
+            }
+            match cause.downcast_ref::<VerifyRunError>() {
+                Some(VerifyRunError::Verify(e)) => return verify_code(e),
+                Some(VerifyRunError::Key(SignError::KeyFile { .. })) => return Some(USAGE),
+                _ => {}
+            }
+            match cause.downcast_ref::<CoverageError>() {
+                Some(CoverageError::NoDataSet(e)) => verify_code(e),
                 _ => None,
             }
         })
         .unwrap_or(FAILURE)
+}
+
+fn verify_code(error: &VerifyError) -> Option<u8> {
+    match error {
+        VerifyError::Differences => Some(DIFFERENCES),
+        VerifyError::NoDataSet { .. }
+        | VerifyError::NoManifests { .. }
+        | VerifyError::AmbiguousHead(..) => Some(USAGE),
+        VerifyError::Storage(_) => None,
+    }
 }
 
 /// None: the cause decides nothing here; a deeper cause may.
@@ -72,6 +98,8 @@ fn export_code(error: &ExportError) -> Option<u8> {
         ) => USAGE,
         ExportError::Crawl(_) => INCOMPLETE,
         ExportError::PartlyPublished { .. } => PARTIAL,
+        ExportError::SigningKey(_) => USAGE,
+        ExportError::HeadOut { .. } => FAILURE,
         ExportError::Interrupted => INTERRUPTED,
         ExportError::Lock(LockError::Held(_)) => LOCKED,
         _ => FAILURE,

@@ -4,7 +4,9 @@
 //! The modules in the order data flows through them: the command line
 //! ([`cli`]) becomes a validated configuration ([`config`]); [`export`]
 //! crawls DescribeSessions through [`aws`] and writes the data set
-//! ([`dataset`]) through [`storage`]; [`verify`] and [`report`] read it back.
+//! ([`dataset`]) through [`storage`], chaining and signing its manifests with
+//! [`evidence`]; [`evidence`] verifies it and measures its coverage, and
+//! [`report`] reads it back for auditors.
 //! [`exit`] turns any failure into the process's exit code.
 
 pub mod api;
@@ -12,6 +14,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod evidence;
 pub mod exit;
 pub mod export;
 pub mod report;
@@ -19,4 +22,3 @@ pub mod shutdown;
 pub mod storage;
 pub mod text;
 pub mod time;
-pub mod verify;

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use ssm_audit::cli::{Cli, Command};
-use ssm_audit::config::{AwsSettings, ExportConfig, Location, S3Settings};
+use ssm_audit::config::{CoverageConfig, ExportConfig, VerifyConfig};
+use ssm_audit::evidence::coverage::{self, NotCovered};
+use ssm_audit::evidence::verify::{self, VerifyError};
 use ssm_audit::report::ReportConfig;
 use ssm_audit::time::Clock;
-use ssm_audit::verify::VerifyError;
-use ssm_audit::{aws, exit, export, report, shutdown, verify};
+use ssm_audit::{exit, export, report, shutdown};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,20 +64,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify(args) => {
-            let location = Location::parse("--output", &args.output)?;
-            let aws_settings = AwsSettings::from_args(&args.aws, None);
-            let s3 = S3Settings::from_args(&args.aws, None)?;
-            runtime()?
-                .block_on(async {
-                    let storage = aws::storage_for(&location, None, &aws_settings, &s3).await?;
-                    let report = verify::verify(&storage).await?;
-                    println!("{report}");
-                    if !report.is_clean() {
-                        return Err(VerifyError::Differences.into());
-                    }
-                    Ok::<_, anyhow::Error>(())
-                })
-                .with_context(|| format!("verify of {location}"))
+            let config = VerifyConfig::from_args(&args)?;
+            let report = runtime()?
+                .block_on(verify::run(&config))
+                .with_context(|| format!("verify of {}", config.output))?;
+            if config.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            if !report.is_clean() {
+                return Err(VerifyError::Differences.into());
+            }
+            Ok(())
+        }
+        Command::Coverage(args) => {
+            let config = CoverageConfig::from_args(&args)?;
+            let report = runtime()?
+                .block_on(coverage::run(&config))
+                .with_context(|| format!("coverage of {}", config.output))?;
+            if config.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            if !report.is_complete() {
+                return Err(NotCovered.into());
+            }
+            Ok(())
         }
         Command::Report(args) => {
             let config = ReportConfig::from_args(&args)?;

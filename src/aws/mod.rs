@@ -2,7 +2,8 @@
 //! settings and the standard chain, the account id from
 //! `sts:GetCallerIdentity`, the SSM client with a call counter that feeds the
 //! run manifest (calls, retries, throttles, in [`counters`]), and the S3
-//! client behind storage locations. **API boundary**: the only module that
+//! client behind storage locations, and the KMS client that signs manifests.
+//! **API boundary**: the only module that
 //! builds SDK clients (`tests/it/tidy.rs` checks it).
 
 mod counters;
@@ -19,7 +20,7 @@ use aws_sdk_ssm::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::operation::describe_sessions::DescribeSessionsError;
 
-use crate::config::{AwsSettings, Location, S3Settings};
+use crate::config::{AwsSettings, Destination, Location, S3Settings};
 use crate::storage::{AnyStorage, LocalStorage, S3Options, S3Storage};
 use crate::text::error_text;
 use counters::CountingInterceptor;
@@ -180,6 +181,12 @@ pub fn s3_client(config: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Clie
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 
+/// A KMS client on the same configuration (`AWS_ENDPOINT_URL_KMS` too), for
+/// signing manifests and reading a key's public key.
+pub fn kms_client(config: &SdkConfig) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::new(config)
+}
+
 /// When the credentials `settings` resolve to expire, if they do (SSO, an
 /// assumed or ECS/EC2 role); None for long-lived keys or when none resolve.
 pub async fn credentials_expiry(settings: &AwsSettings) -> Option<std::time::SystemTime> {
@@ -212,6 +219,37 @@ pub async fn storage_for(
             Ok(AnyStorage::S3(S3Storage::new(
                 client, bucket, prefix, options,
             )))
+        }
+    }
+}
+
+/// The storage a single-file destination is written through, and its key:
+/// a file's folder on disk, or the bucket's root.
+pub async fn destination_storage(
+    destination: &Destination,
+    loaded: Option<&SdkConfig>,
+    settings: &AwsSettings,
+    s3: &S3Settings,
+) -> Result<(AnyStorage, String), AwsError> {
+    match destination {
+        Destination::File(path) => {
+            let folder = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok((AnyStorage::Local(LocalStorage::new(folder)), name))
+        }
+        Destination::S3 { bucket, key } => {
+            let bucket_root = Location::S3 {
+                bucket: bucket.clone(),
+                prefix: String::new(),
+            };
+            let storage = storage_for(&bucket_root, loaded, settings, s3).await?;
+            Ok((storage, key.clone()))
         }
     }
 }

@@ -5,7 +5,10 @@
 //!
 //! ```text
 //! sessions/dt=YYYY-MM-DD/<account>_<region>.parquet   the data (start date, UTC)
-//! _runs/<run_id>.json                                 run manifests
+//! _runs/<account>_<region>/<run_id>.json             run manifests (a chain)
+//! _runs/<account>_<region>/<run_id>.sig              a manifest's signature
+//! _runs/<run_id>.json                                 manifests before chains
+//! _chain/<account>_<region>.json                      the chain's head
 //! _checkpoint/<account>_<region>/checkpoint.json      crawl checkpoint
 //! _checkpoint/<account>_<region>/staged/…             staged pages
 //! _lock.json                                          the output lock
@@ -22,6 +25,8 @@ use crate::time::TimeRange;
 pub const SESSIONS_PREFIX: &str = "sessions/";
 /// Folder of the run manifests below the output root.
 pub const RUNS_PREFIX: &str = "_runs/";
+/// Folder of the chains' head files below the output root.
+pub const CHAIN_PREFIX: &str = "_chain/";
 /// The default checkpoint folder below the output root.
 pub const CHECKPOINT_ROOT: &str = "_checkpoint/";
 /// The output lock below the output root.
@@ -74,9 +79,72 @@ pub fn partition_date(start_date: i64) -> Option<NaiveDate> {
     crate::time::utc(start_date).map(|t| t.date_naive())
 }
 
-/// The key of a run's manifest.
-pub fn manifest_key(run_id: &str) -> String {
-    format!("{RUNS_PREFIX}{run_id}.json")
+/// The key of a run's manifest: in its (account, region)'s folder, so that
+/// a run lists only its own chain.
+pub fn manifest_key(account_id: &str, region: &str, run_id: &str) -> String {
+    format!("{}{run_id}.json", chain_prefix(account_id, region))
+}
+
+/// The folder of one (account, region)'s manifests.
+pub fn chain_prefix(account_id: &str, region: &str) -> String {
+    format!("{RUNS_PREFIX}{account_id}_{region}/")
+}
+
+/// The key of the signature of the manifest at `manifest_key`.
+pub fn signature_key(manifest_key: &str) -> String {
+    let stem = manifest_key.strip_suffix(".json").unwrap_or(manifest_key);
+    format!("{stem}.sig")
+}
+
+/// The key of one (account, region)'s chain head.
+pub fn chain_head_key(account_id: &str, region: &str) -> String {
+    format!("{CHAIN_PREFIX}{account_id}_{region}.json")
+}
+
+/// What a key below `_runs/` is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunsEntry {
+    /// `_runs/<account>_<region>/<run_id>.json`.
+    Chained {
+        account_id: String,
+        region: String,
+    },
+    /// `_runs/<account>_<region>/<run_id>.sig`.
+    Signature,
+    /// `_runs/<run_id>.json`, written before manifests were chained.
+    Unchained,
+    /// Anything else: not ssm-audit's.
+    Other,
+}
+
+/// Sorts a key below `_runs/`.
+pub fn runs_entry(key: &str) -> RunsEntry {
+    let Some(rest) = key.strip_prefix(RUNS_PREFIX) else {
+        return RunsEntry::Other;
+    };
+    match rest.split_once('/') {
+        None if rest.ends_with(".json") => RunsEntry::Unchained,
+        None => RunsEntry::Other,
+        Some((pair, file)) if !file.contains('/') => {
+            let Some((account, region)) = pair.split_once('_') else {
+                return RunsEntry::Other;
+            };
+            if check_account_id(account).is_err() || check_region(region).is_err() {
+                return RunsEntry::Other;
+            }
+            if file.ends_with(".json") {
+                RunsEntry::Chained {
+                    account_id: account.to_owned(),
+                    region: region.to_owned(),
+                }
+            } else if file.ends_with(".sig") {
+                RunsEntry::Signature
+            } else {
+                RunsEntry::Other
+            }
+        }
+        Some(_) => RunsEntry::Other,
+    }
 }
 
 /// Refuses an account id that is not 12 digits: it names keys, and one from
@@ -202,6 +270,30 @@ mod tests {
             "_runs/x.json",
         ] {
             assert_eq!(PartitionKey::parse(stray), None, "{stray}");
+        }
+    }
+
+    #[test]
+    fn manifest_keys_sort_into_chains_and_strays() {
+        let key = manifest_key("123456789012", "eu-west-1", "20261128T010000Z-0a");
+        assert_eq!(key, "_runs/123456789012_eu-west-1/20261128T010000Z-0a.json");
+        assert_eq!(
+            runs_entry(&key),
+            RunsEntry::Chained {
+                account_id: "123456789012".into(),
+                region: "eu-west-1".into()
+            }
+        );
+        assert_eq!(runs_entry(&signature_key(&key)), RunsEntry::Signature);
+        assert_eq!(runs_entry("_runs/20261128T010000Z-0a.json"), RunsEntry::Unchained);
+        for stray in [
+            "_runs/x.txt",
+            "_runs/../x.json",
+            "_runs/1_eu-west-1/x.json",
+            "_runs/123456789012_eu-west-1/a/b.json",
+            "sessions/x.json",
+        ] {
+            assert_eq!(runs_entry(stray), RunsEntry::Other, "{stray}");
         }
     }
 

@@ -1,12 +1,20 @@
-//! The run manifest, `_runs/<run_id>.json`: what one export was asked to do,
-//! what it saw and called, and every file it wrote with its row count and
-//! SHA-256, so a later check can prove the data set was not altered.
+//! The run manifest, `_runs/<account>_<region>/<run_id>.json`: what one
+//! export was asked to do, what it crawled and called, every file it wrote
+//! with its row count and SHA-256, and its link in the (account, region)'s
+//! chain, so a later check can prove the data set was not altered and which
+//! time it covers.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Version of the manifest format; readers refuse versions they do not know.
-pub const MANIFEST_VERSION: u32 = 1;
+/// Version of the manifest format written; readers refuse versions they do
+/// not know. Version 2 added the chain and the crawled window.
+pub const MANIFEST_VERSION: u32 = 2;
+
+/// The versions a reader understands (1: unchained, before version 2).
+pub fn readable_version(version: u32) -> bool {
+    (1..=MANIFEST_VERSION).contains(&version)
+}
 
 /// One file a run wrote, as the run manifest lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +61,50 @@ pub struct RunManifest {
     /// unreadable); their sessions wait for the next run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingPartition>,
+    /// What the crawl covered (version 2; version 1 has it in `config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crawled: Option<Crawled>,
+    /// The manifest's place in its chain (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::dataset::chain::ChainLink>,
+}
+
+/// The time a completed crawl covered: every session that started in
+/// `[start, end)` was listed, unless `all_sessions` is false (the run had
+/// `--filter`s or skipped the History list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crawled {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+    pub all_sessions: bool,
+}
+
+impl RunManifest {
+    /// The crawled window, from version 2's field or version 1's config.
+    pub fn crawled(&self) -> Option<Crawled> {
+        if let Some(crawled) = &self.crawled {
+            return Some(crawled.clone());
+        }
+        let window = self.config.get("window")?;
+        let millis = |name: &str| window.get(name)?.as_i64();
+        let start = chrono::DateTime::from_timestamp_millis(millis("start")?)?;
+        let end = chrono::DateTime::from_timestamp_millis(millis("end")?)?;
+        let unfiltered = self
+            .config
+            .get("filters")
+            .and_then(|f| f.as_array())
+            .is_some_and(|f| f.is_empty());
+        let history = self
+            .config
+            .get("states")
+            .and_then(|s| s.as_array())
+            .is_some_and(|s| s.iter().any(|v| v == "History"));
+        Some(Crawled {
+            start,
+            end,
+            all_sessions: unfiltered && history,
+        })
+    }
 }
 
 /// A partition left unpublished, as the run manifest records it.

@@ -1,9 +1,11 @@
 //! The data set as readers see it: where every object lives ([`layout`]),
 //! the columns and their Parquet encoding ([`schema`]), one row and the rule
 //! that merges two observations of a session ([`record`]), and the run
-//! manifest that lists what each run wrote ([`manifest`]). Nothing here does
+//! manifest that lists what each run wrote ([`manifest`]), and the chain and
+//! signature formats that make manifests evidence ([`chain`]). Nothing here does
 //! I/O: the export pipeline writes through `storage`, readers read through it.
 
+pub mod chain;
 pub mod layout;
 pub mod manifest;
 pub mod record;

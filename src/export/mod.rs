@@ -14,11 +14,14 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::aws::{self, AwsError, CallCounters};
-use crate::config::{ConfigError, ExportConfig, Location};
+use crate::evidence;
+use crate::config::{ConfigError, ExportConfig, Location, Signing};
+use crate::dataset::chain::ChainHead;
 use crate::dataset::layout;
 use crate::dataset::manifest::{
-    self, sha256_hex, ApiCounts, RunManifest, SessionCounts, WrittenFile,
+    self, sha256_hex, ApiCounts, Crawled, RunManifest, SessionCounts, WrittenFile,
 };
+use crate::evidence::sign::{SignError, Signer};
 use crate::export::plan::plan_jobs;
 use crate::shutdown::CancellationToken;
 use crate::storage::{AnyStorage, Fenced, LocalStorage, Storage, StorageError};
@@ -78,6 +81,20 @@ pub enum ExportError {
     Manifest(#[source] StorageError),
     #[error("cannot encode the run manifest: {0}")]
     EncodeManifest(#[source] serde_json::Error),
+    #[error("cannot sign the run manifest, so none was written; rerunning publishes again: {0}")]
+    Sign(#[source] SignError),
+    /// The signing key file is unusable: a usage error, found before any
+    /// AWS call.
+    #[error(transparent)]
+    SigningKey(SignError),
+    #[error("{summary}; but the chain head could not be written to {destination} (--chain-head-out): {source}. The head is {head}; keep it by hand, or rerun")]
+    HeadOut {
+        summary: Box<ExportSummary>,
+        head: String,
+        destination: String,
+        #[source]
+        source: StorageError,
+    },
 }
 
 /// What a completed export did; printed as the one-line summary.
@@ -92,6 +109,8 @@ pub struct ExportSummary {
     pub files: Vec<WrittenFile>,
     pub window_start: String,
     pub window_end: String,
+    /// The chain's new head, `ACCOUNT/REGION=SEQUENCE:SHA256`.
+    pub chain_head: String,
 }
 
 impl std::fmt::Display for ExportSummary {
@@ -117,7 +136,7 @@ impl std::fmt::Display for ExportSummary {
         if let Some(first) = &self.resumed_from {
             write!(f, " (resumed {first})")?;
         }
-        Ok(())
+        write!(f, "; chain head {}", self.chain_head)
     }
 }
 
@@ -143,8 +162,31 @@ pub async fn run(
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // A key file is read before any AWS call: a wrong path costs nothing.
+    let key_file_signer = match &config.signing {
+        Some(Signing::KeyFile(path)) => {
+            Some(Signer::from_key_file(path).map_err(ExportError::SigningKey)?)
+        }
+        _ => None,
+    };
 
     let sdk_config = aws::load_sdk_config(&config.aws).await?;
+    let signer = match &config.signing {
+        Some(Signing::Kms { key, algorithm }) => Some(Signer::kms(
+            aws::kms_client(&sdk_config),
+            key.clone(),
+            algorithm.clone(),
+        )),
+        _ => key_file_signer,
+    };
+    let head_out = match &config.chain_head_out {
+        Some(destination) => Some((
+            aws::destination_storage(destination, Some(&sdk_config), &config.aws, &config.s3)
+                .await?,
+            destination.to_string(),
+        )),
+        None => None,
+    };
     let region = sdk_config
         .region()
         .map(|r| r.to_string())
@@ -188,6 +230,7 @@ pub async fn run(
         run_id,
         started,
         clock,
+        signer,
     };
     let result = locked.run(run).await;
 
@@ -198,7 +241,7 @@ pub async fn run(
         )))
     });
     let released = lock.release().await;
-    match (result, renewal, released) {
+    let outcome = match (result, renewal, released) {
         (Err(ExportError::Interrupted), Err(lost), _) => Err(lost.into()),
         (Err(error), _, released) => {
             if let Err(release_error) = released {
@@ -214,6 +257,39 @@ pub async fn run(
             Ok(summary)
         }
         (Ok(summary), _, Ok(())) => Ok(summary),
+    };
+    match head_out {
+        Some((storage, destination)) => keep_head_apart(&storage, &destination, outcome).await,
+        None => outcome,
+    }
+}
+
+/// Writes the chain's new head to `--chain-head-out` once the manifest is
+/// durable (a run that published only part still moved the head).
+async fn keep_head_apart(
+    storage: &(AnyStorage, String),
+    destination: &str,
+    outcome: Result<ExportSummary, ExportError>,
+) -> Result<ExportSummary, ExportError> {
+    let head = match &outcome {
+        Ok(summary) => &summary.chain_head,
+        Err(ExportError::PartlyPublished { summary, .. }) => &summary.chain_head,
+        Err(_) => return outcome,
+    };
+    let (store, key) = storage;
+    let line = bytes::Bytes::from(format!("{head}\n"));
+    match (store.put(key, line).await, outcome) {
+        (Ok(()), outcome) => outcome,
+        (Err(source), Ok(summary)) => Err(ExportError::HeadOut {
+            head: summary.chain_head.clone(),
+            summary: Box::new(summary),
+            destination: destination.to_owned(),
+            source,
+        }),
+        (Err(error), outcome) => {
+            tracing::error!(%error, destination, "cannot write the chain head (--chain-head-out)");
+            outcome
+        }
     }
 }
 
@@ -260,6 +336,7 @@ struct Locked<'a> {
     run_id: String,
     started: chrono::DateTime<chrono::Utc>,
     clock: Clock,
+    signer: Option<Signer>,
 }
 
 impl Locked<'_> {
@@ -360,6 +437,22 @@ impl Locked<'_> {
         };
         let resumed_from =
             (checkpoint.first_run_id != self.run_id).then(|| checkpoint.first_run_id.clone());
+        let window = checkpoint.window();
+        let crawled = match (
+            chrono::DateTime::from_timestamp_millis(window.start),
+            chrono::DateTime::from_timestamp_millis(window.end),
+        ) {
+            (Some(start), Some(end)) => Some(Crawled {
+                start,
+                end,
+                all_sessions: config.filters.is_empty()
+                    && config.states.contains(&crate::api::SessionState::History),
+            }),
+            _ => None,
+        };
+        let link = evidence::chain::next_link(self.output.as_ref(), &self.account_id, &self.region)
+            .await
+            .map_err(ExportError::Manifest)?;
         let run_manifest = RunManifest {
             manifest_version: manifest::MANIFEST_VERSION,
             run_id: self.run_id.clone(),
@@ -377,13 +470,39 @@ impl Locked<'_> {
             api: api.clone(),
             files: files.clone(),
             pending: published.pending.clone(),
+            crawled,
+            chain: Some(link.clone()),
         };
         let manifest_bytes =
             serde_json::to_vec_pretty(&run_manifest).map_err(ExportError::EncodeManifest)?;
+        let manifest_key = layout::manifest_key(&self.account_id, &self.region, &self.run_id);
+        let head = ChainHead {
+            account_id: self.account_id.clone(),
+            region: self.region.clone(),
+            sequence: link.sequence,
+            sha256: sha256_hex(&manifest_bytes),
+            manifest: manifest_key.clone(),
+        };
+        // The signature goes first: a manifest is never seen unsigned.
+        if let Some(signer) = &self.signer {
+            let signature = signer
+                .sign(&manifest_key, &head.sha256)
+                .await
+                .map_err(ExportError::Sign)?;
+            let bytes = serde_json::to_vec_pretty(&signature).map_err(ExportError::EncodeManifest)?;
+            self.output
+                .put(&layout::signature_key(&manifest_key), bytes.into())
+                .await
+                .map_err(ExportError::Manifest)?;
+        }
         self.output
-            .put(&layout::manifest_key(&self.run_id), manifest_bytes.into())
+            .put(&manifest_key, manifest_bytes.into())
             .await
             .map_err(ExportError::Manifest)?;
+        evidence::chain::write_head(self.output.as_ref(), &head)
+            .await
+            .map_err(ExportError::Manifest)?;
+        tracing::info!(head = %head.anchor(), "run manifest written; keep the chain head apart from the bucket (--chain-head-out) to prove later that nothing after it was removed");
 
         checkpoint.status = CheckpointStatus::Complete;
         self.checkpoints.save(&mut checkpoint).await?;
@@ -399,7 +518,6 @@ impl Locked<'_> {
             }
         }
 
-        let window = checkpoint.window();
         let summary = ExportSummary {
             run_id: self.run_id,
             resumed_from,
@@ -410,6 +528,7 @@ impl Locked<'_> {
             files,
             window_start: format_filter_time(window.start),
             window_end: format_filter_time(window.end),
+            chain_head: head.anchor(),
         };
         if published.pending.is_empty() {
             Ok(summary)

@@ -5,7 +5,6 @@
 //! an optional presigned link for people without AWS access).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,14 +13,14 @@ use serde::Serialize;
 
 use crate::aws::{self, AwsError};
 use crate::cli::{ReportArgs, ReportFormat};
-use crate::config::{AwsSettings, ConfigError, Location, S3Settings};
+use crate::config::{parse_days, AwsSettings, ConfigError, Destination, Location, S3Settings};
 use crate::dataset::layout::{self, PartitionKey};
 use crate::dataset::record::{sort_rows, SessionRecord};
 use crate::dataset::schema;
-use crate::storage::{AnyStorage, LocalStorage, Storage, StorageError};
+use crate::storage::{AnyStorage, Storage, StorageError};
 use crate::text::printable;
 use crate::time::Clock;
-use crate::verify::{self, VerifyError};
+use crate::evidence::verify::{self, VerifyError};
 
 mod csv;
 mod html;
@@ -30,22 +29,6 @@ mod html;
 const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Rows in the "top" and "longest" tables.
 const TOP: usize = 10;
-
-/// Where the report goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    File(PathBuf),
-    S3 { bucket: String, key: String },
-}
-
-impl std::fmt::Display for Destination {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Destination::File(path) => write!(f, "{}", path.display()),
-            Destination::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
-        }
-    }
-}
 
 /// A validated report request.
 #[derive(Debug, Clone)]
@@ -64,68 +47,15 @@ pub struct ReportConfig {
     pub clock: Clock,
 }
 
-/// The days a report may ask about: sessions are dated by AWS, and the
-/// calendar's far ends only break arithmetic.
-const FIRST_DAY: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
-const LAST_DAY: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
-
 /// The most daily bars a report draws; a longer period is drawn over the
 /// days that hold sessions.
 const MAX_CHART_DAYS: u64 = 3_660;
 
-fn parse_day(flag: &str, text: &str) -> Result<NaiveDate, ConfigError> {
-    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        ConfigError::Flag(format!("{flag} {text:?} is not a date such as 2026-07-01"))
-    })?;
-    if !(FIRST_DAY..=LAST_DAY).contains(&day) {
-        return Err(ConfigError::Flag(format!(
-            "{flag} {text:?} is outside {FIRST_DAY} to {LAST_DAY}"
-        )));
-    }
-    Ok(day)
-}
-
 impl ReportConfig {
     pub fn from_args(args: &ReportArgs) -> Result<ReportConfig, ConfigError> {
         let input = Location::parse("--input", &args.input)?;
-        let from = args
-            .from
-            .as_deref()
-            .map(|t| parse_day("--from", t))
-            .transpose()?;
-        let to = args
-            .to
-            .as_deref()
-            .map(|t| parse_day("--to", t))
-            .transpose()?;
-        if let (Some(from), Some(to)) = (from, to) {
-            if from > to {
-                return Err(ConfigError::Flag(format!(
-                    "--from {from} is after --to {to}"
-                )));
-            }
-        }
-        let out = match Location::parse("--out", &args.out)? {
-            Location::Local(path) if path.file_name().is_some() => Destination::File(path),
-            Location::Local(_) => {
-                return Err(ConfigError::Flag(format!(
-                    "--out {:?} names no file: end it with a file name",
-                    args.out
-                )))
-            }
-            Location::S3 { bucket, prefix } if !prefix.is_empty() && !args.out.ends_with('/') => {
-                Destination::S3 {
-                    bucket,
-                    key: prefix,
-                }
-            }
-            Location::S3 { .. } => {
-                return Err(ConfigError::Flag(format!(
-                    "--out {:?} names no object: end it with a file name",
-                    args.out
-                )))
-            }
-        };
+        let (from, to) = parse_days(args.from.as_deref(), args.to.as_deref())?;
+        let out = Destination::parse("--out", &args.out)?;
         let presign = match &args.presign {
             None => None,
             Some(text) => {
@@ -536,27 +466,8 @@ pub async fn run(config: ReportConfig) -> Result<(), ReportError> {
     let bytes = render(&report, config.format)?;
     // The report goes through the storage seam like everything the product
     // writes: atomic and durable on disk, checksummed and encrypted in S3.
-    let (destination, key) = match &config.out {
-        Destination::File(path) => {
-            let folder = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (AnyStorage::Local(LocalStorage::new(folder)), name)
-        }
-        Destination::S3 { bucket, key } => {
-            let bucket_root = Location::S3 {
-                bucket: bucket.clone(),
-                prefix: String::new(),
-            };
-            let storage = aws::storage_for(&bucket_root, None, &config.aws, &config.s3).await?;
-            (storage, key.clone())
-        }
-    };
+    let (destination, key) =
+        aws::destination_storage(&config.out, None, &config.aws, &config.s3).await?;
     let written = |source| ReportError::Write {
         destination: config.out.to_string(),
         source,

@@ -207,6 +207,7 @@ impl LocalStorage {
         Ok(Some(Versioned {
             version: content_version(&data),
             data: Bytes::from(data),
+            object_version: None,
         }))
     }
 

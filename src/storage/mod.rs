@@ -118,6 +118,9 @@ pub trait Storage: Send + Sync + 'static {
 pub struct Versioned {
     pub data: Bytes,
     pub version: String,
+    /// The object's version in a versioned bucket (S3's version id), which
+    /// an auditor can fetch again; None on disk or in an unversioned bucket.
+    pub object_version: Option<String>,
 }
 
 /// The largest object a conditional write compares against (a lock or a

@@ -211,6 +211,7 @@ impl S3Storage {
             }
             Err(error) => return Err(self.remote("read", key, error)),
         };
+        let object_version = output.version_id().map(str::to_owned);
         let version = output
             .e_tag()
             .ok_or_else(|| self.missing("read", key, "ETag"))?
@@ -231,7 +232,11 @@ impl S3Storage {
                 limit,
             });
         }
-        Ok(Some(Versioned { data, version }))
+        Ok(Some(Versioned {
+            data,
+            version,
+            object_version,
+        }))
     }
 
     async fn put_object(

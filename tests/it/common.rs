@@ -619,3 +619,26 @@ fn proxy_connection(
         let _ = client.shutdown(std::net::Shutdown::Both);
     }
 }
+
+/// The run manifests below an output folder, oldest first (each
+/// (account, region) keeps its chain in a folder of `_runs/`).
+pub fn manifest_files(output: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(folders) = std::fs::read_dir(output.join("_runs")) else {
+        return files;
+    };
+    for folder in folders {
+        let folder = folder.expect("entry").path();
+        if !folder.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&folder).expect("read chain folder") {
+            let path = file.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}

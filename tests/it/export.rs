@@ -9,10 +9,7 @@ const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 
 fn manifest(output: &std::path::Path) -> serde_json::Value {
-    let runs: Vec<_> = std::fs::read_dir(output.join("_runs"))
-        .expect("_runs exists")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let runs = crate::common::manifest_files(output);
     let newest = runs.iter().max().expect("a manifest");
     serde_json::from_slice(&std::fs::read(newest).expect("read")).expect("JSON")
 }

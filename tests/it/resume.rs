@@ -214,9 +214,7 @@ fn sigterm_stops_within_ten_seconds_with_exit_4_and_the_rerun_resumes_without_re
         .map(|j| j["pages_done"].as_u64().expect("n"))
         .sum();
     // The resumed run fetches only what the checkpoint did not record.
-    let m = std::fs::read_dir(out.path().join("_runs"))
-        .expect("runs")
-        .count();
+    let m = crate::common::manifest_files(out.path()).len();
     assert_eq!(m, 1);
     let (reference_sim, _d2) = Sim::with_sessions(&data, &[]);
     let reference_out = tempfile::tempdir().expect("tempdir");
@@ -268,9 +266,9 @@ fn an_expired_token_restarts_its_slice_with_a_warning_and_loses_nothing() {
         "{}",
         stderr(&result)
     );
-    let manifests: Vec<_> = std::fs::read_dir(out.path().join("_runs"))
-        .expect("manifests")
-        .map(|e| std::fs::read(e.expect("entry").path()).expect("read"))
+    let manifests: Vec<_> = crate::common::manifest_files(out.path())
+        .into_iter()
+        .map(|path| std::fs::read(path).expect("read"))
         .collect();
     assert_eq!(manifests.len(), 1);
     let manifest: serde_json::Value = serde_json::from_slice(&manifests[0]).expect("json");
