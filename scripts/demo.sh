@@ -11,23 +11,40 @@ OUT=demo-output
 . scripts/sim-lib.sh
 # The simulator generates its data relative to its own clock, so each demo
 # starts from an empty output rather than merging into a previous demo's.
-rm -rf "$OUT"
+rm -rf "$OUT" demo-keys
+mkdir -p demo-keys
+# A signing key for the demo (on a real host: openssl genpkey -algorithm
+# ed25519, or --sign-kms-key with an asymmetric KMS key).
+"$PY" - demo-keys <<'PY'
+import sys
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+key = Ed25519PrivateKey.generate()
+folder = sys.argv[1]
+open(f"{folder}/sign.pem", "wb").write(key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
+open(f"{folder}/sign.pub.pem", "wb").write(key.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
+PY
 
 start_sim --sessions 5000 --seed 42 --skew-share 0.2 --bursts 3 --burst-size 80 --latency 2ms --jitter 3ms
 echo "ssm-sim is serving 5000 sessions at $endpoint"
 
-echo "\$ ssm-audit export --output $OUT --endpoint-url $endpoint"
-"$BIN/ssm-audit" export --output "$OUT" --endpoint-url "$endpoint"
+echo "\$ ssm-audit export --output $OUT --endpoint-url $endpoint --sign-key-file demo-keys/sign.pem --chain-head-out demo-keys/chain-head.txt"
+"$BIN/ssm-audit" export --output "$OUT" --endpoint-url "$endpoint" \
+  --sign-key-file demo-keys/sign.pem --chain-head-out demo-keys/chain-head.txt
 
 echo
-echo "Files written (the newest run manifest lists them with SHA-256):"
-ls "$OUT/_runs" | tail -n 1 | sed "s|^|  $OUT/_runs/|"
+echo "Files written (the run manifest lists them with SHA-256; it is signed, and chained to the one before):"
+find "$OUT/_runs" "$OUT/_chain" -type f | sort | sed 's/^/  /'
 find "$OUT/sessions" -name '*.parquet' | sort | head -n 3 | sed 's/^/  /'
 echo "  ... $(find "$OUT/sessions" -name '*.parquet' | wc -l) partition files in all"
 
 echo
-echo "\$ ssm-audit verify --output $OUT"
-"$BIN/ssm-audit" verify --output "$OUT"
+echo "\$ ssm-audit verify --output $OUT --public-key demo-keys/sign.pub.pem --expect-head \"\$(cat demo-keys/chain-head.txt)\""
+"$BIN/ssm-audit" verify --output "$OUT" --public-key demo-keys/sign.pub.pem --expect-head "$(cat demo-keys/chain-head.txt)"
+echo
+echo "\$ ssm-audit coverage --output $OUT"
+"$BIN/ssm-audit" coverage --output "$OUT"
+echo
 echo "\$ ssm-audit report --input $OUT --format html --out $OUT/_reports/last-30-days.html"
 mkdir -p "$OUT/_reports"
 "$BIN/ssm-audit" report --input "$OUT" --format html --out "$OUT/_reports/last-30-days.html"
