@@ -239,9 +239,10 @@ fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Test keys: a fresh Ed25519 pair as PEM (private PKCS#8, public SPKI).
-#[cfg(test)]
-pub(crate) fn test_ed25519_pem() -> (String, String) {
+/// A fresh Ed25519 pair as PEM (private PKCS#8, public SubjectPublicKeyInfo),
+/// as `openssl genpkey -algorithm ed25519` and `openssl pkey -pubout` write
+/// them; the tests sign with it.
+pub fn generate_ed25519_pem() -> (String, String) {
     use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("generate");
@@ -272,8 +273,8 @@ mod tests {
     #[tokio::test]
     async fn an_ed25519_signature_verifies_with_the_public_key_only_and_a_tampered_one_does_not() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (private, public) = test_ed25519_pem();
-        let (other_private, other_public) = test_ed25519_pem();
+        let (private, public) = generate_ed25519_pem();
+        let (other_private, other_public) = generate_ed25519_pem();
         drop(other_private);
         std::fs::write(dir.path().join("sign.pem"), private).expect("write");
         std::fs::write(dir.path().join("sign.pub"), public).expect("write");

@@ -4,6 +4,7 @@
 
 mod common;
 mod contract;
+mod evidence;
 mod export;
 mod report_verify;
 mod resume;
