@@ -167,7 +167,14 @@ pub async fn next_link<S: Storage>(
     let scan_from: Vec<String> = match &head {
         // A run that crashed after writing its manifest left the head one
         // behind: follow links forward from the head.
-        Some(head) => keys.into_iter().filter(|k| *k > head.manifest).collect(),
+        // Run ids begin with their start second, and two runs can share
+        // one: compare that, not the whole name.
+        Some(head) => {
+            let since = started_second(&head.manifest);
+            keys.into_iter()
+                .filter(|k| *k != head.manifest && started_second(k) >= since)
+                .collect()
+        }
         None if keys.is_empty() => Vec::new(),
         None => {
             tracing::warn!(account_id, region, "the chain has no head file; continuing from its highest sequence (verify reports the missing head)");
@@ -209,6 +216,12 @@ pub async fn next_link<S: Storage>(
             adopted: unchained_of(storage, account_id, region).await?,
         },
     })
+}
+
+/// The start second a manifest's run id begins with (`20261128T010000Z`).
+fn started_second(key: &str) -> &str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.split('-').next().unwrap_or(name)
 }
 
 /// The unchained manifests of (account, region), for the first link to

@@ -620,8 +620,9 @@ fn proxy_connection(
     }
 }
 
-/// The run manifests below an output folder, oldest first (each
-/// (account, region) keeps its chain in a folder of `_runs/`).
+/// The run manifests below an output folder, oldest first: in chain order,
+/// since two runs in one second have names that need not sort as they ran
+/// (each (account, region) keeps its chain in a folder of `_runs/`).
 pub fn manifest_files(output: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let Ok(folders) = std::fs::read_dir(output.join("_runs")) else {
@@ -639,6 +640,10 @@ pub fn manifest_files(output: &Path) -> Vec<PathBuf> {
             }
         }
     }
-    files.sort();
+    files.sort_by_key(|path| {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("read manifest")).expect("JSON");
+        (manifest["chain"]["sequence"].as_u64(), path.clone())
+    });
     files
 }
