@@ -412,6 +412,19 @@ impl Moto {
         aws_sdk_s3::Client::from_conf(config)
     }
 
+    /// A KMS client for the test itself (creating keys, reading them).
+    pub fn kms_client(&self) -> aws_sdk_kms::Client {
+        let config = aws_sdk_kms::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(&self.endpoint)
+            .region(aws_sdk_kms::config::Region::new(REGION))
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_kms::Client::from_conf(config)
+    }
+
     pub fn create_bucket(&self, bucket: &str) {
         runtime().block_on(async {
             self.client()
@@ -444,6 +457,7 @@ pub fn ssm_audit_with_s3(sim: &Sim, moto: &Moto) -> Command {
     cmd.env("AWS_ENDPOINT_URL_SSM", &sim.endpoint)
         .env("AWS_ENDPOINT_URL_STS", &sim.endpoint)
         .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+        .env("AWS_ENDPOINT_URL_KMS", &moto.endpoint)
         .env("SSM_AUDIT_S3_FORCE_PATH_STYLE", "true");
     cmd
 }

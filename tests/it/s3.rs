@@ -344,3 +344,165 @@ fn conditional_writes_whose_answer_was_lost_are_recognised_when_the_sdk_retries(
         data.len()
     );
 }
+
+/// KMS signs with an ECC or an RSA key (moto signs for real); an auditor
+/// verifies with kms:GetPublicKey or with the public key saved to a file,
+/// and a tampered signature is named. (RSASSA-PSS is not tried here: moto
+/// salts PSS at the maximum length where KMS uses the digest's.)
+#[test]
+fn manifests_signed_by_kms_verify_with_the_public_key_and_a_tampered_signature_is_named() {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let data = generated(150, 93, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let moto = Moto::start();
+    let kms = moto.kms_client();
+    for (spec, algorithm) in [
+        (KeySpec::EccNistP256, "ECDSA_SHA_256"),
+        (KeySpec::Rsa2048, "RSASSA_PKCS1_V1_5_SHA_256"),
+    ] {
+        let (key_id, public_der) = runtime().block_on(async {
+            let key = kms
+                .create_key()
+                .key_spec(spec.clone())
+                .key_usage(KeyUsageType::SignVerify)
+                .send()
+                .await
+                .expect("create key");
+            let key_id = key.key_metadata().expect("metadata").key_id().to_owned();
+            let public = kms
+                .get_public_key()
+                .key_id(&key_id)
+                .send()
+                .await
+                .expect("public key");
+            (key_id, public.public_key().expect("der").as_ref().to_vec())
+        });
+        let out = tempfile::tempdir().expect("tempdir");
+        let out_str = out.path().to_str().expect("utf-8");
+        let signed = s3_export(
+            &sim,
+            &moto,
+            out_str,
+            &["--sign-kms-key", &key_id, "--sign-kms-algorithm", algorithm],
+        );
+        assert_success(&signed);
+        let verify = |extra: &[&str]| {
+            ssm_audit_with_s3(&sim, &moto)
+                .args(["verify", "--output", out_str])
+                .args(extra)
+                .output()
+                .expect("runs")
+        };
+        let with_kms = verify(&["--kms-key", &key_id]);
+        assert_success(&with_kms);
+        let text = String::from_utf8_lossy(&with_kms.stdout).into_owned();
+        assert!(text.contains("1 signed"), "{algorithm}: {text}");
+        let public_file = out.path().join("../public.der");
+        std::fs::write(&public_file, &public_der).expect("write");
+        assert_success(&verify(&["--public-key", public_file.to_str().expect("utf-8")]));
+
+        let signature = manifest_files(out.path())[0].with_extension("sig");
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&signature).expect("read")).expect("json");
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(value["signature"].as_str().expect("b64"))
+            .expect("b64");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        value["signature"] = base64::engine::general_purpose::STANDARD.encode(bytes).into();
+        std::fs::write(&signature, value.to_string()).expect("write");
+        let tampered = verify(&["--kms-key", &key_id]);
+        assert_eq!(tampered.status.code(), Some(6), "{algorithm}");
+        assert!(
+            String::from_utf8_lossy(&tampered.stdout).contains("BAD-SIGNATURE"),
+            "{algorithm}: {}",
+            String::from_utf8_lossy(&tampered.stdout)
+        );
+    }
+}
+
+/// A bucket with Object Lock in compliance mode: exports, a rerun that
+/// merges into existing partitions, and verify naming the object versions
+/// it checked; nothing fails on retention.
+#[test]
+fn exports_into_a_compliance_locked_bucket_merge_and_verify_by_object_version() {
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+        ObjectLockRule,
+    };
+    let data = generated(300, 94, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let client = moto.client();
+        client
+            .create_bucket()
+            .bucket("locked")
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await
+            .expect("create");
+        client
+            .put_object_lock_configuration()
+            .bucket("locked")
+            .object_lock_configuration(
+                ObjectLockConfiguration::builder()
+                    .object_lock_enabled(ObjectLockEnabled::Enabled)
+                    .rule(
+                        ObjectLockRule::builder()
+                            .default_retention(
+                                DefaultRetention::builder()
+                                    .mode(ObjectLockRetentionMode::Compliance)
+                                    .days(1)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("lock configuration");
+    });
+    let output = "s3://locked/audit";
+    assert_success(&s3_export(&sim, &moto, output, &[]));
+    // The next night merges into the same partitions.
+    assert_success(&s3_export(&sim, &moto, output, &[]));
+    let verified = ssm_audit_with_s3(&sim, &moto)
+        .args(["verify", "--output", output, "--format", "json"])
+        .output()
+        .expect("runs");
+    assert_success(&verified);
+    let report: serde_json::Value = serde_json::from_slice(&verified.stdout).expect("json");
+    let checked = report["checked"].as_array().expect("files");
+    assert!(!checked.is_empty());
+    for file in checked {
+        assert!(file["object_version"].is_string(), "{file}");
+    }
+    assert_eq!(report["chains"][0]["length"], 2);
+    // Staged parts were removed by delete markers; their versions stay
+    // under retention, as compliance mode wants.
+    runtime().block_on(async {
+        let versions = moto
+            .client()
+            .list_object_versions()
+            .bucket("locked")
+            .prefix("audit/_checkpoint/")
+            .send()
+            .await
+            .expect("versions");
+        let staged = |key: Option<&str>| key.is_some_and(|k| k.contains("/staged/"));
+        assert!(versions.delete_markers().iter().any(|m| staged(m.key())));
+        let listed = moto
+            .client()
+            .list_objects_v2()
+            .bucket("locked")
+            .prefix("audit/_checkpoint/")
+            .send()
+            .await
+            .expect("list");
+        assert!(!listed.contents().iter().any(|o| staged(o.key())));
+    });
+    let rows = read_s3_rows(&moto, "locked", "audit/");
+    assert_eq!(rows.len(), data.len());
+}
