@@ -45,9 +45,9 @@ echo
 echo "\$ ssm-audit coverage --output $OUT"
 "$BIN/ssm-audit" coverage --output "$OUT"
 echo
-echo "\$ ssm-audit report --input $OUT --format html --out $OUT/_reports/last-30-days.html"
+echo "\$ ssm-audit report --input $OUT --format html --out $OUT/_reports/last-30-days.html --public-key demo-keys/sign.pub.pem"
 mkdir -p "$OUT/_reports"
-"$BIN/ssm-audit" report --input "$OUT" --format html --out "$OUT/_reports/last-30-days.html"
+"$BIN/ssm-audit" report --input "$OUT" --format html --out "$OUT/_reports/last-30-days.html" --public-key demo-keys/sign.pub.pem
 
 "$PY" - "$OUT" <<'PY'
 import sys

@@ -68,6 +68,22 @@ pub struct VerifyArgs {
     #[arg(long, env = "SSM_AUDIT_OUTPUT", value_name = "DIR|s3://BUCKET/PREFIX")]
     pub output: String,
 
+    #[command(flatten)]
+    pub keys: VerifyKeyArgs,
+
+    /// Print the findings as text, or everything (chains, files with their
+    /// object versions, findings) as JSON.
+    #[arg(long, env = "SSM_AUDIT_FORMAT", value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// What `verify` (and the report's verification) holds the data set to,
+/// beyond its own manifests.
+#[derive(Debug, Args)]
+pub struct VerifyKeyArgs {
     /// A chain head kept apart from the bucket (what `--chain-head-out`
     /// wrote, or the head an export printed): the chain must still reach it
     /// unchanged. `ACCOUNT/REGION=SEQUENCE:SHA256`, or `SEQUENCE:SHA256`
@@ -86,13 +102,6 @@ pub struct VerifyArgs {
     #[arg(long, env = "SSM_AUDIT_KMS_KEY", value_name = "KEY")]
     pub kms_key: Option<String>,
 
-    /// Print the findings as text, or everything (chains, files with their
-    /// object versions, findings) as JSON.
-    #[arg(long, env = "SSM_AUDIT_FORMAT", value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
-
-    #[command(flatten)]
-    pub aws: AwsArgs,
 }
 
 /// How a check prints what it found.
@@ -196,6 +205,9 @@ pub struct ReportArgs {
     /// Where to write the report: a file, or `s3://bucket/key`.
     #[arg(long, env = "SSM_AUDIT_OUT", value_name = "FILE|s3://BUCKET/KEY")]
     pub out: String,
+
+    #[command(flatten)]
+    pub keys: VerifyKeyArgs,
 
     /// With an s3:// --out, print a presigned download link valid this long
     /// (at most 7d), for auditors without AWS access.

@@ -864,20 +864,16 @@ pub fn parse_days(
     Ok((from, to))
 }
 
-/// A validated `verify`.
-#[derive(Debug, Clone)]
-pub struct VerifyConfig {
-    pub output: Location,
+/// What a verification holds the data set to beyond its own manifests.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyKeys {
     pub expect_heads: Vec<crate::dataset::chain::ExpectedHead>,
     pub public_key: Option<PathBuf>,
     pub kms_key: Option<String>,
-    pub json: bool,
-    pub aws: AwsSettings,
-    pub s3: S3Settings,
 }
 
-impl VerifyConfig {
-    pub fn from_args(args: &crate::cli::VerifyArgs) -> Result<VerifyConfig, ConfigError> {
+impl VerifyKeys {
+    pub fn from_args(args: &crate::cli::VerifyKeyArgs) -> Result<VerifyKeys, ConfigError> {
         let expect_heads = args
             .expect_head
             .iter()
@@ -887,11 +883,29 @@ impl VerifyConfig {
                     .map_err(|reason| ConfigError::Flag(format!("--expect-head {h:?}: {reason}")))
             })
             .collect::<Result<_, _>>()?;
-        Ok(VerifyConfig {
-            output: Location::parse("--output", &args.output)?,
+        Ok(VerifyKeys {
             expect_heads,
             public_key: args.public_key.clone(),
             kms_key: args.kms_key.clone(),
+        })
+    }
+}
+
+/// A validated `verify`.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    pub output: Location,
+    pub keys: VerifyKeys,
+    pub json: bool,
+    pub aws: AwsSettings,
+    pub s3: S3Settings,
+}
+
+impl VerifyConfig {
+    pub fn from_args(args: &crate::cli::VerifyArgs) -> Result<VerifyConfig, ConfigError> {
+        Ok(VerifyConfig {
+            output: Location::parse("--output", &args.output)?,
+            keys: VerifyKeys::from_args(&args.keys)?,
             json: args.format == crate::cli::OutputFormat::Json,
             aws: AwsSettings::from_args(&args.aws, None),
             s3: S3Settings::from_args(&args.aws, None)?,

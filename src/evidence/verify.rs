@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::config::VerifyConfig;
+use crate::config::{AwsSettings, VerifyConfig, VerifyKeys};
 use crate::dataset::chain::{ExpectedHead, ManifestSignature, MAX_EVIDENCE_BYTES};
 use crate::dataset::layout::{self, RUNS_PREFIX, SESSIONS_PREFIX};
 use crate::dataset::manifest::sha256_hex;
@@ -95,6 +95,18 @@ pub enum FindingKind {
     BadSignature,
 }
 
+impl std::fmt::Display for Finding {
+    /// One line whatever the names hold: they come from listings and
+    /// manifests, which anyone with write access shapes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:<9} {}", self.kind.label(), printable(&self.subject))?;
+        if !self.detail.is_empty() {
+            write!(f, " ({})", printable(&self.detail))?;
+        }
+        Ok(())
+    }
+}
+
 impl FindingKind {
     fn label(self) -> &'static str {
         match self {
@@ -147,15 +159,8 @@ impl VerifyReport {
 
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Names come from listings and manifests, which anyone with write
-        // access shapes: one finding per line, whatever the name holds.
         for finding in &self.findings {
-            write!(f, "{:<9} {}", finding.kind.label(), printable(&finding.subject))?;
-            if finding.detail.is_empty() {
-                writeln!(f)?;
-            } else {
-                writeln!(f, " ({})", printable(&finding.detail))?;
-            }
+            writeln!(f, "{finding}")?;
         }
         for chain in &self.chains {
             writeln!(
@@ -206,6 +211,9 @@ pub enum VerifyError {
 pub struct VerifyOptions {
     pub expect_heads: Vec<ExpectedHead>,
     pub verifier: Option<Verifier>,
+    /// Hash only the partitions of these days (a report's period); None:
+    /// every file. Chains and signatures are always checked whole.
+    pub files_between: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
 }
 
 /// Refuses a location that holds no data set (it does not exist, or is not
@@ -225,19 +233,26 @@ pub async fn require_data_set<S: Storage>(storage: &S) -> Result<(), VerifyError
 /// Runs `verify`: the key to check signatures with, then the data set.
 pub async fn run(config: &VerifyConfig) -> Result<VerifyReport, VerifyRunError> {
     let storage = crate::aws::storage_for(&config.output, None, &config.aws, &config.s3).await?;
-    let verifier = match (&config.public_key, &config.kms_key) {
+    let options = options_for(&config.keys, &config.aws).await?;
+    Ok(verify(&storage, &options).await?)
+}
+
+/// The options `keys` ask for: the public key read from its file, or from
+/// KMS (kms:GetPublicKey only).
+pub async fn options_for(keys: &VerifyKeys, aws: &AwsSettings) -> Result<VerifyOptions, VerifyRunError> {
+    let verifier = match (&keys.public_key, &keys.kms_key) {
         (Some(path), _) => Some(Verifier::from_public_key_file(path)?),
         (None, Some(key)) => {
-            let sdk_config = crate::aws::load_sdk_config(&config.aws).await?;
+            let sdk_config = crate::aws::load_sdk_config(aws).await?;
             Some(Verifier::from_kms(&crate::aws::kms_client(&sdk_config), key).await?)
         }
         (None, None) => None,
     };
-    let options = VerifyOptions {
-        expect_heads: config.expect_heads.clone(),
+    Ok(VerifyOptions {
+        expect_heads: keys.expect_heads.clone(),
         verifier,
-    };
-    Ok(verify(&storage, &options).await?)
+        files_between: None,
+    })
 }
 
 /// Why `verify` could not run (findings are not errors: see
@@ -285,7 +300,7 @@ pub async fn verify<S: Storage>(
     if let Some(verifier) = &options.verifier {
         check_signatures(storage, &mut report, &ledger, verifier).await?;
     }
-    check_files(storage, &mut report, &ledger).await?;
+    check_files(storage, &mut report, &ledger, options.files_between).await?;
     Ok(report)
 }
 
@@ -573,7 +588,12 @@ async fn check_files<S: Storage>(
     storage: &S,
     report: &mut VerifyReport,
     ledger: &Ledger,
+    between: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
 ) -> Result<(), VerifyError> {
+    let wanted = |path: &str| match (between, layout::PartitionKey::parse(path)) {
+        (Some((from, to)), Some(partition)) => (from..=to).contains(&partition.date),
+        _ => true,
+    };
     let mut unchained: Vec<&Entry> = ledger.unchained.iter().collect();
     unchained.sort_by(|a, b| {
         (&a.manifest.finished_at, &a.manifest.run_id).cmp(&(&b.manifest.finished_at, &b.manifest.run_id))
@@ -581,10 +601,17 @@ async fn check_files<S: Storage>(
     let mut expected: BTreeMap<String, (String, String)> = BTreeMap::new();
     for entry in unchained.into_iter().chain(ledger.chains.values().flatten()) {
         for file in &entry.manifest.files {
-            expected.insert(file.path.clone(), (file.sha256.clone(), entry.key.clone()));
+            if wanted(&file.path) {
+                expected.insert(file.path.clone(), (file.sha256.clone(), entry.key.clone()));
+            }
         }
     }
-    let present: BTreeSet<String> = storage.list(SESSIONS_PREFIX).await?.into_iter().collect();
+    let present: BTreeSet<String> = storage
+        .list(SESSIONS_PREFIX)
+        .await?
+        .into_iter()
+        .filter(|p| wanted(p))
+        .collect();
     for (path, (sha256, manifest)) in &expected {
         let found = match storage.get_versioned(path, MAX_DATA_FILE_BYTES).await {
             Ok(found) => found,

@@ -54,9 +54,54 @@ td.mono, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, m
 .chart .bar { fill: #3b6ea8; }
 .chart .axis { stroke: #9aa4b2; stroke-width: 1; }
 .chart text { font-size: 11px; fill: #4a5566; }
+.ok { color: #1f6f3a; font-weight: 600; }
+.alert { color: #a3261b; font-weight: 600; }
 footer { margin-top: 3em; color: #4a5566; font-size: .85em; border-top: 1px solid #ccd2da; padding-top: .6em; }
 @media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; } tr { break-inside: avoid; } }
 "#;
+
+/// The evidence section: verification and coverage, stated before any
+/// figure so that nobody reads "0 sessions" on a day that was not crawled.
+fn render_evidence(html: &mut String, evidence: &super::EvidenceStatement) {
+    html.push_str("<section id=\"evidence\"><h2>Evidence</h2>");
+    let (class, verdict) = if evidence.verified {
+        ("ok", "the data set is what its runs wrote")
+    } else {
+        ("alert", "FINDINGS: the data set is not as its runs wrote it")
+    };
+    let _ = write!(
+        html,
+        "<p id=\"verification\"><b>Verification:</b> <span class=\"{class}\">{verdict}</span>. {}</p>",
+        escape(&evidence.verification)
+    );
+    if !evidence.findings.is_empty() {
+        html.push_str("<ul id=\"findings\">");
+        for finding in &evidence.findings {
+            let _ = write!(html, "<li class=\"mono\">{}</li>", escape(finding));
+        }
+        html.push_str("</ul>");
+    }
+    if evidence.fully_covered {
+        html.push_str(
+            "<p id=\"coverage\"><b>Coverage:</b> <span class=\"ok\">every day of the period was crawled by a completed run</span>.</p>",
+        );
+    } else {
+        let _ = write!(
+            html,
+            "<p id=\"coverage\"><b>Coverage:</b> <span class=\"alert\">not crawled: {}</span>. Sessions of these days are missing from this report, not absent: no completed run listed them.</p><ul id=\"gaps\">",
+            escape(&evidence.days_not_crawled.join(", "))
+        );
+        for gap in &evidence.gaps {
+            let _ = write!(html, "<li>{}</li>", escape(gap));
+        }
+        html.push_str("</ul>");
+    }
+    html.push_str("<ul id=\"newest-runs\">");
+    for run in &evidence.newest_runs {
+        let _ = write!(html, "<li>{}</li>", escape(run));
+    }
+    html.push_str("</ul></section>\n");
+}
 
 pub fn render(report: &Report) -> String {
     let mut html = String::new();
@@ -124,6 +169,9 @@ pub fn render(report: &Report) -> String {
         version = env!("CARGO_PKG_VERSION"),
     );
 
+    if let Some(evidence) = &report.evidence {
+        render_evidence(&mut html, evidence);
+    }
     if !report.skipped_files.is_empty() {
         html.push_str(
             "<section id=\"skipped-files\"><h2>Files left out</h2><p>These files under \

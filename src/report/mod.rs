@@ -13,14 +13,17 @@ use serde::Serialize;
 
 use crate::aws::{self, AwsError};
 use crate::cli::{ReportArgs, ReportFormat};
-use crate::config::{parse_days, AwsSettings, ConfigError, Destination, Location, S3Settings};
+use crate::config::{
+    parse_days, AwsSettings, ConfigError, Destination, Location, S3Settings, VerifyKeys,
+};
 use crate::dataset::layout::{self, PartitionKey};
 use crate::dataset::record::{sort_rows, SessionRecord};
 use crate::dataset::schema;
 use crate::storage::{AnyStorage, Storage, StorageError};
 use crate::text::printable;
 use crate::time::Clock;
-use crate::evidence::verify::{self, VerifyError};
+use crate::evidence::coverage;
+use crate::evidence::verify::{self, VerifyError, VerifyRunError};
 
 mod csv;
 mod html;
@@ -41,6 +44,8 @@ pub struct ReportConfig {
     pub format: ReportFormat,
     pub out: Destination,
     pub presign: Option<Duration>,
+    /// What the report's verification holds the data set to.
+    pub keys: VerifyKeys,
     pub aws: AwsSettings,
     pub s3: S3Settings,
     /// Stamps `generated_at`.
@@ -102,6 +107,7 @@ impl ReportConfig {
             format: args.format,
             out,
             presign,
+            keys: VerifyKeys::from_args(&args.keys)?,
             aws: AwsSettings::from_args(&args.aws, None),
             s3,
             clock: Clock::system(),
@@ -127,6 +133,147 @@ pub enum ReportError {
     /// chain (a location without a data set is exit 2).
     #[error("{0}")]
     Input(#[from] VerifyError),
+    /// The verification's key could not be read (exit 2 for a key file).
+    #[error("{0}")]
+    Keys(#[from] VerifyRunError),
+}
+
+/// What a report states about the evidence behind it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceStatement {
+    /// Verification found nothing (chains, heads, signatures when a key was
+    /// given, and the period's files).
+    pub verified: bool,
+    pub verification: String,
+    /// One line per finding.
+    pub findings: Vec<String>,
+    /// Every day of the period was crawled by a completed run, for every
+    /// (account, region) of the data set.
+    pub fully_covered: bool,
+    /// Days of the period that some (account, region) has no crawl for.
+    pub days_not_crawled: Vec<String>,
+    /// Each gap: `ACCOUNT/REGION from … to … (length)`.
+    pub gaps: Vec<String>,
+    /// Per (account, region): its newest completed run.
+    pub newest_runs: Vec<String>,
+}
+
+impl EvidenceStatement {
+    /// The statement as plain lines (the CSV report's sidecar).
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            "Verification: {}\n{}\n",
+            if self.verified { "clean" } else { "FINDINGS" },
+            self.verification
+        );
+        for finding in &self.findings {
+            text.push_str(&format!("  {finding}\n"));
+        }
+        if self.fully_covered {
+            text.push_str("Coverage: every day of the period was crawled\n");
+        } else {
+            text.push_str(&format!(
+                "Coverage: NOT CRAWLED: {}\n",
+                self.days_not_crawled.join(", ")
+            ));
+            for gap in &self.gaps {
+                text.push_str(&format!("  gap {gap}\n"));
+            }
+        }
+        for run in &self.newest_runs {
+            text.push_str(&format!("{run}\n"));
+        }
+        text
+    }
+}
+
+/// The most findings a report lists; `verify` lists them all.
+const MAX_STATED_FINDINGS: usize = 100;
+
+/// Verifies the data set (the period's files only) and measures coverage
+/// for the report's period.
+async fn state_evidence<S: Storage>(
+    storage: &S,
+    config: &ReportConfig,
+) -> Result<EvidenceStatement, ReportError> {
+    let mut options = verify::options_for(&config.keys, &config.aws).await?;
+    options.files_between = Some((
+        config.from.unwrap_or(NaiveDate::MIN),
+        config.to.unwrap_or(NaiveDate::MAX),
+    ));
+    let (verified, verification, findings) = match verify::verify(storage, &options).await {
+        Ok(report) => (
+            report.is_clean(),
+            report.headline(),
+            report
+                .findings
+                .iter()
+                .take(MAX_STATED_FINDINGS)
+                .map(|f| f.to_string())
+                .collect(),
+        ),
+        Err(VerifyError::NoManifests { .. }) => (
+            false,
+            "no run manifests: nothing vouches for these files".to_owned(),
+            Vec::new(),
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let now = config.clock.now();
+    let day_start = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    let period = match (config.from, config.to) {
+        (None, None) => None,
+        (from, to) => Some(coverage::Span {
+            start: from.and_then(day_start).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+            end: to.and_then(|d| d.succ_opt()).and_then(day_start).unwrap_or(now),
+        }),
+    };
+    let found = coverage::coverage(
+        storage,
+        &coverage::CoverageOptions {
+            period,
+            max_age: chrono::Duration::hours(36),
+            now,
+        },
+    )
+    .await?;
+    let days_not_crawled = found
+        .days_not_crawled(
+            config.from.unwrap_or(NaiveDate::MIN),
+            config.to.unwrap_or(NaiveDate::MAX),
+        )
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>();
+    let gaps = found
+        .pairs
+        .iter()
+        .flat_map(|p| p.gaps.iter().map(move |g| format!("{}/{} {g}", p.account_id, p.region)))
+        .collect::<Vec<_>>();
+    let newest_runs = found
+        .pairs
+        .iter()
+        .map(|p| match &p.newest_run {
+            Some(run) => format!(
+                "{}/{}: newest completed run {} finished {} ({} before this report)",
+                p.account_id,
+                p.region,
+                run.run_id,
+                run.finished_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                coverage::duration_text(chrono::Duration::seconds(run.age_seconds))
+            ),
+            None => format!("{}/{}: no completed run covers any time", p.account_id, p.region),
+        })
+        .collect();
+    Ok(EvidenceStatement {
+        verified,
+        verification,
+        findings,
+        fully_covered: !found.pairs.is_empty() && gaps.is_empty(),
+        days_not_crawled,
+        gaps,
+        newest_runs,
+    })
 }
 
 /// Everything a report shows, in every format.
@@ -142,6 +289,9 @@ pub struct Report {
     pub top_targets: Vec<NameCount>,
     /// Files under `sessions/` left out, and why.
     pub skipped_files: Vec<SkippedFile>,
+    /// Whether the data set is what its runs wrote, and which days of the
+    /// period no completed run crawled.
+    pub evidence: Option<EvidenceStatement>,
     /// Sessions by index into `sessions`.
     #[serde(skip)]
     pub longest: Vec<usize>,
@@ -437,6 +587,7 @@ pub fn build(sessions: Vec<SessionRecord>, config: &ReportConfig, source: String
         top_owners: top(owners),
         top_targets: top(targets),
         skipped_files: Vec::new(),
+        evidence: None,
         longest,
         failed,
         just_in_time: jit,
@@ -463,6 +614,8 @@ pub async fn run(config: ReportConfig) -> Result<(), ReportError> {
     let (sessions, skipped) = select(&storage, &config).await?;
     let mut report = build(sessions, &config, storage.location());
     report.skipped_files = skipped;
+    let evidence = state_evidence(&storage, &config).await?;
+    report.evidence = Some(evidence.clone());
     let bytes = render(&report, config.format)?;
     // The report goes through the storage seam like everything the product
     // writes: atomic and durable on disk, checksummed and encrypted in S3.
@@ -476,6 +629,21 @@ pub async fn run(config: ReportConfig) -> Result<(), ReportError> {
         .put(&key, Bytes::from(bytes))
         .await
         .map_err(written)?;
+    if config.format == ReportFormat::Csv {
+        // A CSV has no room for a statement: it goes beside the file.
+        let sidecar = format!("{key}.evidence.txt");
+        destination
+            .put(&sidecar, Bytes::from(evidence.text()))
+            .await
+            .map_err(written)?;
+    }
+    if !evidence.verified || !evidence.fully_covered {
+        tracing::warn!(
+            verified = evidence.verified,
+            days_not_crawled = evidence.days_not_crawled.len(),
+            "the report states that the data set has findings or days no run crawled; see its evidence section"
+        );
+    }
     if let (Some(expires), AnyStorage::S3(s3)) = (config.presign, &destination) {
         // A link signed with temporary credentials dies with them.
         if let Some(until) = aws::credentials_expiry(&config.aws).await {
@@ -522,6 +690,7 @@ mod tests {
             format: ReportFormat::Json,
             out: Destination::File("r.json".into()),
             presign: None,
+            keys: VerifyKeys::default(),
             aws: AwsSettings::default(),
             s3: S3Settings::default(),
             clock: Clock::fixed(1_793_534_400_000),

@@ -126,7 +126,8 @@ def test_verify_keeps_one_finding_per_line_whatever_a_file_name_holds(tmp_path, 
     dirty = subprocess.run([AUDIT_BIN, "verify", "--output", out], capture_output=True, text=True, env=aws_env())
     assert dirty.returncode == 6, dirty.stdout + dirty.stderr
     lines = dirty.stdout.splitlines()
-    assert len(lines) == 2, lines
+    assert len(lines) == 3, lines  # the finding, the chain, the summary
+    assert lines[1].startswith("chain     ")
     assert lines[0].startswith("UNLISTED  ") and "\\n" in lines[0] and "\\u{1b}" in lines[0]
     assert "\x1b" not in dirty.stdout
     # A report of that data set names the file it left out, and still counts the rest.
