@@ -88,20 +88,28 @@ pub struct VerifyKeyArgs {
     /// wrote, or the head an export printed): the chain must still reach it
     /// unchanged. `ACCOUNT/REGION=SEQUENCE:SHA256`, or `SEQUENCE:SHA256`
     /// when the data set has one chain. Repeatable.
-    #[arg(long, env = "SSM_AUDIT_EXPECT_HEAD", value_name = "[ACCOUNT/REGION=]SEQ:SHA256",
-          value_delimiter = ';')]
+    #[arg(
+        long,
+        env = "SSM_AUDIT_EXPECT_HEAD",
+        value_name = "[ACCOUNT/REGION=]SEQ:SHA256",
+        value_delimiter = ';'
+    )]
     pub expect_head: Vec<String>,
 
     /// Check every manifest's signature with this public key (PEM `BEGIN
     /// PUBLIC KEY`, or the DER `aws kms get-public-key` returns).
-    #[arg(long, env = "SSM_AUDIT_PUBLIC_KEY", value_name = "FILE", conflicts_with = "kms_key")]
+    #[arg(
+        long,
+        env = "SSM_AUDIT_PUBLIC_KEY",
+        value_name = "FILE",
+        conflicts_with = "kms_key"
+    )]
     pub public_key: Option<std::path::PathBuf>,
 
     /// Check every manifest's signature with this KMS key's public key
     /// (needs only kms:GetPublicKey).
     #[arg(long, env = "SSM_AUDIT_KMS_KEY", value_name = "KEY")]
     pub kms_key: Option<String>,
-
 }
 
 /// How a check prints what it found.
@@ -128,7 +136,12 @@ pub struct CoverageArgs {
     pub to: Option<String>,
 
     /// The newest completed run may be at most this old, for example 36h.
-    #[arg(long, env = "SSM_AUDIT_MAX_AGE", value_name = "DURATION", default_value = "36h")]
+    #[arg(
+        long,
+        env = "SSM_AUDIT_MAX_AGE",
+        value_name = "DURATION",
+        default_value = "36h"
+    )]
     pub max_age: String,
 
     #[arg(long, env = "SSM_AUDIT_FORMAT", value_enum, default_value_t = OutputFormat::Text)]
@@ -147,7 +160,12 @@ pub struct CoverageArgs {
 pub struct EvidenceArgs {
     /// Sign each run manifest with this asymmetric KMS key (id, ARN or
     /// alias; key usage SIGN_VERIFY). The job needs kms:Sign only.
-    #[arg(long, env = "SSM_AUDIT_SIGN_KMS_KEY", value_name = "KEY", conflicts_with = "sign_key_file")]
+    #[arg(
+        long,
+        env = "SSM_AUDIT_SIGN_KMS_KEY",
+        value_name = "KEY",
+        conflicts_with = "sign_key_file"
+    )]
     pub sign_kms_key: Option<String>,
 
     /// The KMS signing algorithm: ECDSA_SHA_256 for an ECC_NIST_P256 key,
@@ -165,7 +183,11 @@ pub struct EvidenceArgs {
     /// After each run, write the chain's new head here, apart from the
     /// output (a file, or `s3://bucket/key` in another bucket):
     /// `verify --expect-head` proves later that nothing after it was removed.
-    #[arg(long, env = "SSM_AUDIT_CHAIN_HEAD_OUT", value_name = "FILE|s3://BUCKET/KEY")]
+    #[arg(
+        long,
+        env = "SSM_AUDIT_CHAIN_HEAD_OUT",
+        value_name = "FILE|s3://BUCKET/KEY"
+    )]
     pub chain_head_out: Option<String>,
 }
 

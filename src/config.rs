@@ -489,7 +489,9 @@ impl ExportConfig {
             .transpose()?;
         let beside_the_output = match (&chain_head_out, &output) {
             (Some(Destination::File(path)), Location::Local(root)) => path.starts_with(root),
-            (Some(Destination::S3 { bucket, .. }), Location::S3 { bucket: out, .. }) => bucket == out,
+            (Some(Destination::S3 { bucket, .. }), Location::S3 { bucket: out, .. }) => {
+                bucket == out
+            }
             _ => false,
         };
         if beside_the_output {

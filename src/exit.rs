@@ -3,13 +3,13 @@
 //! gets. Modules return typed errors; only this module reads them for codes.
 
 use crate::config::ConfigError;
+use crate::evidence::coverage::{CoverageError, NotCovered};
+use crate::evidence::sign::SignError;
+use crate::evidence::verify::{VerifyError, VerifyRunError};
 use crate::export::checkpoint::CheckpointError;
 use crate::export::lock::LockError;
 use crate::export::ExportError;
 use crate::storage::StorageError;
-use crate::evidence::coverage::{CoverageError, NotCovered};
-use crate::evidence::sign::SignError;
-use crate::evidence::verify::{VerifyError, VerifyRunError};
 
 pub const SUCCESS: u8 = 0;
 /// AWS, storage or anything else outside the command's control.
@@ -33,7 +33,6 @@ pub const PARTIAL: u8 = 7;
 /// `coverage` found a gap in the period, or the newest completed run is
 /// older than `--max-age`.
 pub const NOT_COVERED: u8 = 8;
-
 
 /// The exit code of a failed command: the first cause in the chain that
 /// decides one, else [`FAILURE`].

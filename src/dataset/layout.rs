@@ -105,10 +105,7 @@ pub fn chain_head_key(account_id: &str, region: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunsEntry {
     /// `_runs/<account>_<region>/<run_id>.json`.
-    Chained {
-        account_id: String,
-        region: String,
-    },
+    Chained { account_id: String, region: String },
     /// `_runs/<account>_<region>/<run_id>.sig`.
     Signature,
     /// `_runs/<run_id>.json`, written before manifests were chained.
@@ -285,7 +282,10 @@ mod tests {
             }
         );
         assert_eq!(runs_entry(&signature_key(&key)), RunsEntry::Signature);
-        assert_eq!(runs_entry("_runs/20261128T010000Z-0a.json"), RunsEntry::Unchained);
+        assert_eq!(
+            runs_entry("_runs/20261128T010000Z-0a.json"),
+            RunsEntry::Unchained
+        );
         for stray in [
             "_runs/x.txt",
             "_runs/../x.json",

@@ -58,7 +58,10 @@ impl Ledger {
 }
 
 /// Reads a manifest, bounded; Ok(None) when it vanished since listed.
-async fn read_entry<S: Storage>(storage: &S, key: &str) -> Result<Option<Result<Entry, String>>, StorageError> {
+async fn read_entry<S: Storage>(
+    storage: &S,
+    key: &str,
+) -> Result<Option<Result<Entry, String>>, StorageError> {
     let bytes = match storage.get_versioned(key, MAX_MANIFEST_BYTES).await {
         Ok(Some(found)) => found.data,
         Ok(None) => return Ok(None),
@@ -118,9 +121,7 @@ pub async fn read_ledger<S: Storage>(storage: &S) -> Result<Ledger, StorageError
             .strip_prefix(CHAIN_PREFIX)
             .and_then(|f| f.strip_suffix(".json"))
             .and_then(|stem| stem.split_once('_'))
-            .filter(|(a, r)| {
-                layout::check_account_id(a).is_ok() && layout::check_region(r).is_ok()
-            })
+            .filter(|(a, r)| layout::check_account_id(a).is_ok() && layout::check_region(r).is_ok())
             .map(|(a, r)| (a.to_owned(), r.to_owned()));
         let Some(pair) = pair else {
             ledger.strays.push(key);

@@ -92,14 +92,21 @@ impl CoverageReport {
     }
 
     /// The UTC days of `[from, to]` (inclusive) that some gap touches.
-    pub fn days_not_crawled(&self, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Vec<chrono::NaiveDate> {
+    pub fn days_not_crawled(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Vec<chrono::NaiveDate> {
         let mut days: Vec<chrono::NaiveDate> = self
             .pairs
             .iter()
             .flat_map(|p| p.gaps.iter())
             .flat_map(|gap| {
                 let last = (gap.end - Duration::milliseconds(1)).date_naive();
-                gap.start.date_naive().iter_days().take_while(move |d| *d <= last)
+                gap.start
+                    .date_naive()
+                    .iter_days()
+                    .take_while(move |d| *d <= last)
             })
             .filter(|d| (from..=to).contains(d))
             .collect();
@@ -200,7 +207,10 @@ pub async fn coverage<S: Storage>(
         runs.entry(pair.clone()).or_default().extend(entries);
     }
     for entry in &ledger.unchained {
-        let pair = (entry.manifest.account_id.clone(), entry.manifest.region.clone());
+        let pair = (
+            entry.manifest.account_id.clone(),
+            entry.manifest.region.clone(),
+        );
         runs.entry(pair).or_default().push(entry);
     }
     let pairs = runs
@@ -214,7 +224,11 @@ pub async fn coverage<S: Storage>(
     })
 }
 
-fn pair_coverage((account_id, region): Pair, entries: &[&Entry], options: &CoverageOptions) -> PairCoverage {
+fn pair_coverage(
+    (account_id, region): Pair,
+    entries: &[&Entry],
+    options: &CoverageOptions,
+) -> PairCoverage {
     let mut spans = Vec::new();
     let mut newest: Option<NewestRun> = None;
     for entry in entries {
@@ -299,7 +313,10 @@ fn subtract(from: &[Span], holes: &[Span]) -> Vec<Span> {
     let mut out = Vec::new();
     for span in merge(from.to_vec()) {
         let mut start = span.start;
-        for hole in holes.iter().filter(|h| h.end > span.start && h.start < span.end) {
+        for hole in holes
+            .iter()
+            .filter(|h| h.end > span.start && h.start < span.end)
+        {
             if hole.start > start {
                 out.push(Span {
                     start,

@@ -62,8 +62,11 @@ impl Signer {
             reason,
         };
         let pem = read_key_file(path).map_err(error)?;
-        let der = PrivatePkcs8KeyDer::from_pem_slice(&pem)
-            .map_err(|e| error(format!("no PKCS#8 private key (BEGIN PRIVATE KEY) in it: {e}")))?;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(&pem).map_err(|e| {
+            error(format!(
+                "no PKCS#8 private key (BEGIN PRIVATE KEY) in it: {e}"
+            ))
+        })?;
         let pair = Ed25519KeyPair::from_pkcs8(der.secret_pkcs8_der())
             .map_err(|e| error(format!("not an Ed25519 private key: {e}")))?;
         let key_name = ed25519_key_name(pair.public_key().as_ref());
@@ -172,7 +175,10 @@ impl Verifier {
     }
 
     /// The public key of a KMS key (needs only `kms:GetPublicKey`).
-    pub async fn from_kms(client: &aws_sdk_kms::Client, key_id: &str) -> Result<Verifier, SignError> {
+    pub async fn from_kms(
+        client: &aws_sdk_kms::Client,
+        key_id: &str,
+    ) -> Result<Verifier, SignError> {
         let answer = client
             .get_public_key()
             .key_id(key_id)
@@ -196,7 +202,11 @@ impl Verifier {
 
     /// Checks that `signature` is this key's over the manifest whose bytes
     /// have `manifest_sha256`; the reason when it is not.
-    pub fn check(&self, signature: &ManifestSignature, manifest_sha256: &str) -> Result<(), String> {
+    pub fn check(
+        &self,
+        signature: &ManifestSignature,
+        manifest_sha256: &str,
+    ) -> Result<(), String> {
         if signature.manifest_sha256 != manifest_sha256 {
             return Err(format!(
                 "it signs sha256 {}, the manifest has {manifest_sha256}",
@@ -289,10 +299,16 @@ mod tests {
         let other = Verifier::from_public_key_file(&dir.path().join("other.pub")).expect("key");
         assert!(other.check(&signature, &digest).is_err(), "another key");
         let altered = "cd".repeat(32);
-        assert!(verifier.check(&signature, &altered).is_err(), "another manifest");
+        assert!(
+            verifier.check(&signature, &altered).is_err(),
+            "another manifest"
+        );
         let mut forged = signature.clone();
         forged.manifest_sha256 = altered.clone();
-        assert!(verifier.check(&forged, &altered).is_err(), "a relabelled signature");
+        assert!(
+            verifier.check(&forged, &altered).is_err(),
+            "a relabelled signature"
+        );
         let mut flipped = signature.clone();
         let mut bytes = base64::engine::general_purpose::STANDARD
             .decode(&flipped.signature)
@@ -302,7 +318,10 @@ mod tests {
         assert!(verifier.check(&flipped, &digest).is_err(), "a flipped bit");
         let mut renamed = signature;
         renamed.algorithm = "ECDSA_SHA_256".into();
-        assert!(verifier.check(&renamed, &digest).is_err(), "another algorithm");
+        assert!(
+            verifier.check(&renamed, &digest).is_err(),
+            "another algorithm"
+        );
     }
 
     #[test]

@@ -186,7 +186,10 @@ impl std::fmt::Display for VerifyReport {
         )?;
         match &self.signatures_checked_with {
             Some(source) => write!(f, "; signatures checked with {}", printable(source)),
-            None => write!(f, "; signatures not checked (give --public-key or --kms-key)"),
+            None => write!(
+                f,
+                "; signatures not checked (give --public-key or --kms-key)"
+            ),
         }
     }
 }
@@ -239,7 +242,10 @@ pub async fn run(config: &VerifyConfig) -> Result<VerifyReport, VerifyRunError> 
 
 /// The options `keys` ask for: the public key read from its file, or from
 /// KMS (kms:GetPublicKey only).
-pub async fn options_for(keys: &VerifyKeys, aws: &AwsSettings) -> Result<VerifyOptions, VerifyRunError> {
+pub async fn options_for(
+    keys: &VerifyKeys,
+    aws: &AwsSettings,
+) -> Result<VerifyOptions, VerifyRunError> {
     let verifier = match (&keys.public_key, &keys.kms_key) {
         (Some(path), _) => Some(Verifier::from_public_key_file(path)?),
         (None, Some(key)) => {
@@ -311,7 +317,10 @@ fn walk_chain(report: &mut VerifyReport, (account, region): &Pair, entries: &[En
     for entry in entries {
         let manifest = &entry.manifest;
         let expected_key = layout::manifest_key(account, region, &manifest.run_id);
-        if manifest.account_id != *account || manifest.region != *region || entry.key != expected_key {
+        if manifest.account_id != *account
+            || manifest.region != *region
+            || entry.key != expected_key
+        {
             report.find(
                 FindingKind::Misplaced,
                 &entry.key,
@@ -350,7 +359,10 @@ fn walk_chain(report: &mut VerifyReport, (account, region): &Pair, entries: &[En
                 format!(
                     "{} manifests claim it: {}",
                     here.len(),
-                    here.iter().map(|e| e.key.as_str()).collect::<Vec<_>>().join(", ")
+                    here.iter()
+                        .map(|e| e.key.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
         }
@@ -414,7 +426,9 @@ fn walk_chain(report: &mut VerifyReport, (account, region): &Pair, entries: &[En
     });
 }
 
-fn finished(manifest: &crate::dataset::manifest::RunManifest) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+fn finished(
+    manifest: &crate::dataset::manifest::RunManifest,
+) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     chrono::DateTime::parse_from_rfc3339(&manifest.finished_at).ok()
 }
 
@@ -434,8 +448,14 @@ fn check_heads(report: &mut VerifyReport, ledger: &Ledger) {
             continue;
         };
         match ledger.heads.get(pair) {
-            None => report.find(FindingKind::Head, subject, "missing: the chain's head file was removed"),
-            Some(Err(reason)) => report.find(FindingKind::Head, subject, format!("unreadable: {reason}")),
+            None => report.find(
+                FindingKind::Head,
+                subject,
+                "missing: the chain's head file was removed",
+            ),
+            Some(Err(reason)) => {
+                report.find(FindingKind::Head, subject, format!("unreadable: {reason}"))
+            }
             Some(Ok(head)) => {
                 let sequence = newest.sequence().unwrap_or(0);
                 if head.sequence != sequence || head.sha256 != newest.sha256 {
@@ -458,9 +478,15 @@ fn check_heads(report: &mut VerifyReport, ledger: &Ledger) {
                     "it names sequence {} ({}), but no manifest of {}/{} is left",
                     head.sequence, head.manifest, pair.0, pair.1
                 ),
-                Err(reason) => format!("unreadable ({reason}), and no manifest of its chain is left"),
+                Err(reason) => {
+                    format!("unreadable ({reason}), and no manifest of its chain is left")
+                }
             };
-            report.find(FindingKind::Head, layout::chain_head_key(&pair.0, &pair.1), detail);
+            report.find(
+                FindingKind::Head,
+                layout::chain_head_key(&pair.0, &pair.1),
+                detail,
+            );
         }
     }
 }
@@ -486,19 +512,25 @@ fn check_expected_heads(
             }
         };
         let subject = format!("{}/{}={}:{}", pair.0, pair.1, head.sequence, head.sha256);
-        let entries = ledger.chains.get(&pair).map(Vec::as_slice).unwrap_or_default();
+        let entries = ledger
+            .chains
+            .get(&pair)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let at: Vec<&Entry> = entries
             .iter()
             .filter(|e| e.sequence() == Some(head.sequence))
             .collect();
-        let last = entries.iter().filter_map(Entry::sequence).max().unwrap_or(0);
+        let last = entries
+            .iter()
+            .filter_map(Entry::sequence)
+            .max()
+            .unwrap_or(0);
         if at.iter().any(|e| e.sha256 == head.sha256) {
             continue;
         }
         let detail = if at.is_empty() && last < head.sequence {
-            format!(
-                "the chain ends at sequence {last}: the manifests after it were removed"
-            )
+            format!("the chain ends at sequence {last}: the manifests after it were removed")
         } else if at.is_empty() {
             format!("no manifest has sequence {}: removed", head.sequence)
         } else {
@@ -516,7 +548,10 @@ fn check_expected_heads(
 /// its first link must vouch for each by digest.
 fn check_unchained(report: &mut VerifyReport, ledger: &Ledger) {
     for entry in &ledger.unchained {
-        let pair = (entry.manifest.account_id.clone(), entry.manifest.region.clone());
+        let pair = (
+            entry.manifest.account_id.clone(),
+            entry.manifest.region.clone(),
+        );
         let Some(entries) = ledger.chains.get(&pair) else {
             continue;
         };
@@ -531,12 +566,18 @@ fn check_unchained(report: &mut VerifyReport, ledger: &Ledger) {
             Some(a) => report.find(
                 FindingKind::Unchained,
                 &entry.key,
-                format!("the chain adopted it with sha256 {}, it has {}: altered", a.sha256, entry.sha256),
+                format!(
+                    "the chain adopted it with sha256 {}, it has {}: altered",
+                    a.sha256, entry.sha256
+                ),
             ),
             None => report.find(
                 FindingKind::Unchained,
                 &entry.key,
-                format!("written outside {}/{}'s chain, which does not vouch for it", pair.0, pair.1),
+                format!(
+                    "written outside {}/{}'s chain, which does not vouch for it",
+                    pair.0, pair.1
+                ),
             ),
         }
     }
@@ -596,10 +637,14 @@ async fn check_files<S: Storage>(
     };
     let mut unchained: Vec<&Entry> = ledger.unchained.iter().collect();
     unchained.sort_by(|a, b| {
-        (&a.manifest.finished_at, &a.manifest.run_id).cmp(&(&b.manifest.finished_at, &b.manifest.run_id))
+        (&a.manifest.finished_at, &a.manifest.run_id)
+            .cmp(&(&b.manifest.finished_at, &b.manifest.run_id))
     });
     let mut expected: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for entry in unchained.into_iter().chain(ledger.chains.values().flatten()) {
+    for entry in unchained
+        .into_iter()
+        .chain(ledger.chains.values().flatten())
+    {
         for file in &entry.manifest.files {
             if wanted(&file.path) {
                 expected.insert(file.path.clone(), (file.sha256.clone(), entry.key.clone()));
@@ -616,7 +661,11 @@ async fn check_files<S: Storage>(
         let found = match storage.get_versioned(path, MAX_DATA_FILE_BYTES).await {
             Ok(found) => found,
             Err(StorageError::TooLarge { limit, .. }) => {
-                report.find(FindingKind::Changed, path, format!("larger than {limit} bytes"));
+                report.find(
+                    FindingKind::Changed,
+                    path,
+                    format!("larger than {limit} bytes"),
+                );
                 continue;
             }
             Err(e) => return Err(e.into()),

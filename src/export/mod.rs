@@ -14,13 +14,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::aws::{self, AwsError, CallCounters};
-use crate::evidence;
 use crate::config::{ConfigError, ExportConfig, Location, Signing};
 use crate::dataset::chain::ChainHead;
 use crate::dataset::layout;
 use crate::dataset::manifest::{
     self, sha256_hex, ApiCounts, Crawled, RunManifest, SessionCounts, WrittenFile,
 };
+use crate::evidence;
 use crate::evidence::sign::{SignError, Signer};
 use crate::export::plan::plan_jobs;
 use crate::shutdown::CancellationToken;
@@ -489,7 +489,8 @@ impl Locked<'_> {
                 .sign(&manifest_key, &head.sha256)
                 .await
                 .map_err(ExportError::Sign)?;
-            let bytes = serde_json::to_vec_pretty(&signature).map_err(ExportError::EncodeManifest)?;
+            let bytes =
+                serde_json::to_vec_pretty(&signature).map_err(ExportError::EncodeManifest)?;
             self.output
                 .put(&layout::signature_key(&manifest_key), bytes.into())
                 .await

@@ -67,7 +67,10 @@ fn render_evidence(html: &mut String, evidence: &super::EvidenceStatement) {
     let (class, verdict) = if evidence.verified {
         ("ok", "the data set is what its runs wrote")
     } else {
-        ("alert", "FINDINGS: the data set is not as its runs wrote it")
+        (
+            "alert",
+            "FINDINGS: the data set is not as its runs wrote it",
+        )
     };
     let _ = write!(
         html,

@@ -19,11 +19,11 @@ use crate::config::{
 use crate::dataset::layout::{self, PartitionKey};
 use crate::dataset::record::{sort_rows, SessionRecord};
 use crate::dataset::schema;
+use crate::evidence::coverage;
+use crate::evidence::verify::{self, VerifyError, VerifyRunError};
 use crate::storage::{AnyStorage, Storage, StorageError};
 use crate::text::printable;
 use crate::time::Clock;
-use crate::evidence::coverage;
-use crate::evidence::verify::{self, VerifyError, VerifyRunError};
 
 mod csv;
 mod html;
@@ -224,8 +224,13 @@ async fn state_evidence<S: Storage>(
     let period = match (config.from, config.to) {
         (None, None) => None,
         (from, to) => Some(coverage::Span {
-            start: from.and_then(day_start).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
-            end: to.and_then(|d| d.succ_opt()).and_then(day_start).unwrap_or(now),
+            start: from
+                .and_then(day_start)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+            end: to
+                .and_then(|d| d.succ_opt())
+                .and_then(day_start)
+                .unwrap_or(now),
         }),
     };
     let found = coverage::coverage(
@@ -248,7 +253,11 @@ async fn state_evidence<S: Storage>(
     let gaps = found
         .pairs
         .iter()
-        .flat_map(|p| p.gaps.iter().map(move |g| format!("{}/{} {g}", p.account_id, p.region)))
+        .flat_map(|p| {
+            p.gaps
+                .iter()
+                .map(move |g| format!("{}/{} {g}", p.account_id, p.region))
+        })
         .collect::<Vec<_>>();
     let newest_runs = found
         .pairs
@@ -262,7 +271,10 @@ async fn state_evidence<S: Storage>(
                 run.finished_at.format("%Y-%m-%dT%H:%M:%SZ"),
                 coverage::duration_text(chrono::Duration::seconds(run.age_seconds))
             ),
-            None => format!("{}/{}: no completed run covers any time", p.account_id, p.region),
+            None => format!(
+                "{}/{}: no completed run covers any time",
+                p.account_id, p.region
+            ),
         })
         .collect();
     Ok(EvidenceStatement {

@@ -68,13 +68,23 @@ fn a_chain_of_runs_verifies_and_each_kind_of_tampering_is_named() {
     let head_flag = ["--chain-head-out", path_str(&head_out)];
     assert_success(&export(&sim, out.path(), &head_flag));
     let first_head = std::fs::read_to_string(&head_out).expect("head kept");
-    assert!(first_head.starts_with(&format!("{ACCOUNT}/{REGION}=1:")), "{first_head}");
+    assert!(
+        first_head.starts_with(&format!("{ACCOUNT}/{REGION}=1:")),
+        "{first_head}"
+    );
     let second = export(&sim, out.path(), &head_flag);
     assert_success(&second);
     let head = std::fs::read_to_string(&head_out).expect("head kept");
     let head = head.trim();
-    assert!(head.starts_with(&format!("{ACCOUNT}/{REGION}=2:")), "{head}");
-    assert!(stderr(&second).contains(&format!("chain head {head}")), "{}", stderr(&second));
+    assert!(
+        head.starts_with(&format!("{ACCOUNT}/{REGION}=2:")),
+        "{head}"
+    );
+    assert!(
+        stderr(&second).contains(&format!("chain head {head}")),
+        "{}",
+        stderr(&second)
+    );
 
     let clean = verify(out.path(), &["--expect-head", head]);
     assert_success(&clean);
@@ -121,7 +131,11 @@ fn a_chain_of_runs_verifies_and_each_kind_of_tampering_is_named() {
     });
     let found = verify(cut.path(), &["--expect-head", head]);
     assert_finding(&found, "EXPECTED-HEAD", "a cut-off chain");
-    assert!(stdout(&found).contains("the chain ends at sequence 1"), "{}", stdout(&found));
+    assert!(
+        stdout(&found).contains("the chain ends at sequence 1"),
+        "{}",
+        stdout(&found)
+    );
 
     let gap = scenario(&|d| std::fs::remove_file(d.join(&first)).expect("rm"));
     assert_finding(&verify(gap.path(), &[]), "GAP", "a removed manifest");
@@ -130,13 +144,21 @@ fn a_chain_of_runs_verifies_and_each_kind_of_tampering_is_named() {
         edit_json(&d.join(&first), |m| m["files"][0]["rows"] = 0.into());
     });
     let found = verify(altered.path(), &[]);
-    assert_finding(&found, &format!("BROKEN    {newest}"), "an altered manifest");
+    assert_finding(
+        &found,
+        &format!("BROKEN    {newest}"),
+        "an altered manifest",
+    );
     assert!(stdout(&found).contains(&first), "{}", stdout(&found));
 
     let forked = scenario(&|d| {
-        let forged = d.join(&newest).with_file_name("20261102T120000Z-0000beef.json");
+        let forged = d
+            .join(&newest)
+            .with_file_name("20261102T120000Z-0000beef.json");
         std::fs::copy(d.join(&newest), &forged).expect("copy");
-        edit_json(&forged, |m| m["run_id"] = "20261102T120000Z-0000beef".into());
+        edit_json(&forged, |m| {
+            m["run_id"] = "20261102T120000Z-0000beef".into()
+        });
     });
     assert_finding(&verify(forked.path(), &[]), "FORK", "a forged second head");
 
@@ -144,7 +166,11 @@ fn a_chain_of_runs_verifies_and_each_kind_of_tampering_is_named() {
         edit_json(&d.join(&first), |m| m["chain"]["sequence"] = 2.into());
         edit_json(&d.join(&newest), |m| m["chain"]["sequence"] = 1.into());
     });
-    assert_finding(&verify(reordered.path(), &[]), "BROKEN", "swapped sequences");
+    assert_finding(
+        &verify(reordered.path(), &[]),
+        "BROKEN",
+        "swapped sequences",
+    );
 
     let headless = scenario(&|d| std::fs::remove_file(head_file(d)).expect("rm"));
     assert_finding(&verify(headless.path(), &[]), "HEAD", "a removed head file");
@@ -158,7 +184,11 @@ fn a_chain_of_runs_verifies_and_each_kind_of_tampering_is_named() {
             m.as_object_mut().expect("object").remove("chain");
         });
     });
-    assert_finding(&verify(unchained.path(), &[]), "UNCHAINED", "a manifest added outside the chain");
+    assert_finding(
+        &verify(unchained.path(), &[]),
+        "UNCHAINED",
+        "a manifest added outside the chain",
+    );
 
     // A later export continues the chain past a crash that left the head
     // file one manifest behind.
@@ -171,7 +201,11 @@ fn a_chain_of_runs_verifies_and_each_kind_of_tampering_is_named() {
     });
     let next = export(&sim, behind.path(), &[]);
     assert_success(&next);
-    assert!(stderr(&next).contains(&format!("{ACCOUNT}/{REGION}=3:")), "{}", stderr(&next));
+    assert!(
+        stderr(&next).contains(&format!("{ACCOUNT}/{REGION}=3:")),
+        "{}",
+        stderr(&next)
+    );
     assert_success(&verify(behind.path(), &["--expect-head", head]));
 }
 
@@ -190,10 +224,18 @@ fn signed_runs_verify_with_the_public_key_alone_and_a_bad_signature_is_named() {
     let public = keys.path().join("sign.pub.pem");
     let other = keys.path().join("other.pub.pem");
 
-    let refused = export(&sim, out.path(), &["--sign-key-file", path_str(&keys.path().join("absent.pem"))]);
+    let refused = export(
+        &sim,
+        out.path(),
+        &["--sign-key-file", path_str(&keys.path().join("absent.pem"))],
+    );
     assert_refused(&refused, 2, "absent.pem", "a missing key file");
     for _ in 0..2 {
-        assert_success(&export(&sim, out.path(), &["--sign-key-file", path_str(&key)]));
+        assert_success(&export(
+            &sim,
+            out.path(),
+            &["--sign-key-file", path_str(&key)],
+        ));
     }
     let clean = verify(out.path(), &["--public-key", path_str(&public)]);
     assert_success(&clean);
@@ -201,7 +243,11 @@ fn signed_runs_verify_with_the_public_key_alone_and_a_bad_signature_is_named() {
     // Unchecked without a key, and said so.
     let unchecked = verify(out.path(), &[]);
     assert_success(&unchecked);
-    assert!(stdout(&unchecked).contains("signatures not checked"), "{}", stdout(&unchecked));
+    assert!(
+        stdout(&unchecked).contains("signatures not checked"),
+        "{}",
+        stdout(&unchecked)
+    );
     assert_finding(
         &verify(out.path(), &["--public-key", path_str(&other)]),
         "BAD-SIGNATURE",
@@ -253,14 +299,27 @@ fn coverage_lists_every_gap_and_a_stale_chain_and_fails_for_either() {
         text.contains("GAP       from 2026-10-17T00:00:00Z to 2026-10-20T00:00:00Z (3d 0h)"),
         "{text}"
     );
-    assert!(text.contains("covered   from 2026-10-10T00:00:00Z to 2026-10-17T00:00:00Z"), "{text}");
+    assert!(
+        text.contains("covered   from 2026-10-10T00:00:00Z to 2026-10-17T00:00:00Z"),
+        "{text}"
+    );
 
     // A period inside what was crawled, checked on the night of the runs.
     assert_success(&coverage(&["--from", "2026-10-11", "--to", "2026-10-16"]));
-    let json = coverage(&["--from", "2026-10-11", "--to", "2026-10-21", "--format", "json"]);
+    let json = coverage(&[
+        "--from",
+        "2026-10-11",
+        "--to",
+        "2026-10-21",
+        "--format",
+        "json",
+    ]);
     assert_eq!(json.status.code(), Some(8));
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
-    assert_eq!(report["pairs"][0]["gaps"][0]["start"], "2026-10-17T00:00:00Z");
+    assert_eq!(
+        report["pairs"][0]["gaps"][0]["start"],
+        "2026-10-17T00:00:00Z"
+    );
     assert_eq!(report["pairs"][0]["gaps"][0]["end"], "2026-10-20T00:00:00Z");
 
     // Three days later, without a run since: stale.
@@ -268,7 +327,15 @@ fn coverage_lists_every_gap_and_a_stale_chain_and_fails_for_either() {
         .expect("a time")
         .to_rfc3339();
     let stale = ssm_audit()
-        .args(["coverage", "--output", path_str(out.path()), "--from", "2026-10-11", "--to", "2026-10-16"])
+        .args([
+            "coverage",
+            "--output",
+            path_str(out.path()),
+            "--from",
+            "2026-10-11",
+            "--to",
+            "2026-10-16",
+        ])
         .env("SSM_AUDIT_CLOCK_START", later)
         .output()
         .expect("runs");
@@ -277,8 +344,16 @@ fn coverage_lists_every_gap_and_a_stale_chain_and_fails_for_either() {
 
     // A filtered run lists only some sessions: it covers nothing.
     let filtered = tempfile::tempdir().expect("tempdir");
-    assert_success(&export(&sim, filtered.path(), &["--filters", "key=Status,value=Terminated"]));
+    assert_success(&export(
+        &sim,
+        filtered.path(),
+        &["--filters", "key=Status,value=Terminated"],
+    ));
     let none = run(&["coverage", "--output", path_str(filtered.path())]);
     assert_eq!(none.status.code(), Some(8), "{}", stdout(&none));
-    assert!(stdout(&none).contains("no completed run covers any time"), "{}", stdout(&none));
+    assert!(
+        stdout(&none).contains("no completed run covers any time"),
+        "{}",
+        stdout(&none)
+    );
 }

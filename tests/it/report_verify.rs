@@ -277,40 +277,68 @@ fn reports_state_verification_and_the_days_no_run_crawled() {
     let (sim, _d) = Sim::with_sessions(&data, &[]);
     let out = tempfile::tempdir().expect("tempdir");
     for (since, until) in [(10, 14), (16, 20)] {
-        assert_success(&export(&sim, out.path(), &["--since", &day(since), "--until", &day(until)]));
+        assert_success(&export(
+            &sim,
+            out.path(),
+            &["--since", &day(since), "--until", &day(until)],
+        ));
     }
     let reports = tempfile::tempdir().expect("tempdir");
     let input = out.path().to_str().expect("utf-8");
     let report = |format: &str, name: &str| {
         let path = reports.path().join(name);
         let result = run(&[
-            "report", "--input", input, "--from", "2026-10-10", "--to", "2026-10-19",
-            "--format", format, "--out", path.to_str().expect("utf-8"),
+            "report",
+            "--input",
+            input,
+            "--from",
+            "2026-10-10",
+            "--to",
+            "2026-10-19",
+            "--format",
+            format,
+            "--out",
+            path.to_str().expect("utf-8"),
         ]);
         assert_success(&result);
         path
     };
     let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report("json", "r.json")).expect("read")).expect("json");
+        serde_json::from_slice(&std::fs::read(report("json", "r.json")).expect("read"))
+            .expect("json");
     let evidence = &json["evidence"];
     assert_eq!(evidence["verified"], true, "{evidence}");
     assert_eq!(evidence["fully_covered"], false, "{evidence}");
-    assert_eq!(evidence["days_not_crawled"], serde_json::json!(["2026-10-14", "2026-10-15"]));
+    assert_eq!(
+        evidence["days_not_crawled"],
+        serde_json::json!(["2026-10-14", "2026-10-15"])
+    );
 
     let html = std::fs::read_to_string(report("html", "r.html")).expect("read");
-    assert!(html.contains("not crawled: 2026-10-14, 2026-10-15"), "{html}");
+    assert!(
+        html.contains("not crawled: 2026-10-14, 2026-10-15"),
+        "{html}"
+    );
     let csv = report("csv", "r.csv");
-    let sidecar = std::fs::read_to_string(csv.with_file_name("r.csv.evidence.txt")).expect("sidecar");
+    let sidecar =
+        std::fs::read_to_string(csv.with_file_name("r.csv.evidence.txt")).expect("sidecar");
     assert!(sidecar.contains("Verification: clean"), "{sidecar}");
-    assert!(sidecar.contains("NOT CRAWLED: 2026-10-14, 2026-10-15"), "{sidecar}");
+    assert!(
+        sidecar.contains("NOT CRAWLED: 2026-10-14, 2026-10-15"),
+        "{sidecar}"
+    );
 
     let partition = read_partitions(out.path())[0].0.clone();
     let mut bytes = std::fs::read(out.path().join(&partition)).expect("read");
     bytes.push(0);
     std::fs::write(out.path().join(&partition), bytes).expect("alter");
     let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(report("json", "r2.json")).expect("read")).expect("json");
+        serde_json::from_slice(&std::fs::read(report("json", "r2.json")).expect("read"))
+            .expect("json");
     assert_eq!(json["evidence"]["verified"], false);
     let findings = json["evidence"]["findings"].to_string();
-    assert!(findings.contains("CHANGED") && findings.contains(&partition), "{findings}");
+    assert!(
+        findings.contains("CHANGED") && findings.contains(&partition),
+        "{findings}"
+    );
 }

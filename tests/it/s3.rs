@@ -399,7 +399,10 @@ fn manifests_signed_by_kms_verify_with_the_public_key_and_a_tampered_signature_i
         assert!(text.contains("1 signed"), "{algorithm}: {text}");
         let public_file = out.path().join("../public.der");
         std::fs::write(&public_file, &public_der).expect("write");
-        assert_success(&verify(&["--public-key", public_file.to_str().expect("utf-8")]));
+        assert_success(&verify(&[
+            "--public-key",
+            public_file.to_str().expect("utf-8"),
+        ]));
 
         let signature = manifest_files(out.path())[0].with_extension("sig");
         let mut value: serde_json::Value =
@@ -409,7 +412,9 @@ fn manifests_signed_by_kms_verify_with_the_public_key_and_a_tampered_signature_i
             .expect("b64");
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
-        value["signature"] = base64::engine::general_purpose::STANDARD.encode(bytes).into();
+        value["signature"] = base64::engine::general_purpose::STANDARD
+            .encode(bytes)
+            .into();
         std::fs::write(&signature, value.to_string()).expect("write");
         let tampered = verify(&["--kms-key", &key_id]);
         assert_eq!(tampered.status.code(), Some(6), "{algorithm}");
