@@ -45,6 +45,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Prints a check's result on stdout, as text or JSON.
+fn print_result<R: std::fmt::Display + serde::Serialize>(
+    result: &R,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(result)?);
+    } else {
+        println!("{result}");
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Export(args) => {
@@ -68,11 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = runtime()?
                 .block_on(verify::run(&config))
                 .with_context(|| format!("verify of {}", config.output))?;
-            if config.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
+            print_result(&report, config.json)?;
             if !report.is_clean() {
                 return Err(VerifyError::Differences.into());
             }
@@ -83,11 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = runtime()?
                 .block_on(coverage::run(&config))
                 .with_context(|| format!("coverage of {}", config.output))?;
-            if config.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
+            print_result(&report, config.json)?;
             if !report.is_complete() {
                 return Err(NotCovered.into());
             }

@@ -168,22 +168,31 @@ pub enum CoverageError {
     NoDataSet(#[from] crate::evidence::verify::VerifyError),
 }
 
+/// The period of the UTC days `[from, to]` (inclusive): unbounded before
+/// `from` when it is None, up to `now` when `to` is; None when both are.
+pub fn period_of(
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+    now: DateTime<Utc>,
+) -> Option<Span> {
+    let day_start = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    if from.is_none() && to.is_none() {
+        return None;
+    }
+    Some(Span {
+        start: from.and_then(day_start).unwrap_or(DateTime::<Utc>::MIN_UTC),
+        end: to
+            .and_then(|d| d.succ_opt())
+            .and_then(day_start)
+            .unwrap_or(now),
+    })
+}
+
 /// The options of a `coverage` command.
 pub fn options_of(config: &CoverageConfig) -> CoverageOptions {
-    let day_start = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
     let now = config.clock.now();
-    let period = match (config.from, config.to) {
-        (None, None) => None,
-        (from, to) => Some(Span {
-            start: from.and_then(day_start).unwrap_or(DateTime::<Utc>::MIN_UTC),
-            end: to
-                .and_then(|d| d.succ_opt())
-                .and_then(day_start)
-                .unwrap_or(now),
-        }),
-    };
     CoverageOptions {
-        period,
+        period: period_of(config.from, config.to, now),
         max_age: Duration::from_std(config.max_age).unwrap_or(Duration::MAX),
         now,
     }

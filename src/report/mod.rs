@@ -220,19 +220,7 @@ async fn state_evidence<S: Storage>(
         Err(e) => return Err(e.into()),
     };
     let now = config.clock.now();
-    let day_start = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-    let period = match (config.from, config.to) {
-        (None, None) => None,
-        (from, to) => Some(coverage::Span {
-            start: from
-                .and_then(day_start)
-                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
-            end: to
-                .and_then(|d| d.succ_opt())
-                .and_then(day_start)
-                .unwrap_or(now),
-        }),
-    };
+    let period = coverage::period_of(config.from, config.to, now);
     let found = coverage::coverage(
         storage,
         &coverage::CoverageOptions {
