@@ -355,6 +355,7 @@ fn manifests_signed_by_kms_verify_with_the_public_key_and_a_tampered_signature_i
     let data = generated(150, 93, &[]);
     let (sim, _d) = Sim::with_sessions(&data, &[]);
     let moto = Moto::start();
+    moto.create_bucket("heads");
     let kms = moto.kms_client();
     for (spec, algorithm) in [
         (KeySpec::EccNistP256, "ECDSA_SHA_256"),
@@ -383,9 +384,29 @@ fn manifests_signed_by_kms_verify_with_the_public_key_and_a_tampered_signature_i
             &sim,
             &moto,
             out_str,
-            &["--sign-kms-key", &key_id, "--sign-kms-algorithm", algorithm],
+            &[
+                "--sign-kms-key",
+                &key_id,
+                "--sign-kms-algorithm",
+                algorithm,
+                "--chain-head-out",
+                "s3://heads/ssm-audit/head.txt",
+            ],
         );
         assert_success(&signed);
+        // The head kept in another bucket anchors the chain.
+        let head = runtime().block_on(async {
+            let object = moto
+                .client()
+                .get_object()
+                .bucket("heads")
+                .key("ssm-audit/head.txt")
+                .send()
+                .await
+                .expect("head kept");
+            let bytes = object.body.collect().await.expect("body").into_bytes();
+            String::from_utf8(bytes.to_vec()).expect("utf-8")
+        });
         let verify = |extra: &[&str]| {
             ssm_audit_with_s3(&sim, &moto)
                 .args(["verify", "--output", out_str])
@@ -393,7 +414,7 @@ fn manifests_signed_by_kms_verify_with_the_public_key_and_a_tampered_signature_i
                 .output()
                 .expect("runs")
         };
-        let with_kms = verify(&["--kms-key", &key_id]);
+        let with_kms = verify(&["--kms-key", &key_id, "--expect-head", head.trim()]);
         assert_success(&with_kms);
         let text = String::from_utf8_lossy(&with_kms.stdout).into_owned();
         assert!(text.contains("1 signed"), "{algorithm}: {text}");
