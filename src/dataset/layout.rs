@@ -190,7 +190,7 @@ pub fn days_around(window: TimeRange) -> std::ops::RangeInclusive<NaiveDate> {
 /// own: one folder per output (named by a digest of its identity), so that
 /// outputs sharing a checkpoint location never share a checkpoint.
 pub fn separate_checkpoint_root(output_identity: &str) -> String {
-    let digest = crate::dataset::manifest::sha256_hex(output_identity.as_bytes());
+    let digest = super::sha256_hex(output_identity.as_bytes());
     format!("output-{}/", &digest[..16])
 }
 

@@ -5,7 +5,6 @@
 //! time it covers.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Version of the manifest format written; readers refuse versions they do
 /// not know. Version 2 added the chain and the crawled window.
@@ -29,12 +28,6 @@ pub struct WrittenFile {
 /// wrote (a few hundred bytes each), and a larger file is not one this tool
 /// wrote.
 pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Hex SHA-256 of a file's bytes, as manifests record it and `verify`
-/// checks it.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunManifest {

@@ -10,3 +10,10 @@ pub mod layout;
 pub mod manifest;
 pub mod record;
 pub mod schema;
+
+/// Hex SHA-256 of bytes: the one digest the data set records (manifests,
+/// chains, signatures, staged parts) and `verify` checks.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

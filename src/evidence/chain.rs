@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use crate::dataset::chain::{AdoptedManifest, ChainHead, ChainLink, MAX_EVIDENCE_BYTES};
 use crate::dataset::layout::{self, RunsEntry, CHAIN_PREFIX, RUNS_PREFIX};
-use crate::dataset::manifest::{readable_version, sha256_hex, RunManifest, MAX_MANIFEST_BYTES};
+use crate::dataset::manifest::{readable_version, RunManifest, MAX_MANIFEST_BYTES};
+use crate::dataset::sha256_hex;
 use crate::storage::{Storage, StorageError};
 
 /// One (account, region).

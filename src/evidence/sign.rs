@@ -14,7 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 
 use crate::dataset::chain::{signing_statement, ManifestSignature, SIGNATURE_FORMAT};
-use crate::dataset::manifest::sha256_hex;
+use crate::dataset::sha256_hex;
 
 /// The algorithms a KMS key signs manifests with (KMS's names).
 pub const KMS_ALGORITHMS: &[&str] = &[

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::{AwsSettings, VerifyConfig, VerifyKeys};
 use crate::dataset::chain::{ExpectedHead, ManifestSignature, MAX_EVIDENCE_BYTES};
 use crate::dataset::layout::{self, RUNS_PREFIX, SESSIONS_PREFIX};
-use crate::dataset::manifest::sha256_hex;
+use crate::dataset::sha256_hex;
 use crate::evidence::chain::{read_ledger, Entry, Ledger, Pair};
 use crate::evidence::sign::Verifier;
 use crate::storage::{Storage, StorageError};

@@ -132,7 +132,7 @@ pub struct JobProgress {
 /// The part chain after one more part: `previous` chained with the part's
 /// sequence number and SHA-256.
 pub fn chain_part(previous: &str, seq: u32, part_sha256: &str) -> String {
-    crate::dataset::manifest::sha256_hex(format!("{previous}:{seq}:{part_sha256}").as_bytes())
+    crate::dataset::sha256_hex(format!("{previous}:{seq}:{part_sha256}").as_bytes())
 }
 
 impl JobProgress {

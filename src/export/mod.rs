@@ -17,9 +17,8 @@ use crate::aws::{self, AwsError, CallCounters};
 use crate::config::{ConfigError, ExportConfig, Location, Signing};
 use crate::dataset::chain::ChainHead;
 use crate::dataset::layout;
-use crate::dataset::manifest::{
-    self, sha256_hex, ApiCounts, Crawled, RunManifest, SessionCounts, WrittenFile,
-};
+use crate::dataset::manifest::{self, ApiCounts, Crawled, RunManifest, SessionCounts, WrittenFile};
+use crate::dataset::sha256_hex;
 use crate::evidence;
 use crate::evidence::sign::{SignError, Signer};
 use crate::export::plan::plan_jobs;

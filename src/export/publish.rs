@@ -13,9 +13,10 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 
 use crate::dataset::layout::{self, PartitionKey};
-use crate::dataset::manifest::{sha256_hex, PendingPartition, WrittenFile};
+use crate::dataset::manifest::{PendingPartition, WrittenFile};
 use crate::dataset::record::{merge, SessionRecord};
 use crate::dataset::schema::{self, Packing, ParquetSink, ParquetSource, SchemaError};
+use crate::dataset::sha256_hex;
 use crate::export::dedupe::Winner;
 use crate::export::stage::Staged;
 use crate::storage::{Storage, StorageError};

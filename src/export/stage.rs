@@ -14,9 +14,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::api::SessionState;
-use crate::dataset::manifest::sha256_hex;
 use crate::dataset::record::SessionRecord;
 use crate::dataset::schema::{self, SchemaError};
+use crate::dataset::sha256_hex;
 use crate::export::crawl::Page;
 use crate::export::dedupe::{DedupeSet, Winner, MAX_PAGE_ROWS};
 use crate::storage::{Storage, StorageError};

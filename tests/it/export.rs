@@ -97,7 +97,7 @@ fn a_full_export_matches_the_data_set_field_for_field() {
             .expect("listed file exists");
         assert_eq!(
             file["sha256"].as_str(),
-            Some(ssm_audit::dataset::manifest::sha256_hex(&bytes).as_str())
+            Some(ssm_audit::dataset::sha256_hex(&bytes).as_str())
         );
     }
     assert_eq!(m["api"]["calls"].as_u64(), Some(sim.stat("describe_ok")));
