@@ -49,9 +49,10 @@ pub fn duration_text(d: Duration) -> String {
 /// What to check coverage against.
 #[derive(Debug, Clone)]
 pub struct CoverageOptions {
-    /// The period that must be covered; None: from each chain's first
-    /// covered instant to its last.
-    pub period: Option<Span>,
+    /// The period that must be covered; an open end is the chain's first
+    /// (or last) covered instant: the time after a chain's newest run is
+    /// for `max_age` to judge, not a gap.
+    pub period: Bounds,
     /// The newest completed run may be at most this old.
     pub max_age: Duration,
     pub now: DateTime<Utc>,
@@ -168,24 +169,28 @@ pub enum CoverageError {
     NoDataSet(#[from] crate::evidence::verify::VerifyError),
 }
 
-/// The period of the UTC days `[from, to]` (inclusive): unbounded before
-/// `from` when it is None, up to `now` when `to` is; None when both are.
+/// A period whose ends may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// The period of the UTC days `[from, to]` (inclusive), never past `now`
+/// (time to come is not a gap).
 pub fn period_of(
     from: Option<chrono::NaiveDate>,
     to: Option<chrono::NaiveDate>,
     now: DateTime<Utc>,
-) -> Option<Span> {
+) -> Bounds {
     let day_start = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-    if from.is_none() && to.is_none() {
-        return None;
-    }
-    Some(Span {
-        start: from.and_then(day_start).unwrap_or(DateTime::<Utc>::MIN_UTC),
+    Bounds {
+        start: from.and_then(day_start),
         end: to
             .and_then(|d| d.succ_opt())
             .and_then(day_start)
-            .unwrap_or(now),
-    })
+            .map(|end| end.min(now)),
+    }
 }
 
 /// The options of a `coverage` command.
@@ -270,12 +275,13 @@ fn pair_coverage(
         }
     }
     let covered = merge(spans);
-    let period = options.period.or_else(|| {
-        Some(Span {
-            start: covered.first()?.start,
-            end: covered.last()?.end,
-        })
-    });
+    let period = match (
+        options.period.start.or(covered.first().map(|s| s.start)),
+        options.period.end.or(covered.last().map(|s| s.end)),
+    ) {
+        (Some(start), Some(end)) if start < end => Some(Span { start, end }),
+        _ => None,
+    };
     let gaps = match period {
         Some(period) => subtract(&[period], &covered),
         None => Vec::new(),

@@ -343,11 +343,17 @@ fn walk_chain(report: &mut VerifyReport, (account, region): &Pair, entries: &[En
     let mut previous: Option<&Entry> = None;
     for sequence in 1..=last {
         let Some(here) = by_sequence.get(&sequence) else {
-            let after = previous.map(|e| e.key.as_str()).unwrap_or("the start");
+            let detail = match previous {
+                Some(before) => format!(
+                    "no manifest has it: removed; the one before is {}",
+                    before.key
+                ),
+                None => "no manifest has it: removed".to_owned(),
+            };
             report.find(
                 FindingKind::Gap,
                 format!("{account}/{region} sequence {sequence}"),
-                format!("no manifest has it (after {after}): removed"),
+                detail,
             );
             previous = None;
             continue;

@@ -322,6 +322,24 @@ fn coverage_lists_every_gap_and_a_stale_chain_and_fails_for_either() {
     );
     assert_eq!(report["pairs"][0]["gaps"][0]["end"], "2026-10-20T00:00:00Z");
 
+    // An open end stops at the newest run's window: the hours since are
+    // for --max-age to judge, not a gap.
+    let contiguous = tempfile::tempdir().expect("tempdir");
+    for (since, until) in [(10, 14), (13, 17)] {
+        assert_success(&export(
+            &sim,
+            contiguous.path(),
+            &["--since", &day(since), "--until", &day(until)],
+        ));
+    }
+    assert_success(&run(&[
+        "coverage",
+        "--output",
+        path_str(contiguous.path()),
+        "--from",
+        "2026-10-11",
+    ]));
+
     // Three days later, without a run since: stale.
     let later = chrono::DateTime::from_timestamp_millis(now_ms() + 3 * 86_400_000)
         .expect("a time")
