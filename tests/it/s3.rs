@@ -529,6 +529,15 @@ fn exports_into_a_compliance_locked_bucket_merge_and_verify_by_object_version() 
             .expect("list");
         assert!(!listed.contents().iter().any(|o| staged(o.key())));
     });
+    // A report into the same bucket, twice (a new version, not a failure).
+    for _ in 0..2 {
+        let report = ssm_audit_with_s3(&sim, &moto)
+            .args(["report", "--input", output, "--format", "html"])
+            .args(["--out", "s3://locked/reports/sessions.html"])
+            .output()
+            .expect("runs");
+        assert_success(&report);
+    }
     let rows = read_s3_rows(&moto, "locked", "audit/");
     assert_eq!(rows.len(), data.len());
 }
