@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Crawl DescribeSessions over a time window into partitioned Parquet.
-    Export(ExportArgs),
+    Export(Box<ExportArgs>),
     /// Check the manifest chains, their signatures and every data file
     /// against the run manifests that wrote it.
     Verify(VerifyArgs),
@@ -155,6 +155,110 @@ pub struct CoverageArgs {
     /// Read "now" as this RFC 3339 instant. For tests.
     #[arg(long, env = "SSM_AUDIT_CLOCK_START", value_name = "TIME", hide = true)]
     pub clock_start: Option<String>,
+}
+
+/// Which (account, region) pairs an export crawls, how it reaches them, and
+/// which share of them this process takes.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// Accounts to crawl, comma-separated (default: the caller's account).
+    /// Needs --role-name or --role-arn-template for accounts other than the
+    /// caller's.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_ACCOUNTS",
+        value_name = "ID,...",
+        value_delimiter = ',',
+        conflicts_with = "accounts_file"
+    )]
+    pub accounts: Vec<String>,
+
+    /// A file of account ids, one per line (`#` starts a comment).
+    #[arg(long, env = "SSM_AUDIT_ACCOUNTS_FILE", value_name = "FILE")]
+    pub accounts_file: Option<std::path::PathBuf>,
+
+    /// Accounts to leave out, whatever listed them.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_EXCLUDE_ACCOUNTS",
+        value_name = "ID,...",
+        value_delimiter = ','
+    )]
+    pub exclude_accounts: Vec<String>,
+
+    /// The role to assume in each account: `arn:aws:iam::<account>:role/<NAME>`.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_ROLE_NAME",
+        value_name = "NAME",
+        conflicts_with = "role_arn_template"
+    )]
+    pub role_name: Option<String>,
+
+    /// The role to assume as an ARN with `{account}` in it, for roles on a
+    /// path: `arn:aws:iam::{account}:role/audit/ssm-audit`.
+    #[arg(long, env = "SSM_AUDIT_ROLE_ARN_TEMPLATE", value_name = "ARN")]
+    pub role_arn_template: Option<String>,
+
+    /// The external id the roles' trust policy requires.
+    #[arg(long, env = "SSM_AUDIT_EXTERNAL_ID", value_name = "ID")]
+    pub external_id: Option<String>,
+
+    /// The session name CloudTrail shows for the assumed roles.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_ROLE_SESSION_NAME",
+        value_name = "NAME",
+        default_value = "ssm-audit"
+    )]
+    pub role_session_name: String,
+
+    /// How long assumed-role credentials last (15m to 12h); they are renewed
+    /// before they expire.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_ROLE_DURATION",
+        value_name = "DURATION",
+        default_value = "1h"
+    )]
+    pub role_duration: String,
+
+    /// Regions to crawl, comma-separated. Default: the configured region.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_REGIONS",
+        value_name = "REGION,...",
+        value_delimiter = ','
+    )]
+    pub regions: Vec<String>,
+
+    /// Take shard K of N (1-based): a stable, balanced share of the pairs,
+    /// by a hash of account and region, so N tasks split the work with no
+    /// coordination. Default: AWS_BATCH_JOB_ARRAY_INDEX of
+    /// AWS_BATCH_JOB_ARRAY_SIZE when AWS Batch sets them, else all pairs.
+    #[arg(long, env = "SSM_AUDIT_SHARD", value_name = "K/N")]
+    pub shard: Option<String>,
+
+    /// (Account, region) pairs crawled at once; their requests share the
+    /// one --concurrency bound. Default: --concurrency.
+    #[arg(long, env = "SSM_AUDIT_PAIRS_AT_ONCE", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub pairs_at_once: Option<u16>,
+
+    /// Print the plan (pairs, windows, expected calls) and exit without
+    /// calling SSM.
+    #[arg(long, env = "SSM_AUDIT_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// After a run that left pairs failed, a rerun within this time crawls
+    /// only those pairs (a scheduler's retry); later, all pairs again.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_RETRY_WINDOW",
+        value_name = "DURATION",
+        default_value = "6h"
+    )]
+    pub retry_window: String,
 }
 
 /// How an export signs its manifests and where it keeps the chain's head.
@@ -331,6 +435,9 @@ pub struct ExportArgs {
 
     #[command(flatten)]
     pub evidence: EvidenceArgs,
+
+    #[command(flatten)]
+    pub scope: ScopeArgs,
 
     /// Discard an unfinished checkpoint (and its staged pages) and crawl
     /// afresh, for example after changing flags or when it is corrupt.

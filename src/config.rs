@@ -106,6 +106,216 @@ pub enum Location {
     S3 { bucket: String, prefix: String },
 }
 
+/// Which (account, region) pairs an export crawls and how it reaches them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Scope {
+    /// None: the caller's own account.
+    pub accounts: Option<Vec<String>>,
+    pub exclude_accounts: Vec<String>,
+    pub role: Option<RoleSpec>,
+    /// None: the configured region.
+    pub regions: Option<Vec<String>>,
+    pub shard: Option<Shard>,
+    pub pairs_at_once: usize,
+    pub dry_run: bool,
+    #[serde(skip)]
+    pub retry_window: std::time::Duration,
+}
+
+impl Scope {
+    /// One pair, the caller's account in the configured region: the export
+    /// as it was before organizations (no status file).
+    pub fn is_single(&self) -> bool {
+        self.accounts.is_none() && self.regions.is_none() && self.shard.is_none()
+    }
+}
+
+/// The role an export assumes in each account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleSpec {
+    /// An ARN with `{account}` where the account id goes.
+    pub arn_template: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
+    pub duration: std::time::Duration,
+}
+
+impl RoleSpec {
+    pub fn arn(&self, account_id: &str) -> String {
+        self.arn_template.replace("{account}", account_id)
+    }
+}
+
+/// Shard `index` (0-based) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
+}
+
+/// The largest `--accounts-file` read: 100,000 accounts of 13 bytes.
+const MAX_ACCOUNTS_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+impl Scope {
+    fn from_args(args: &crate::cli::ScopeArgs, concurrency: usize) -> Result<Scope, ConfigError> {
+        let check_account = |flag: &str, id: &str| {
+            crate::dataset::layout::check_account_id(id)
+                .map_err(|reason| ConfigError::Flag(format!("{flag}: {reason}")))
+        };
+        let accounts = match (&args.accounts_file, args.accounts.is_empty()) {
+            (Some(path), _) => Some(read_accounts_file(path)?),
+            (None, false) => Some(
+                args.accounts
+                    .iter()
+                    .map(|a| a.trim().to_owned())
+                    .filter(|a| !a.is_empty())
+                    .collect(),
+            ),
+            (None, true) => None,
+        };
+        for id in accounts.iter().flatten() {
+            check_account("--accounts", id)?;
+        }
+        let mut accounts = accounts;
+        if let Some(list) = &mut accounts {
+            list.sort();
+            list.dedup();
+            if list.is_empty() {
+                return Err(ConfigError::Flag("--accounts names no account".into()));
+            }
+        }
+        let exclude_accounts: Vec<String> = args
+            .exclude_accounts
+            .iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        for id in &exclude_accounts {
+            check_account("--exclude-accounts", id)?;
+        }
+        let duration_ms = parse_duration("--role-duration", &args.role_duration)?;
+        if !(15 * 60_000..=12 * 3_600_000).contains(&duration_ms) {
+            return Err(ConfigError::Flag(format!(
+                "--role-duration {} is outside 15m to 12h (what STS allows)",
+                args.role_duration
+            )));
+        }
+        let arn_template = match (&args.role_name, &args.role_arn_template) {
+            (Some(name), _) if name.is_empty() || name.contains(['/', ':', '{']) => {
+                return Err(ConfigError::Flag(format!(
+                    "--role-name {name:?} is not a role name; for a role on a path use --role-arn-template"
+                )))
+            }
+            (Some(name), _) => Some(format!("arn:aws:iam::{{account}}:role/{name}")),
+            (None, Some(template)) if !template.contains("{account}") => {
+                return Err(ConfigError::Flag(format!(
+                    "--role-arn-template {template:?} has no {{account}} to put the account id in"
+                )))
+            }
+            (None, Some(template)) => Some(template.clone()),
+            (None, None) => None,
+        };
+        let role = arn_template.map(|arn_template| RoleSpec {
+            arn_template,
+            external_id: args.external_id.clone().filter(|e| !e.is_empty()),
+            session_name: args.role_session_name.clone(),
+            duration: std::time::Duration::from_millis(duration_ms as u64),
+        });
+        if role.is_none() && args.external_id.is_some() {
+            return Err(ConfigError::Flag(
+                "--external-id goes with --role-name or --role-arn-template".into(),
+            ));
+        }
+        let regions = if args.regions.is_empty() {
+            None
+        } else {
+            let mut regions: Vec<String> =
+                args.regions.iter().map(|r| r.trim().to_owned()).collect();
+            for region in &regions {
+                crate::dataset::layout::check_region(region)
+                    .map_err(|reason| ConfigError::Flag(format!("--regions: {reason}")))?;
+            }
+            regions.sort();
+            regions.dedup();
+            Some(regions)
+        };
+        let shard = match &args.shard {
+            Some(text) => Some(parse_shard("--shard", text, 1)?),
+            None => match (
+                std::env::var("AWS_BATCH_JOB_ARRAY_INDEX"),
+                std::env::var("AWS_BATCH_JOB_ARRAY_SIZE"),
+            ) {
+                (Ok(index), Ok(size)) => Some(parse_shard(
+                    "AWS_BATCH_JOB_ARRAY_INDEX/AWS_BATCH_JOB_ARRAY_SIZE",
+                    &format!("{}/{}", index.trim(), size.trim()),
+                    0,
+                )?),
+                _ => None,
+            },
+        };
+        let retry_window_ms = parse_duration("--retry-window", &args.retry_window)?;
+        Ok(Scope {
+            accounts,
+            exclude_accounts,
+            role,
+            regions,
+            shard,
+            pairs_at_once: args.pairs_at_once.map_or(concurrency, usize::from),
+            dry_run: args.dry_run,
+            retry_window: std::time::Duration::from_millis(retry_window_ms.max(0) as u64),
+        })
+    }
+}
+
+/// `K/N`, where K counts from `first` (1 for `--shard`, 0 for AWS Batch's
+/// array index).
+fn parse_shard(flag: &str, text: &str, first: u32) -> Result<Shard, ConfigError> {
+    let bad = || ConfigError::Flag(format!("{flag} {text:?} is not K/N, such as 2/8"));
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let (k, n): (u32, u32) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || n > 100_000 || k < first || k - first >= n {
+        return Err(ConfigError::Flag(format!(
+            "{flag} {text:?}: the shard must be {first} to {} of N, N from 1 to 100000",
+            n.saturating_sub(1) + first
+        )));
+    }
+    Ok(Shard {
+        index: k - first,
+        count: n,
+    })
+}
+
+/// Account ids from a file, one per line; `#` starts a comment.
+fn read_accounts_file(path: &Path) -> Result<Vec<String>, ConfigError> {
+    use std::io::Read as _;
+    let refuse =
+        |reason: String| ConfigError::Flag(format!("--accounts-file {}: {reason}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| refuse(e.to_string()))?;
+    let mut text = String::new();
+    file.take(MAX_ACCOUNTS_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| refuse(e.to_string()))?;
+    if text.len() as u64 > MAX_ACCOUNTS_FILE_BYTES {
+        return Err(refuse(format!(
+            "larger than {MAX_ACCOUNTS_FILE_BYTES} bytes"
+        )));
+    }
+    Ok(text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim().to_owned())
+        .filter(|line| !line.is_empty())
+        .collect())
+}
+
 /// How an export signs its run manifests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -343,6 +553,8 @@ pub struct ExportConfig {
     pub signing: Option<Signing>,
     /// Where the chain's new head is written after each run.
     pub chain_head_out: Option<Destination>,
+    /// Which (account, region) pairs, and how to reach them.
+    pub scope: Scope,
     /// The output lock's lease.
     #[serde(skip)]
     pub lock_lease: std::time::Duration,
@@ -525,6 +737,7 @@ impl ExportConfig {
             restart: args.restart,
             signing,
             chain_head_out,
+            scope: Scope::from_args(&args.scope, usize::from(args.concurrency))?,
             lock_lease: std::time::Duration::from_millis(lock_lease_ms as u64),
             clock,
             warnings,

@@ -96,7 +96,7 @@ fn export_code(error: &ExportError) -> Option<u8> {
             | CheckpointError::Mismatch { .. },
         ) => USAGE,
         ExportError::Crawl(_) => INCOMPLETE,
-        ExportError::PartlyPublished { .. } => PARTIAL,
+        ExportError::PartlyPublished { .. } | ExportError::PairsFailed { .. } => PARTIAL,
         ExportError::SigningKey(_) => USAGE,
         ExportError::HeadOut { .. } => FAILURE,
         ExportError::Interrupted => INTERRUPTED,

@@ -73,7 +73,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     export::run(config, shutdown).await
                 })
                 .with_context(|| format!("export into {output} failed"))?;
-            eprintln!("ssm-audit: {summary}");
+            match summary {
+                export::RunOutcome::Planned(plan) => println!("{plan}"),
+                export::RunOutcome::Exported(summaries) => {
+                    for pair in &summaries {
+                        eprintln!("ssm-audit: {pair}");
+                    }
+                    if summaries.len() > 1 {
+                        let sessions: u64 = summaries.iter().map(|s| s.sessions.distinct).sum();
+                        eprintln!(
+                            "ssm-audit: {} (account, region) pairs completed, {sessions} sessions in all",
+                            summaries.len()
+                        );
+                    }
+                }
+            }
             Ok(())
         }
         Command::Verify(args) => {

@@ -38,6 +38,66 @@ pub enum AwsError {
     NoRegion,
     #[error("cannot learn the account id from sts:GetCallerIdentity ({0}); check credentials and the endpoint, or pass --account-id")]
     Identity(String),
+    #[error("cannot assume {role}: {message}; check that the role exists in the account, that its trust policy names this caller (and the --external-id), and sts:AssumeRole on it")]
+    AssumeRole { role: String, message: String },
+}
+
+/// The SDK configuration of one account reached through `role`: its
+/// credentials come from sts:AssumeRole, cached and renewed before they
+/// expire, and are shared by every client built from it (all the account's
+/// regions), so an account costs one AssumeRole per credential lifetime.
+/// The role is assumed once here, so that a role that cannot be assumed
+/// fails its account before any SSM call.
+pub async fn assume_role_config(
+    base: &SdkConfig,
+    role: &crate::config::RoleSpec,
+    account_id: &str,
+) -> Result<SdkConfig, AwsError> {
+    use aws_sdk_s3::config::SharedCredentialsProvider;
+    let arn = role.arn(account_id);
+    let mut builder = aws_config::sts::AssumeRoleProvider::builder(&arn)
+        .session_name(&role.session_name)
+        .session_length(role.duration)
+        .configure(base);
+    if let Some(id) = &role.external_id {
+        builder = builder.external_id(id);
+    }
+    let provider = builder.build().await;
+    // One cache for every client of the account (each region's SSM
+    // client), so its regions share the assumed credentials.
+    let config = base
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+        .build();
+    // Through the cache: the role is assumed once, and the credentials are
+    // proven to be the account's own before any of its data is read.
+    let answer = aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| AwsError::AssumeRole {
+            role: arn.clone(),
+            message: error_text(&e),
+        })?;
+    match answer.account() {
+        Some(found) if found == account_id => Ok(config),
+        found => Err(AwsError::AssumeRole {
+            role: arn,
+            message: format!(
+                "the credentials belong to account {}, not {account_id}",
+                found.unwrap_or("(none)")
+            ),
+        }),
+    }
+}
+
+/// `config` in another region (same credentials and their cache).
+pub fn in_region(config: &SdkConfig, region: &str) -> SdkConfig {
+    config
+        .to_builder()
+        .region(Region::new(region.to_owned()))
+        .build()
 }
 
 /// Loads the SDK configuration: the user's flags first, then the standard

@@ -11,7 +11,8 @@
 //! _chain/<account>_<region>.json                      the chain's head
 //! _checkpoint/<account>_<region>/checkpoint.json      crawl checkpoint
 //! _checkpoint/<account>_<region>/staged/…             staged pages
-//! _lock.json                                          the output lock
+//! _locks/<account>_<region>.json                     an (account, region)'s lock
+//! _status/<shard>.json                               the last run's pairs
 //! ```
 //!
 //! Names beginning with `_` or `.` are skipped by Athena and Hive, so only
@@ -29,8 +30,20 @@ pub const RUNS_PREFIX: &str = "_runs/";
 pub const CHAIN_PREFIX: &str = "_chain/";
 /// The default checkpoint folder below the output root.
 pub const CHECKPOINT_ROOT: &str = "_checkpoint/";
-/// The output lock below the output root.
-pub const LOCK_KEY: &str = "_lock.json";
+/// The lock of one (account, region)'s part of the output: exports of other
+/// pairs, and shards, never wait for it.
+pub fn lock_key(account_id: &str, region: &str) -> String {
+    format!("_locks/{account_id}_{region}.json")
+}
+
+/// The status file of the last multi-pair run of a shard (`all` unsharded):
+/// every pair with its outcome.
+pub fn status_key(shard: Option<(u32, u32)>) -> String {
+    match shard {
+        Some((index, count)) => format!("_status/shard-{}-of-{count}.json", index + 1),
+        None => "_status/all.json".to_owned(),
+    }
+}
 
 /// A partition file's identity: its day and the (account, region) it holds.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

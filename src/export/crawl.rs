@@ -77,6 +77,9 @@ pub struct CrawlOptions {
     pub next_job_id: u32,
     /// Attempts per call, retries included (`--max-attempts`).
     pub max_attempts: u32,
+    /// Requests in flight across every (account, region) of the run: each
+    /// attempt holds a permit once its pacer lets it go.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     /// The pace of this (account, region)'s calls, shared by its workers.
     pub pacer: Arc<Pacer>,
 }
@@ -476,6 +479,15 @@ impl Worker {
                 slot = self.options.pacer.start() => slot,
                 () = self.stop.cancelled() => return Err(CrawlError::Interrupted),
             };
+            // A permit after the pacer's slot, so that a pair waiting for
+            // its rate never holds back another's requests.
+            let permit = tokio::select! {
+                permit = self.options.in_flight.clone().acquire_owned() => permit,
+                () = self.stop.cancelled() => {
+                    self.options.pacer.finish(slot, Outcome::Failed);
+                    return Err(CrawlError::Interrupted);
+                }
+            };
             let result = tokio::select! {
                 r = self.request(job, token.clone()).send() => r,
                 () = self.stop.cancelled() => {
@@ -483,6 +495,7 @@ impl Worker {
                     return Err(CrawlError::Interrupted);
                 }
             };
+            drop(permit);
             let error = match result {
                 Ok(output) => {
                     self.options.pacer.finish(slot, Outcome::Succeeded);

@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::dataset::layout::LOCK_KEY;
 use crate::shutdown::CancellationToken;
 use crate::storage::{Conditional, Fence, Fenced, Storage, StorageError};
 use crate::text::printable;
@@ -103,6 +102,8 @@ struct Held {
 #[derive(Debug)]
 pub struct OutputLock<S> {
     storage: Arc<S>,
+    /// One lock per (account, region): shards and other pairs never wait.
+    key: String,
     held: Mutex<Held>,
     lease: Duration,
     clock: Clock,
@@ -191,6 +192,7 @@ enum Watched {
 /// this process's clock since it was first seen.
 async fn watch<S: Storage>(
     storage: &S,
+    key: &str,
     version: &str,
     lease: Duration,
 ) -> Result<Watched, LockError> {
@@ -198,7 +200,7 @@ async fn watch<S: Storage>(
     let step = (lease / 12).clamp(Duration::from_millis(20), Duration::from_secs(5));
     while first_seen.elapsed() < lease {
         tokio::time::sleep(step.min(lease.saturating_sub(first_seen.elapsed()))).await;
-        match storage.get_versioned(LOCK_KEY, MAX_LOCK_BYTES).await? {
+        match storage.get_versioned(key, MAX_LOCK_BYTES).await? {
             Some(current) if current.version == version => {}
             other => return Ok(Watched::Changed(other)),
         }
@@ -210,6 +212,7 @@ async fn watch<S: Storage>(
 /// provably stale is watched for a whole lease first (see the module doc).
 pub async fn acquire<S: Storage>(
     storage: Arc<S>,
+    key: &str,
     run_id: &str,
     lease: Duration,
     clock: Clock,
@@ -222,6 +225,7 @@ pub async fn acquire<S: Storage>(
         fence.extend_to(sent + lease.saturating_sub(safety_margin(lease)));
         OutputLock {
             storage: storage.clone(),
+            key: key.to_owned(),
             held: Mutex::new(Held {
                 holder: ours.clone(),
                 version,
@@ -235,11 +239,11 @@ pub async fn acquire<S: Storage>(
     // A few rounds: a lock released or taken over meanwhile is tried again.
     for _ in 0..4 {
         let sent = Instant::now();
-        match storage.put_if_absent(LOCK_KEY, mine.clone()).await? {
+        match storage.put_if_absent(key, mine.clone()).await? {
             Conditional::Done { version } => return Ok(granted(version, sent)),
             Conditional::Conflict => {}
         }
-        let Some(current) = storage.get_versioned(LOCK_KEY, MAX_LOCK_BYTES).await? else {
+        let Some(current) = storage.get_versioned(key, MAX_LOCK_BYTES).await? else {
             continue; // released meanwhile: create it again
         };
         let theirs = decode(&current.data);
@@ -257,13 +261,13 @@ pub async fn acquire<S: Storage>(
                 wait = ?their_lease,
                 "the output lock is held; watching it for one lease before taking it over"
             );
-            match watch(storage.as_ref(), &current.version, their_lease).await? {
+            match watch(storage.as_ref(), key, &current.version, their_lease).await? {
                 Watched::Unchanged => {}
                 Watched::Changed(None) => continue,
                 Watched::Changed(Some(now)) => {
                     return Err(match decode(&now.data) {
                         Ok(holder) => LockError::Held(Box::new(holder)),
-                        Err(reason) => LockError::Foreign(LOCK_KEY.to_owned(), reason),
+                        Err(reason) => LockError::Foreign(key.to_owned(), reason),
                     })
                 }
             }
@@ -278,7 +282,7 @@ pub async fn acquire<S: Storage>(
         }
         let sent = Instant::now();
         if let Conditional::Done { version } = storage
-            .put_if_match(LOCK_KEY, mine.clone(), &current.version)
+            .put_if_match(key, mine.clone(), &current.version)
             .await?
         {
             return Ok(granted(version, sent));
@@ -317,7 +321,7 @@ impl<S: Storage> OutputLock<S> {
         let attempt = tokio::time::timeout(
             self.lease / 6,
             self.storage
-                .put_if_match(LOCK_KEY, bytes.clone(), &held.version),
+                .put_if_match(&self.key, bytes.clone(), &held.version),
         )
         .await;
         let landed_at = match attempt {
@@ -327,7 +331,10 @@ impl<S: Storage> OutputLock<S> {
             }
             Ok(Ok(Conditional::Conflict)) => {
                 // Ours, if an earlier renewal landed without an answer.
-                let current = self.storage.get_versioned(LOCK_KEY, MAX_LOCK_BYTES).await?;
+                let current = self
+                    .storage
+                    .get_versioned(&self.key, MAX_LOCK_BYTES)
+                    .await?;
                 let earlier = held.unanswered.take();
                 match (current, earlier) {
                     (Some(current), Some((data, earlier_sent))) if current.data == data => {
@@ -355,7 +362,7 @@ impl<S: Storage> OutputLock<S> {
                 held.unanswered = Some((bytes, sent));
                 return Err(LockError::Storage(StorageError::Remote {
                     op: "renew",
-                    location: LOCK_KEY.to_owned(),
+                    location: self.key.clone(),
                     message: format!("no answer within {:?}", self.lease / 6),
                 }));
             }
@@ -410,9 +417,9 @@ impl<S: Storage> OutputLock<S> {
     pub async fn release(&self) -> Result<(), LockError> {
         self.fence.revoke("the lock was released");
         let held = self.held.lock().await;
-        match self.storage.delete_if_match(LOCK_KEY, &held.version).await? {
+        match self.storage.delete_if_match(&self.key, &held.version).await? {
             Conditional::Done { .. } => Ok(()),
-            Conditional::Conflict => match self.storage.get_versioned(LOCK_KEY, MAX_LOCK_BYTES).await? {
+            Conditional::Conflict => match self.storage.get_versioned(&self.key, MAX_LOCK_BYTES).await? {
                 // The delete landed and only its answer was lost.
                 None => Ok(()),
                 Some(_) => Err(LockError::Lost(
@@ -426,6 +433,8 @@ impl<S: Storage> OutputLock<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TEST_KEY: &str = "_locks/123456789012_eu-west-1.json";
     use crate::storage::{LocalStorage, Versioned};
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -513,7 +522,7 @@ mod tests {
     async fn a_second_run_is_refused_and_named_while_the_first_renews() {
         let (_dir, storage) = local();
         let first = Arc::new(
-            acquire(storage.clone(), "run-1", SHORT, Clock::system())
+            acquire(storage.clone(), TEST_KEY, "run-1", SHORT, Clock::system())
                 .await
                 .expect("free lock"),
         );
@@ -523,7 +532,7 @@ mod tests {
                 .clone()
                 .keep_alive(stop.clone(), CancellationToken::new()),
         );
-        let err = acquire(storage.clone(), "run-2", SHORT, Clock::system())
+        let err = acquire(storage.clone(), TEST_KEY, "run-2", SHORT, Clock::system())
             .await
             .expect_err("held");
         let text = err.to_string();
@@ -534,7 +543,7 @@ mod tests {
         stop.cancel();
         renewer.await.expect("join").expect("renewed throughout");
         first.release().await.expect("release");
-        acquire(storage, "run-3", SHORT, Clock::system())
+        acquire(storage, TEST_KEY, "run-3", SHORT, Clock::system())
             .await
             .expect("free again");
     }
@@ -542,7 +551,7 @@ mod tests {
     #[tokio::test]
     async fn a_lock_unchanged_for_a_whole_lease_is_taken_over_and_fences_the_old_holder() {
         let (_dir, storage) = local();
-        let old = acquire(storage.clone(), "old", SHORT, Clock::system())
+        let old = acquire(storage.clone(), TEST_KEY, "old", SHORT, Clock::system())
             .await
             .expect("free");
         let fenced = old.fenced(storage.clone());
@@ -553,7 +562,7 @@ mod tests {
         // The old holder never renews: the taker waits one lease on its own
         // clock, whatever the old holder's clock said.
         let waited = Instant::now();
-        let new = acquire(storage.clone(), "new", SHORT, Clock::system())
+        let new = acquire(storage.clone(), TEST_KEY, "new", SHORT, Clock::system())
             .await
             .expect("stale lock taken over");
         assert!(waited.elapsed() >= SHORT);
@@ -573,12 +582,18 @@ mod tests {
         let mut dead = holder("dead", "then", DEFAULT_LEASE, Clock::system());
         dead.pid = u32::MAX - 1; // no such process
         storage
-            .put(LOCK_KEY, encode(&dead).expect("encode"))
+            .put(TEST_KEY, encode(&dead).expect("encode"))
             .await
             .expect("write");
         tokio::time::timeout(
             Duration::from_secs(10),
-            acquire(storage.clone(), "alive", DEFAULT_LEASE, Clock::system()),
+            acquire(
+                storage.clone(),
+                TEST_KEY,
+                "alive",
+                DEFAULT_LEASE,
+                Clock::system(),
+            ),
         )
         .await
         .expect("no wait for a lease")
@@ -591,11 +606,11 @@ mod tests {
         dead.pid_namespace = Some("pid:[1]".into());
         dead.lease_ms = SHORT.as_millis() as u64;
         storage
-            .put(LOCK_KEY, encode(&dead).expect("encode"))
+            .put(TEST_KEY, encode(&dead).expect("encode"))
             .await
             .expect("write");
         let waited = Instant::now();
-        acquire(storage, "alive", DEFAULT_LEASE, Clock::system())
+        acquire(storage, TEST_KEY, "alive", DEFAULT_LEASE, Clock::system())
             .await
             .expect("taken over after its lease");
         assert!(waited.elapsed() >= SHORT);
@@ -605,11 +620,11 @@ mod tests {
     async fn a_garbage_lock_file_is_watched_for_a_lease_not_taken_at_once() {
         let (_dir, storage) = local();
         storage
-            .put(LOCK_KEY, Bytes::from_static(b"\x00not json"))
+            .put(TEST_KEY, Bytes::from_static(b"\x00not json"))
             .await
             .expect("write");
         let waited = Instant::now();
-        acquire(storage.clone(), "run", SHORT, Clock::system())
+        acquire(storage.clone(), TEST_KEY, "run", SHORT, Clock::system())
             .await
             .expect("taken over");
         assert!(waited.elapsed() >= SHORT);
@@ -623,7 +638,7 @@ mod tests {
             ..Faulty::default()
         });
         let lock = Arc::new(
-            acquire(storage.clone(), "run", SHORT, Clock::system())
+            acquire(storage.clone(), TEST_KEY, "run", SHORT, Clock::system())
                 .await
                 .expect("free"),
         );
@@ -654,7 +669,7 @@ mod tests {
             inner: Some(LocalStorage::new(dir.path())),
             ..Faulty::default()
         });
-        let lock = acquire(storage.clone(), "run", SHORT, Clock::system())
+        let lock = acquire(storage.clone(), TEST_KEY, "run", SHORT, Clock::system())
             .await
             .expect("free");
         storage.lose_answer.store(true, Ordering::SeqCst);

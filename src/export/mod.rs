@@ -36,6 +36,7 @@ use stage::{StageError, Stager};
 pub mod checkpoint;
 pub mod crawl;
 pub mod dedupe;
+pub mod fleet;
 pub mod lock;
 pub mod pace;
 pub mod plan;
@@ -86,13 +87,22 @@ pub enum ExportError {
     /// AWS call.
     #[error(transparent)]
     SigningKey(SignError),
-    #[error("{summary}; but the chain head could not be written to {destination} (--chain-head-out): {source}. The head is {head}; keep it by hand, or rerun")]
+    #[error("the export completed, but the chain heads could not be written to {destination} (--chain-head-out): {source}. The heads are {heads}; keep them by hand, or rerun")]
     HeadOut {
-        summary: Box<ExportSummary>,
-        head: String,
+        heads: String,
         destination: String,
         #[source]
         source: StorageError,
+    },
+    #[error(
+        "{done} (account, region) pairs completed, {count} failed: {list}. Rerunning the same command within --retry-window crawls only the failed pairs",
+        done = completed.len(),
+        count = failed.len(),
+        list = failed.iter().map(|f| format!("{}/{} ({})", f.account_id, f.region, f.reason)).collect::<Vec<_>>().join("; ")
+    )]
+    PairsFailed {
+        completed: Vec<ExportSummary>,
+        failed: Vec<fleet::FailedPair>,
     },
 }
 
@@ -139,14 +149,32 @@ impl std::fmt::Display for ExportSummary {
     }
 }
 
-/// Runs one export. Cancelling `shutdown` (or its parent) stops the crawl at
-/// its next call; the checkpoint is saved and nothing partial is published.
+/// What a completed export run did: each pair's summary, or the plan of a
+/// `--dry-run`.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Exported(Vec<ExportSummary>),
+    Planned(fleet::Plan),
+}
+
+/// What every (account, region) of a run shares.
+pub(crate) struct Shared {
+    pub(crate) config: ExportConfig,
+    pub(crate) output: Arc<AnyStorage>,
+    pub(crate) checkpoint_storage: Arc<AnyStorage>,
+    pub(crate) checkpoint_root: String,
+    pub(crate) signer: Option<Signer>,
+    /// Requests in flight across every pair (`--concurrency`).
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Runs one export: every (account, region) of its scope. Cancelling
+/// `shutdown` (or its parent) stops each crawl at its next call; checkpoints
+/// are saved and nothing partial is published.
 pub async fn run(
     config: ExportConfig,
     shutdown: CancellationToken,
-) -> Result<ExportSummary, ExportError> {
-    let clock = config.clock;
-    let started = clock.now();
+) -> Result<RunOutcome, ExportError> {
     // Local locations are checked before any AWS call; S3 ones need the SDK
     // configuration, and are checked before any SSM call.
     for (flag, location) in [
@@ -190,6 +218,14 @@ pub async fn run(
         .region()
         .map(|r| r.to_string())
         .ok_or(AwsError::NoRegion)?;
+    layout::check_region(&region)
+        .map_err(|reason| ConfigError::Flag(format!("{reason}; set --region or AWS_REGION")))?;
+    if config.scope.dry_run {
+        // The plan needs no call at all when the scope names its accounts.
+        if let Some(plan) = fleet::plan_without_calls(&config, &region) {
+            return Ok(RunOutcome::Planned(plan));
+        }
+    }
     let output = Arc::new(open_storage("--output", &config.output, &sdk_config, &config).await?);
     let (checkpoint_storage, checkpoint_root) = match &config.checkpoint {
         Some(location) => (
@@ -198,26 +234,69 @@ pub async fn run(
         ),
         None => (output.clone(), layout::CHECKPOINT_ROOT.to_owned()),
     };
-    layout::check_region(&region)
-        .map_err(|reason| ConfigError::Flag(format!("{reason}; set --region or AWS_REGION")))?;
-    let account_id = aws::account_id(&sdk_config, &config.aws).await?;
-    layout::check_account_id(&account_id).map_err(ExportError::Identity)?;
+    let caller = aws::account_id(&sdk_config, &config.aws).await?;
+    layout::check_account_id(&caller).map_err(ExportError::Identity)?;
+    let shared = Arc::new(Shared {
+        in_flight: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
+        config,
+        output,
+        checkpoint_storage,
+        checkpoint_root,
+        signer,
+    });
+    let outcome = if shared.config.scope.is_single() {
+        run_pair(shared.clone(), sdk_config, caller, region, shutdown)
+            .await
+            .map(|summary| RunOutcome::Exported(vec![summary]))
+    } else {
+        fleet::run(shared.clone(), sdk_config, caller, region, shutdown).await
+    };
+    match head_out {
+        Some((storage, destination)) => {
+            let shard = shared.config.scope.shard;
+            keep_heads_apart(&storage, &destination, shard, outcome).await
+        }
+        None => outcome,
+    }
+}
+
+/// Exports one (account, region) with `sdk_config` (its region and
+/// credentials): lock, checkpoint, crawl, publish, manifest.
+pub(crate) async fn run_pair(
+    shared: Arc<Shared>,
+    sdk_config: aws_config::SdkConfig,
+    account_id: String,
+    region: String,
+    shutdown: CancellationToken,
+) -> Result<ExportSummary, ExportError> {
+    let config = &shared.config;
+    let clock = config.clock;
+    let started = clock.now();
     let counters = Arc::new(CallCounters::default());
     let client = aws::ssm_client(&sdk_config, counters.clone(), &account_id, &region);
     let run_id = manifest::new_run_id(started);
 
-    let lock = Arc::new(lock::acquire(output.clone(), &run_id, config.lock_lease, clock).await?);
+    let lock = Arc::new(
+        lock::acquire(
+            shared.output.clone(),
+            &layout::lock_key(&account_id, &region),
+            &run_id,
+            config.lock_lease,
+            clock,
+        )
+        .await?,
+    );
     // The run stops on the process's signal, or here when the lock is lost.
     let run = shutdown.child_token();
     let stop_renewing = CancellationToken::new();
     let renewer = tokio::spawn(lock.clone().keep_alive(stop_renewing.clone(), run.clone()));
 
     let locked = Locked {
-        config: &config,
-        output: Arc::new(lock.fenced(output.clone())),
+        config,
+        output: Arc::new(lock.fenced(shared.output.clone())),
         checkpoints: CheckpointStore::new(
-            Arc::new(lock.fenced(checkpoint_storage)),
-            &checkpoint_root,
+            Arc::new(lock.fenced(shared.checkpoint_storage.clone())),
+            &shared.checkpoint_root,
             &account_id,
             &region,
             clock,
@@ -229,7 +308,8 @@ pub async fn run(
         run_id,
         started,
         clock,
-        signer,
+        signer: shared.signer.as_ref(),
+        in_flight: shared.in_flight.clone(),
     };
     let result = locked.run(run).await;
 
@@ -240,7 +320,7 @@ pub async fn run(
         )))
     });
     let released = lock.release().await;
-    let outcome = match (result, renewal, released) {
+    match (result, renewal, released) {
         (Err(ExportError::Interrupted), Err(lost), _) => Err(lost.into()),
         (Err(error), _, released) => {
             if let Err(release_error) = released {
@@ -256,37 +336,51 @@ pub async fn run(
             Ok(summary)
         }
         (Ok(summary), _, Ok(())) => Ok(summary),
-    };
-    match head_out {
-        Some((storage, destination)) => keep_head_apart(&storage, &destination, outcome).await,
-        None => outcome,
     }
 }
 
-/// Writes the chain's new head to `--chain-head-out` once the manifest is
-/// durable (a run that published only part still moved the head).
-async fn keep_head_apart(
-    storage: &(AnyStorage, String),
+/// Writes the chains' new heads to `--chain-head-out`, one line per pair,
+/// once their manifests are durable (a pair that published only part still
+/// moved its head). A shard writes its own file beside the named one.
+async fn keep_heads_apart(
+    (store, key): &(AnyStorage, String),
     destination: &str,
-    outcome: Result<ExportSummary, ExportError>,
-) -> Result<ExportSummary, ExportError> {
-    let head = match &outcome {
-        Ok(summary) => &summary.chain_head,
-        Err(ExportError::PartlyPublished { summary, .. }) => &summary.chain_head,
+    shard: Option<crate::config::Shard>,
+    outcome: Result<RunOutcome, ExportError>,
+) -> Result<RunOutcome, ExportError> {
+    let heads: Vec<&str> = match &outcome {
+        Ok(RunOutcome::Exported(summaries)) => {
+            summaries.iter().map(|s| s.chain_head.as_str()).collect()
+        }
+        Ok(RunOutcome::Planned(_)) => return outcome,
+        Err(ExportError::PartlyPublished { summary, .. }) => vec![summary.chain_head.as_str()],
+        Err(ExportError::PairsFailed { completed, .. }) => {
+            completed.iter().map(|s| s.chain_head.as_str()).collect()
+        }
         Err(_) => return outcome,
     };
-    let (store, key) = storage;
-    let line = bytes::Bytes::from(format!("{head}\n"));
-    match (store.put(key, line).await, outcome) {
+    if heads.is_empty() {
+        return outcome;
+    }
+    let text: String = heads.iter().map(|h| format!("{h}\n")).collect();
+    // A shard writes `head.txt.shard-2-of-8`: shards never overwrite each
+    // other's heads.
+    let suffix = shard
+        .map(|s| format!(".shard-{}-of-{}", s.index + 1, s.count))
+        .unwrap_or_default();
+    let key = format!("{key}{suffix}");
+    match (
+        store.put(&key, bytes::Bytes::from(text.clone())).await,
+        outcome,
+    ) {
         (Ok(()), outcome) => outcome,
-        (Err(source), Ok(summary)) => Err(ExportError::HeadOut {
-            head: summary.chain_head.clone(),
-            summary: Box::new(summary),
-            destination: destination.to_owned(),
+        (Err(source), Ok(_)) => Err(ExportError::HeadOut {
+            heads: text.trim_end().to_owned(),
+            destination: format!("{destination}{suffix}"),
             source,
         }),
         (Err(error), outcome) => {
-            tracing::error!(%error, destination, "cannot write the chain head (--chain-head-out)");
+            tracing::error!(%error, destination, "cannot write the chain heads (--chain-head-out)");
             outcome
         }
     }
@@ -335,7 +429,8 @@ struct Locked<'a> {
     run_id: String,
     started: chrono::DateTime<chrono::Utc>,
     clock: Clock,
-    signer: Option<Signer>,
+    signer: Option<&'a Signer>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Locked<'_> {
@@ -483,7 +578,7 @@ impl Locked<'_> {
             manifest: manifest_key.clone(),
         };
         // The signature goes first: a manifest is never seen unsigned.
-        if let Some(signer) = &self.signer {
+        if let Some(signer) = self.signer {
             let signature = signer
                 .sign(&manifest_key, &head.sha256)
                 .await
@@ -628,6 +723,7 @@ impl Locked<'_> {
             next_job_id: checkpoint.next_job_id(),
             max_attempts: aws::max_attempts(&config.aws),
             pacer: Arc::new(Pacer::new()),
+            in_flight: self.in_flight.clone(),
         };
         let crawler = tokio::spawn(crawl::crawl(
             self.client.clone(),

@@ -13,6 +13,8 @@ use ssm_audit::dataset::record::SessionRecord;
 
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "eu-west-1";
+/// The lock of the tests' (account, region) below an output.
+pub const LOCK_FILE: &str = "_locks/123456789012_eu-west-1.json";
 
 /// Where the tests' clock starts: tests never depend on the hour they run
 /// at. (11:00 UTC on a Monday: mid-slice, mid-day, a weekday.) The clock then

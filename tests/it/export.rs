@@ -77,10 +77,7 @@ fn a_full_export_matches_the_data_set_field_for_field() {
     )
     .expect("JSON");
     assert_eq!(checkpoint["status"], "complete");
-    assert!(
-        !out.path().join("_lock.json").exists(),
-        "the lock is released"
-    );
+    assert!(!out.path().join(LOCK_FILE).exists(), "the lock is released");
 
     let m = manifest(out.path());
     assert_eq!(m["sessions"]["distinct"], 1500);
@@ -268,7 +265,7 @@ fn pagination_that_would_never_end_fails_the_window_and_publishes_nothing() {
         );
         assert!(read_partitions(out.path()).is_empty(), "{fault}");
         assert!(
-            !out.path().join("_lock.json").exists(),
+            !out.path().join(LOCK_FILE).exists(),
             "{fault}: the lock is released"
         );
         // Bounded: a handful of calls per window, not a night of them.

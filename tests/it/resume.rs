@@ -179,10 +179,7 @@ fn sigterm_stops_within_ten_seconds_with_exit_4_and_the_rerun_resumes_without_re
     assert_eq!(exit.code(), Some(4), "{err}");
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     assert!(err.contains("rerunning the same command resumes"), "{err}");
-    assert!(
-        !out.path().join("_lock.json").exists(),
-        "the lock is released"
-    );
+    assert!(!out.path().join(LOCK_FILE).exists(), "the lock is released");
     assert!(
         read_partitions(out.path()).is_empty(),
         "nothing partial is published"
@@ -376,8 +373,8 @@ fn write_lock(out: &Path, host: &str, pid: u32, lease_ms: u64) {
         "lease_ms": lease_ms,
         "lease_expires_at": "2026-11-27T00:01:00+00:00",
     });
-    std::fs::create_dir_all(out).expect("mkdir");
-    std::fs::write(out.join("_lock.json"), lock.to_string()).expect("write lock");
+    std::fs::create_dir_all(out.join("_locks")).expect("mkdir");
+    std::fs::write(out.join(LOCK_FILE), lock.to_string()).expect("write lock");
 }
 
 /// An export that holds its lock for a few seconds, renewing it every
@@ -422,7 +419,7 @@ fn a_live_holder_whose_clock_is_minutes_behind_keeps_its_lock() {
     let mut holder = long_export_with_skewed_clock(&sim, out.path(), "-10m");
     assert!(wait_until(Duration::from_secs(60), || out
         .path()
-        .join("_lock.json")
+        .join(LOCK_FILE)
         .exists()));
     // By the holder's clock its lease ran out ten minutes ago; it renews, so
     // the lock is live, and a second run on this machine's clock says so.
@@ -464,10 +461,11 @@ fn a_lock_nobody_renews_is_taken_over_after_its_lease_and_garbage_is_watched_too
         stderr(&taken)
     );
     assert_eq!(read_rows(out.path()).len(), data.len());
-    assert!(!out.path().join("_lock.json").exists());
+    assert!(!out.path().join(LOCK_FILE).exists());
 
     // Not a lock file: watched for the taker's own lease, then taken over.
-    std::fs::write(out.path().join("_lock.json"), "garbage").expect("write");
+    std::fs::create_dir_all(out.path().join("_locks")).expect("mkdir");
+    std::fs::write(out.path().join(LOCK_FILE), "garbage").expect("write");
     let taken = export(&sim, out.path(), &["--lock-lease", "500ms"]);
     assert_success(&taken);
     assert!(
@@ -493,7 +491,7 @@ fn two_runs_at_once_on_one_output_exactly_one_proceeds() {
     let mut first = spawn_export(&sim, out.path(), &flags);
     assert!(wait_until(Duration::from_secs(60), || out
         .path()
-        .join("_lock.json")
+        .join(LOCK_FILE)
         .exists()));
     let second = export(&sim, out.path(), &flags);
     assert_refused(&second, 5, "another export holds the lock", "second");

@@ -311,8 +311,8 @@ fn conditional_writes_whose_answer_was_lost_are_recognised_when_the_sdk_retries(
     // create, a renewal, a checkpoint save. The SDK's retry then meets a
     // 412, which was read as "another run" before.
     static RULES: &[DropRule] = &[
-        ("PUT", &["/_lock.json", "if-none-match:"]),
-        ("PUT", &["/_lock.json", "if-match:"]),
+        ("PUT", &["/_locks/", "if-none-match:"]),
+        ("PUT", &["/_locks/", "if-match:"]),
         ("PUT", &["/checkpoint.json", "if-match:"]),
     ];
     let proxy = FaultProxy::start(&moto.endpoint, RULES);

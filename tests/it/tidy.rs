@@ -48,6 +48,10 @@ const FS_ALLOWED: &[(&str, &str)] = &[
         "reads the host's name, its PID namespace and /proc to tell whether a lock holder in this PID namespace is gone; never the output",
     ),
     (
+        "config.rs",
+        "reads the --accounts-file the operator names; never the output",
+    ),
+    (
         "evidence/sign.rs",
         "reads the signing key and public key files the operator names; never the output",
     ),
