@@ -96,7 +96,12 @@ fn export_code(error: &ExportError) -> Option<u8> {
             | CheckpointError::Mismatch { .. },
         ) => USAGE,
         ExportError::Crawl(_) => INCOMPLETE,
-        ExportError::PartlyPublished { .. } | ExportError::PairsFailed { .. } => PARTIAL,
+        ExportError::PartlyPublished { .. } => PARTIAL,
+        // Partial when some pair completed; a run where none did failed.
+        ExportError::PairsFailed {
+            completed, earlier, ..
+        } if completed.is_empty() && *earlier == 0 => FAILURE,
+        ExportError::PairsFailed { .. } => PARTIAL,
         ExportError::SigningKey(_) => USAGE,
         ExportError::HeadOut { .. } => FAILURE,
         ExportError::Interrupted => INTERRUPTED,

@@ -78,7 +78,7 @@ pub async fn assume_role_config(
         .await
         .map_err(|e| AwsError::AssumeRole {
             role: arn.clone(),
-            message: error_text(&e),
+            message: assume_role_refusal(&e).unwrap_or_else(|| error_text(&e)),
         })?;
     match answer.account() {
         Some(found) if found == account_id => Ok(config),
@@ -90,6 +90,27 @@ pub async fn assume_role_config(
             ),
         }),
     }
+}
+
+/// STS's own words when it refused the AssumeRole behind a failed call
+/// (`AccessDenied: User is not authorized ...`), found in the error's causes.
+fn assume_role_refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(SdkError::ServiceError(refused)) = current
+            .downcast_ref::<SdkError<AssumeRoleError, aws_smithy_runtime_api::http::Response>>()
+        {
+            let refused = refused.err();
+            return Some(format!(
+                "{}: {}",
+                refused.code().unwrap_or("refused"),
+                refused.message().unwrap_or("no message")
+            ));
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// `config` in another region (same credentials and their cache).

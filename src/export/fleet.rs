@@ -368,7 +368,11 @@ pub(crate) async fn run(
     if failed.is_empty() {
         Ok(RunOutcome::Exported(completed))
     } else {
-        Err(ExportError::PairsFailed { completed, failed })
+        Err(ExportError::PairsFailed {
+            completed,
+            earlier: not_run.len(),
+            failed,
+        })
     }
 }
 

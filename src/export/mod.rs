@@ -95,13 +95,17 @@ pub enum ExportError {
         source: StorageError,
     },
     #[error(
-        "{done} (account, region) pairs completed, {count} failed: {list}. Rerunning the same command within --retry-window crawls only the failed pairs",
-        done = completed.len(),
+        "{done} (account, region) pairs completed{by_earlier}, {count} failed: {list}. Rerunning the same command within --retry-window crawls only the failed pairs",
+        done = completed.len() + earlier,
+        by_earlier = if *earlier > 0 { format!(" ({earlier} by the run this one retried after)") } else { String::new() },
         count = failed.len(),
         list = failed.iter().map(|f| format!("{}/{} ({})", f.account_id, f.region, f.reason)).collect::<Vec<_>>().join("; ")
     )]
     PairsFailed {
         completed: Vec<ExportSummary>,
+        /// Pairs not crawled because the run this one retried after
+        /// completed them.
+        earlier: usize,
         failed: Vec<fleet::FailedPair>,
     },
 }

@@ -25,6 +25,7 @@ mod data;
 mod model;
 mod server;
 mod store;
+mod tenants;
 
 use data::GenerateSpec;
 use server::{FaultOptions, Server, ServerOptions};
@@ -91,6 +92,12 @@ struct DataArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
+    /// Other accounts to serve (JSON: the role they trust, an external id,
+    /// each account's data per region, regions not enabled); calls signed
+    /// with an assumed role's credentials get that account's data.
+    #[arg(long, value_name = "PATH")]
+    accounts_file: Option<PathBuf>,
+
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -253,6 +260,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sessions = load_sessions(&args.data)?;
     let count = sessions.len();
     let store = Store::new(sessions);
+    let tenants = match &args.accounts_file {
+        Some(path) => {
+            let now_ms = chrono::Utc::now().timestamp_millis() + clock_offset_ms(&args.data)?;
+            Some(tenants::Tenants::load(path, now_ms)?)
+        }
+        None => None,
+    };
     let options = ServerOptions {
         query: QueryOptions {
             boundary_mode: args.boundary_mode,
@@ -279,7 +293,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let server = Server::bind(args.listen, store, options)
+        let server = Server::bind(args.listen, store, tenants, options)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let endpoint = format!("http://{}", server.local_addr()?);

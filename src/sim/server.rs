@@ -1,5 +1,7 @@
 //! The simulator's HTTP front: routes AWS JSON 1.1 `AmazonSSM.DescribeSessions`
-//! and query-protocol `sts:GetCallerIdentity` on `POST /`, injects the faults
+//! and query-protocol `sts:GetCallerIdentity` and `sts:AssumeRole` on
+//! `POST /` (to the account and region the request's signature names, see
+//! `tenants`), injects the faults
 //! its flags ask for (latency, throttling, 500s, dropped connections), and
 //! serves its statistics (`GET /_stats`) and its current data (`GET /_data`).
 //!
@@ -21,6 +23,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use super::store::{ApiError, DescribeSessionsRequest, QueryOptions, Store};
+use super::tenants::{caller_of, Caller, Tenants};
 
 /// Faults and pacing the simulator applies to DescribeSessions calls.
 #[derive(Debug, Clone)]
@@ -57,6 +60,7 @@ pub struct Stats {
     describe_calls: AtomicU64,
     describe_ok: AtomicU64,
     identity_calls: AtomicU64,
+    assume_role_calls: AtomicU64,
     throttled: AtomicU64,
     faults: AtomicU64,
     dropped: AtomicU64,
@@ -74,6 +78,9 @@ struct StatsView {
     describe_calls: u64,
     describe_ok: u64,
     identity_calls: u64,
+    assume_role_calls: u64,
+    /// DescribeSessions calls per `account/region`, with `--accounts-file`.
+    calls_by_pair: std::collections::BTreeMap<String, u64>,
     throttled: u64,
     faults: u64,
     dropped: u64,
@@ -97,6 +104,10 @@ struct TokenBucket {
 #[derive(Debug)]
 struct State {
     store: RwLock<Store>,
+    /// Other accounts, when `--accounts-file` named them.
+    tenants: Option<Tenants>,
+    /// What a region of another account with no data answers from.
+    empty: Store,
     options: ServerOptions,
     stats: Stats,
     bucket: Mutex<TokenBucket>,
@@ -124,6 +135,7 @@ impl Server {
     pub async fn bind(
         addr: SocketAddr,
         store: Store,
+        tenants: Option<Tenants>,
         options: ServerOptions,
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
@@ -133,6 +145,8 @@ impl Server {
             listener,
             state: Arc::new(State {
                 store: RwLock::new(store),
+                tenants,
+                empty: Store::new(Vec::new()),
                 options,
                 stats: Stats::default(),
                 bucket: Mutex::new(TokenBucket {
@@ -189,6 +203,11 @@ async fn handle(
                 .get("x-amz-target")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let caller = caller_of(
+                req.headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok()),
+            );
             let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(_) => {
@@ -199,7 +218,9 @@ async fn handle(
                 }
             };
             match target.as_deref() {
-                Some("AmazonSSM.DescribeSessions") => describe_sessions(&state, &body).await,
+                Some("AmazonSSM.DescribeSessions") => {
+                    describe_sessions(&state, &caller, &body).await
+                }
                 Some(other) => Ok(api_error(&ApiError {
                     status: 400,
                     error_type: "UnknownOperationException",
@@ -207,25 +228,30 @@ async fn handle(
                         "the simulator serves AmazonSSM.DescribeSessions only, not {other}"
                     ),
                 })),
-                None => Ok(query_protocol(&state, &body)),
+                None => Ok(query_protocol(&state, &caller, &body)),
             }
         }
         _ => Ok(text_response(StatusCode::NOT_FOUND, "not found")),
     }
 }
 
-async fn describe_sessions(state: &State, body: &[u8]) -> Result<Response<Full<Bytes>>, Dropped> {
+async fn describe_sessions(
+    state: &State,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let stats = &state.stats;
     let calls = stats.describe_calls.fetch_add(1, Ordering::Relaxed) + 1;
     let in_flight = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
-    let result = describe_sessions_in_flight(state, body, calls).await;
+    let result = describe_sessions_in_flight(state, caller, body, calls).await;
     stats.in_flight.fetch_sub(1, Ordering::SeqCst);
     result
 }
 
 async fn describe_sessions_in_flight(
     state: &State,
+    caller: &Caller,
     body: &[u8],
     calls: u64,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
@@ -278,7 +304,42 @@ async fn describe_sessions_in_flight(
             .unwrap_or_else(|e| e.into_inner())
             .churn(now);
     }
-    let store = state.store.read().unwrap_or_else(|e| e.into_inner());
+    let tenant_store;
+    let store = match (&state.tenants, &caller.account_id) {
+        (Some(tenants), Some(account)) => {
+            let region = caller.region.clone().unwrap_or_default();
+            tenants.count_call(account, &region);
+            let Some(tenant) = tenants.accounts.get(account) else {
+                return Ok(api_error(&ApiError {
+                    status: 400,
+                    error_type: "AccessDeniedException",
+                    message: format!("no account {account} in this simulator"),
+                }));
+            };
+            if tenant.disabled_regions.contains(&region) {
+                return Ok(api_error(&ApiError {
+                    status: 400,
+                    error_type: "UnrecognizedClientException",
+                    message: "The security token included in the request is invalid.".into(),
+                }));
+            }
+            match tenant.stores.get(&region) {
+                Some(store) => {
+                    tenant_store = store.read().unwrap_or_else(|e| e.into_inner());
+                    &*tenant_store
+                }
+                None => &state.empty,
+            }
+        }
+        _ => {
+            if let Some(tenants) = &state.tenants {
+                let region = caller.region.clone().unwrap_or_default();
+                tenants.count_call(&state.options.account_id, &region);
+            }
+            tenant_store = state.store.read().unwrap_or_else(|e| e.into_inner());
+            &*tenant_store
+        }
+    };
     match store.describe(&request, &state.options.query, now) {
         Ok(response) => {
             stats.describe_ok.fetch_add(1, Ordering::Relaxed);
@@ -325,30 +386,87 @@ fn take_token(state: &State) -> bool {
     }
 }
 
-/// Query protocol (form-encoded `Action=...`): `sts:GetCallerIdentity` only.
-fn query_protocol(state: &State, body: &[u8]) -> Response<Full<Bytes>> {
-    let action = form_urlencoded::parse(body)
-        .find(|(k, _)| k == "Action")
-        .map(|(_, v)| v.into_owned());
-    if action.as_deref() != Some("GetCallerIdentity") {
-        return xml_response(
-            StatusCode::BAD_REQUEST,
+/// Query protocol (form-encoded `Action=...`): `sts:GetCallerIdentity`, and
+/// `sts:AssumeRole` into the accounts of `--accounts-file`.
+fn query_protocol(state: &State, caller: &Caller, body: &[u8]) -> Response<Full<Bytes>> {
+    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let sts_error = |status: StatusCode, code: &str, message: &str| {
+        xml_response(
+            status,
             format!(
-                "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidAction</Code><Message>the simulator answers GetCallerIdentity only, not {}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
-                xml_escape(action.as_deref().unwrap_or("a request without Action")),
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+                xml_escape(message),
                 request_id(state)
             ),
-        );
-    }
-    state.stats.identity_calls.fetch_add(1, Ordering::Relaxed);
-    let account = xml_escape(&state.options.account_id);
-    xml_response(
-        StatusCode::OK,
-        format!(
-            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/ssm-sim</Arn><UserId>AIDASIMULATOR00000001</UserId><Account>{account}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
-            request_id(state)
+        )
+    };
+    match form.get("Action").map(String::as_str) {
+        Some("GetCallerIdentity") => {
+            state.stats.identity_calls.fetch_add(1, Ordering::Relaxed);
+            let account = xml_escape(
+                caller
+                    .account_id
+                    .as_deref()
+                    .unwrap_or(&state.options.account_id),
+            );
+            xml_response(
+                StatusCode::OK,
+                format!(
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/ssm-sim</Arn><UserId>AIDASIMULATOR00000001</UserId><Account>{account}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+                    request_id(state)
+                ),
+            )
+        }
+        Some("AssumeRole") => {
+            state
+                .stats
+                .assume_role_calls
+                .fetch_add(1, Ordering::Relaxed);
+            let Some(tenants) = &state.tenants else {
+                return sts_error(
+                    StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    "this simulator serves no other account (--accounts-file)",
+                );
+            };
+            let role_arn = form.get("RoleArn").map(String::as_str).unwrap_or("");
+            let account = match tenants.assume(role_arn, form.get("ExternalId").map(String::as_str))
+            {
+                Ok(account) => account,
+                Err(reason) => return sts_error(StatusCode::FORBIDDEN, "AccessDenied", &reason),
+            };
+            let seconds: i64 = form
+                .get("DurationSeconds")
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(3600);
+            // Real time: the SDK compares expiry with the machine's clock.
+            let expires = (chrono::Utc::now() + chrono::Duration::seconds(seconds))
+                .format("%Y-%m-%dT%H:%M:%SZ");
+            let session = xml_escape(
+                form.get("RoleSessionName")
+                    .map(String::as_str)
+                    .unwrap_or("s"),
+            );
+            let key_suffix = request_id(state)[..4].to_ascii_uppercase();
+            xml_response(
+                StatusCode::OK,
+                format!(
+                    "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult><Credentials><AccessKeyId>ASIA{account}{key_suffix}</AccessKeyId><SecretAccessKey>sim-secret</SecretAccessKey><SessionToken>sim-token-{account}</SessionToken><Expiration>{expires}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROASIMULATOR:{session}</AssumedRoleId><Arn>arn:aws:sts::{account}:assumed-role/ssm-audit/{session}</Arn></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></AssumeRoleResponse>",
+                    request_id(state)
+                ),
+            )
+        }
+        other => sts_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAction",
+            &format!(
+                "the simulator answers GetCallerIdentity and AssumeRole only, not {}",
+                other.unwrap_or("a request without Action")
+            ),
         ),
-    )
+    }
 }
 
 fn request_id(state: &State) -> String {
@@ -376,6 +494,12 @@ fn stats_view(state: &State) -> StatsView {
         describe_calls: load(&s.describe_calls),
         describe_ok: load(&s.describe_ok),
         identity_calls: load(&s.identity_calls),
+        assume_role_calls: load(&s.assume_role_calls),
+        calls_by_pair: state
+            .tenants
+            .as_ref()
+            .map(|t| t.calls.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default(),
         throttled: load(&s.throttled),
         faults: load(&s.faults),
         dropped: load(&s.dropped),

@@ -6,6 +6,7 @@ mod common;
 mod contract;
 mod evidence;
 mod export;
+mod organization;
 mod report_verify;
 mod resume;
 mod s3;
