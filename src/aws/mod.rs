@@ -55,10 +55,19 @@ pub async fn assume_role_config(
 ) -> Result<SdkConfig, AwsError> {
     use aws_sdk_s3::config::SharedCredentialsProvider;
     let arn = role.arn(account_id);
+    // STS throttles a fleet's AssumeRoles: adaptive retry paces them (a
+    // client-side rate that backs off on each throttle).
+    let attempts = base
+        .retry_config()
+        .map_or(DEFAULT_MAX_ATTEMPTS, |r| r.max_attempts());
+    let paced = base
+        .to_builder()
+        .retry_config(RetryConfig::adaptive().with_max_attempts(attempts))
+        .build();
     let mut builder = aws_config::sts::AssumeRoleProvider::builder(&arn)
         .session_name(&role.session_name)
         .session_length(role.duration)
-        .configure(base);
+        .configure(&paced);
     if let Some(id) = &role.external_id {
         builder = builder.external_id(id);
     }
@@ -72,14 +81,18 @@ pub async fn assume_role_config(
         .build();
     // Through the cache: the role is assumed once, and the credentials are
     // proven to be the account's own before any of its data is read.
-    let answer = aws_sdk_sts::Client::new(&config)
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| AwsError::AssumeRole {
-            role: arn.clone(),
-            message: assume_role_refusal(&e).unwrap_or_else(|| error_text(&e)),
-        })?;
+    let answer = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(&config)
+            .retry_config(RetryConfig::adaptive().with_max_attempts(attempts))
+            .build(),
+    )
+    .get_caller_identity()
+    .send()
+    .await
+    .map_err(|e| AwsError::AssumeRole {
+        role: arn.clone(),
+        message: assume_role_refusal(&e).unwrap_or_else(|| error_text(&e)),
+    })?;
     match answer.account() {
         Some(found) if found == account_id => Ok(config),
         found => Err(AwsError::AssumeRole {

@@ -234,52 +234,46 @@ pub(crate) async fn run(
         "crawling (account, region) pairs"
     );
 
-    // One configuration per account, shared by its regions.
-    let mut account_configs: BTreeMap<String, Result<aws_config::SdkConfig, String>> =
-        BTreeMap::new();
-    for account in pairs.iter().map(|p| &p.account_id).collect::<BTreeSet<_>>() {
-        let found = match &scope.role {
-            Some(role) => aws::assume_role_config(&base, role, account)
-                .await
-                .map_err(|e| e.to_string()),
-            None if *account == caller => Ok(base.clone()),
-            None => Err(format!(
-                "account {account} is not the caller's ({caller}) and no role reaches it: pass --role-name or --role-arn-template"
-            )),
-        };
-        if let Err(reason) = &found {
-            tracing::warn!(account = %account, %reason, "skipping the account's pairs");
-        }
-        account_configs.insert(account.clone(), found);
+    // One configuration per account, shared by its regions, set up by the
+    // first of its pairs to run: accounts are reached concurrently (bounded
+    // like the pairs), not one after another before any crawl.
+    let mut account_configs: BTreeMap<String, Arc<AccountConfig>> = BTreeMap::new();
+    for pair in &pairs {
+        account_configs
+            .entry(pair.account_id.clone())
+            .or_insert_with(|| Arc::new(AccountConfig::default()));
     }
-
     let at_once = Arc::new(tokio::sync::Semaphore::new(scope.pairs_at_once.max(1)));
     let mut tasks = JoinSet::new();
     for pair in pairs {
-        let account = account_configs
+        let cell = account_configs
             .get(&pair.account_id)
             .cloned()
-            .unwrap_or_else(|| Err("no configuration".into()));
+            .unwrap_or_default();
         let (shared, at_once, shutdown) = (shared.clone(), at_once.clone(), shutdown.clone());
+        let (base, caller) = (base.clone(), caller.clone());
         tasks.spawn(async move {
+            let _turn = at_once.acquire_owned().await;
+            let account = cell
+                .get_or_init(|| reach_account(&shared.config, &base, &caller, &pair.account_id))
+                .await
+                .clone();
             let result = match account {
                 Err(reason) => Err(PairError::Setup(reason)),
+                Ok(_) if shutdown.is_cancelled() => {
+                    Err(PairError::Export(ExportError::Interrupted))
+                }
                 Ok(account_config) => {
-                    let _turn = at_once.acquire_owned().await;
-                    if shutdown.is_cancelled() {
-                        Err(PairError::Export(ExportError::Interrupted))
-                    } else {
-                        let sdk = aws::in_region(&account_config, &pair.region);
-                        run_pair(
-                            shared,
-                            sdk,
-                            pair.account_id.clone(),
-                            pair.region.clone(),
-                            shutdown,
-                        )
-                        .await
-                        .map_err(PairError::Export)
-                    }
+                    let sdk = aws::in_region(&account_config, &pair.region);
+                    run_pair(
+                        shared,
+                        sdk,
+                        pair.account_id.clone(),
+                        pair.region.clone(),
+                        shutdown,
+                    )
+                    .await
+                    .map_err(PairError::Export)
                 }
             };
             (pair, result)
@@ -374,6 +368,32 @@ pub(crate) async fn run(
             failed,
         })
     }
+}
+
+/// An account's SDK configuration, set up once by the first of its pairs.
+type AccountConfig = tokio::sync::OnceCell<Result<aws_config::SdkConfig, String>>;
+
+/// The SDK configuration that reaches `account`: its assumed role, or the
+/// caller's own credentials for the caller's account.
+async fn reach_account(
+    config: &ExportConfig,
+    base: &aws_config::SdkConfig,
+    caller: &str,
+    account: &str,
+) -> Result<aws_config::SdkConfig, String> {
+    let found = match &config.scope.role {
+        Some(role) => aws::assume_role_config(base, role, account)
+            .await
+            .map_err(|e| e.to_string()),
+        None if account == caller => Ok(base.clone()),
+        None => Err(format!(
+            "account {account} is not the caller's ({caller}) and no role reaches it: pass --role-name or --role-arn-template"
+        )),
+    };
+    if let Err(reason) = &found {
+        tracing::warn!(account, %reason, "skipping the account's pairs");
+    }
+    found
 }
 
 /// Why a pair did not complete.
