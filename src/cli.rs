@@ -177,6 +177,32 @@ pub struct ScopeArgs {
     #[arg(long, env = "SSM_AUDIT_ACCOUNTS_FILE", value_name = "FILE")]
     pub accounts_file: Option<std::path::PathBuf>,
 
+    /// Every active account of the caller's AWS Organization
+    /// (organizations:ListAccounts); suspended accounts are skipped and listed.
+    #[arg(long, env = "SSM_AUDIT_ORGANIZATION", conflicts_with_all = ["accounts", "accounts_file"])]
+    pub organization: bool,
+
+    /// With --organization: only accounts below these organizational units
+    /// (at any depth). Repeatable, or comma-separated.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_INCLUDE_OU",
+        value_name = "OU_ID",
+        value_delimiter = ',',
+        requires = "organization"
+    )]
+    pub include_ou: Vec<String>,
+
+    /// With --organization: no account below these organizational units.
+    #[arg(
+        long,
+        env = "SSM_AUDIT_EXCLUDE_OU",
+        value_name = "OU_ID",
+        value_delimiter = ',',
+        requires = "organization"
+    )]
+    pub exclude_ou: Vec<String>,
+
     /// Accounts to leave out, whatever listed them.
     #[arg(
         long,

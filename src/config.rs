@@ -109,12 +109,14 @@ pub enum Location {
 /// Which (account, region) pairs an export crawls and how it reaches them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Scope {
-    /// None: the caller's own account.
+    /// None: the caller's own account (or the organization's accounts).
     pub accounts: Option<Vec<String>>,
+    /// Every active account of the caller's organization, filtered by OU.
+    pub organization: Option<OrgFilter>,
     pub exclude_accounts: Vec<String>,
     pub role: Option<RoleSpec>,
     /// None: the configured region.
-    pub regions: Option<Vec<String>>,
+    pub regions: Option<Regions>,
     pub shard: Option<Shard>,
     pub pairs_at_once: usize,
     pub dry_run: bool,
@@ -126,8 +128,28 @@ impl Scope {
     /// One pair, the caller's account in the configured region: the export
     /// as it was before organizations (no status file).
     pub fn is_single(&self) -> bool {
-        self.accounts.is_none() && self.regions.is_none() && self.shard.is_none()
+        self.accounts.is_none()
+            && self.organization.is_none()
+            && self.regions.is_none()
+            && self.shard.is_none()
     }
+}
+
+/// Which organizational units an organization-wide export keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgFilter {
+    /// Empty: every OU.
+    pub include_ou: Vec<String>,
+    pub exclude_ou: Vec<String>,
+}
+
+/// The regions of each account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Regions {
+    Listed(Vec<String>),
+    /// Each account's enabled regions.
+    AllEnabled,
 }
 
 /// The role an export assumes in each account.
@@ -232,18 +254,52 @@ impl Scope {
                 "--external-id goes with --role-name or --role-arn-template".into(),
             ));
         }
-        let regions = if args.regions.is_empty() {
-            None
-        } else {
-            let mut regions: Vec<String> =
-                args.regions.iter().map(|r| r.trim().to_owned()).collect();
-            for region in &regions {
-                crate::dataset::layout::check_region(region)
-                    .map_err(|reason| ConfigError::Flag(format!("--regions: {reason}")))?;
+        let regions: Vec<String> = args
+            .regions
+            .iter()
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect();
+        let regions = match regions.as_slice() {
+            [] => None,
+            [all] if all == "all-enabled" => Some(Regions::AllEnabled),
+            _ => {
+                let mut regions = regions;
+                for region in &regions {
+                    crate::dataset::layout::check_region(region).map_err(|reason| {
+                        ConfigError::Flag(format!("--regions: {reason} (or all-enabled, alone)"))
+                    })?;
+                }
+                regions.sort();
+                regions.dedup();
+                Some(Regions::Listed(regions))
             }
-            regions.sort();
-            regions.dedup();
-            Some(regions)
+        };
+        let ou_ids = |flag: &str, list: &[String]| -> Result<Vec<String>, ConfigError> {
+            let ids: Vec<String> = list
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect();
+            for id in &ids {
+                let shaped = (id.starts_with("ou-") || id.starts_with("r-"))
+                    && id.len() <= 68
+                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !shaped {
+                    return Err(ConfigError::Flag(format!(
+                        "{flag} {id:?} is not an organizational unit id such as ou-ab12-cd34ef56 (or a root, r-ab12)"
+                    )));
+                }
+            }
+            Ok(ids)
+        };
+        let organization = if args.organization {
+            Some(OrgFilter {
+                include_ou: ou_ids("--include-ou", &args.include_ou)?,
+                exclude_ou: ou_ids("--exclude-ou", &args.exclude_ou)?,
+            })
+        } else {
+            None
         };
         let shard = match &args.shard {
             Some(text) => Some(parse_shard("--shard", text, 1)?),
@@ -262,6 +318,7 @@ impl Scope {
         let retry_window_ms = parse_duration("--retry-window", &args.retry_window)?;
         Ok(Scope {
             accounts,
+            organization,
             exclude_accounts,
             role,
             regions,

@@ -38,6 +38,10 @@ pub enum AwsError {
     NoRegion,
     #[error("cannot learn the account id from sts:GetCallerIdentity ({0}); check credentials and the endpoint, or pass --account-id")]
     Identity(String),
+    #[error("cannot list the organization's accounts ({0}); run from the management account or a delegated administrator, with organizations:ListAccounts (and ListAccountsForParent, ListOrganizationalUnitsForParent for OU filters)")]
+    Organization(String),
+    #[error("cannot list the account's enabled regions ({0}); the role needs account:ListRegions, or pass --regions")]
+    Regions(String),
     #[error("cannot assume {role}: {message}; check that the role exists in the account, that its trust policy names this caller (and the --external-id), and sts:AssumeRole on it")]
     AssumeRole { role: String, message: String },
 }
@@ -103,6 +107,135 @@ pub async fn assume_role_config(
             ),
         }),
     }
+}
+
+/// The accounts of the caller's organization.
+#[derive(Debug, Clone, Default)]
+pub struct OrgAccounts {
+    /// Active accounts kept by the OU filter, sorted.
+    pub active: Vec<String>,
+    /// Accounts skipped because they are not active, with their status.
+    pub suspended: Vec<(String, String)>,
+}
+
+/// Lists the organization's accounts (organizations:ListAccounts), keeps
+/// those below `include_ou` (all when empty) and none below `exclude_ou`
+/// (organizations:ListAccountsForParent and ListOrganizationalUnitsForParent,
+/// at any depth). Organizations throttles hard: adaptive retry paces it.
+pub async fn organization_accounts(
+    base: &SdkConfig,
+    include_ou: &[String],
+    exclude_ou: &[String],
+) -> Result<OrgAccounts, AwsError> {
+    let attempts = base
+        .retry_config()
+        .map_or(DEFAULT_MAX_ATTEMPTS, |r| r.max_attempts());
+    let client = aws_sdk_organizations::Client::from_conf(
+        aws_sdk_organizations::config::Builder::from(base)
+            .retry_config(RetryConfig::adaptive().with_max_attempts(attempts))
+            .build(),
+    );
+    fn refused<E>(op: &str, error: &E) -> AwsError
+    where
+        E: std::error::Error + ProvideErrorMetadata + 'static,
+    {
+        AwsError::Organization(format!("{op}: {}", error_text(error)))
+    }
+    let mut listed = Vec::new();
+    let mut pages = client.list_accounts().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| refused("ListAccounts", &e))?;
+        for account in page.accounts() {
+            if let Some(id) = account.id() {
+                let status = account
+                    .state()
+                    .map(|s| s.as_str().to_owned())
+                    .or_else(|| account.status().map(|s| s.as_str().to_owned()))
+                    .unwrap_or_default();
+                listed.push((id.to_owned(), status));
+            }
+        }
+    }
+    let below = |ous: Vec<String>| {
+        let client = client.clone();
+        async move {
+            let mut found = std::collections::BTreeSet::new();
+            let mut queue = ous;
+            while let Some(parent) = queue.pop() {
+                let mut accounts = client
+                    .list_accounts_for_parent()
+                    .parent_id(&parent)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = accounts.next().await {
+                    let page = page.map_err(|e| refused("ListAccountsForParent", &e))?;
+                    found.extend(
+                        page.accounts()
+                            .iter()
+                            .filter_map(|a| a.id().map(str::to_owned)),
+                    );
+                }
+                let mut children = client
+                    .list_organizational_units_for_parent()
+                    .parent_id(&parent)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = children.next().await {
+                    let page = page.map_err(|e| refused("ListOrganizationalUnitsForParent", &e))?;
+                    queue.extend(
+                        page.organizational_units()
+                            .iter()
+                            .filter_map(|ou| ou.id().map(str::to_owned)),
+                    );
+                }
+            }
+            Ok::<_, AwsError>(found)
+        }
+    };
+    let included = if include_ou.is_empty() {
+        None
+    } else {
+        Some(below(include_ou.to_vec()).await?)
+    };
+    let excluded = below(exclude_ou.to_vec()).await?;
+    let mut found = OrgAccounts::default();
+    for (id, status) in listed {
+        if excluded.contains(&id) || included.as_ref().is_some_and(|keep| !keep.contains(&id)) {
+            continue;
+        }
+        if status == "ACTIVE" {
+            found.active.push(id);
+        } else {
+            found.suspended.push((id, status));
+        }
+    }
+    found.active.sort();
+    Ok(found)
+}
+
+/// The regions `account_config`'s account has enabled (account:ListRegions,
+/// asked by the account itself).
+pub async fn enabled_regions(account_config: &SdkConfig) -> Result<Vec<String>, AwsError> {
+    use aws_sdk_account::types::RegionOptStatus;
+    let client = aws_sdk_account::Client::new(account_config);
+    let mut regions = Vec::new();
+    let mut pages = client
+        .list_regions()
+        .region_opt_status_contains(RegionOptStatus::Enabled)
+        .region_opt_status_contains(RegionOptStatus::EnabledByDefault)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::Regions(error_text(&e)))?;
+        regions.extend(
+            page.regions()
+                .iter()
+                .filter_map(|r| r.region_name().map(str::to_owned)),
+        );
+    }
+    regions.sort();
+    regions.dedup();
+    Ok(regions)
 }
 
 /// STS's own words when it refused the AssumeRole behind a failed call

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use crate::aws;
-use crate::config::{ExportConfig, Shard};
+use crate::config::{ExportConfig, Regions, Shard};
 use crate::dataset::layout;
 use crate::dataset::sha256_hex;
 use crate::shutdown::CancellationToken;
@@ -116,9 +116,10 @@ impl std::fmt::Display for Plan {
     }
 }
 
-fn plan(config: &ExportConfig, accounts: &[String], regions: &[String]) -> Plan {
+fn plan(config: &ExportConfig, pairs: Vec<Pair>) -> Plan {
     let scope = &config.scope;
-    let pairs = pairs_of(accounts, regions, &scope.exclude_accounts, scope.shard);
+    let regions: BTreeSet<&str> = pairs.iter().map(|p| p.region.as_str()).collect();
+    let regions = regions.len();
     let windows_per_pair = config.states.len();
     let planned_accounts: BTreeSet<&str> = pairs.iter().map(|p| p.account_id.as_str()).collect();
     let sts_calls = if scope.role.is_some() {
@@ -128,7 +129,7 @@ fn plan(config: &ExportConfig, accounts: &[String], regions: &[String]) -> Plan 
     };
     Plan {
         accounts: planned_accounts.len(),
-        regions: regions.len(),
+        regions,
         shard: scope.shard.map(|s| s.to_string()),
         calls_at_least: (pairs.len() * windows_per_pair) as u64,
         windows_per_pair,
@@ -137,15 +138,17 @@ fn plan(config: &ExportConfig, accounts: &[String], regions: &[String]) -> Plan 
     }
 }
 
-/// The plan of a scope that names its accounts: no call at all.
+/// The plan of a scope that names its accounts and regions: no call at all.
 pub fn plan_without_calls(config: &ExportConfig, region: &str) -> Option<Plan> {
-    let accounts = config.scope.accounts.as_ref()?;
-    let regions = config
-        .scope
-        .regions
-        .clone()
-        .unwrap_or_else(|| vec![region.to_owned()]);
-    Some(plan(config, accounts, &regions))
+    let scope = &config.scope;
+    let accounts = scope.accounts.as_ref()?;
+    let regions = match &scope.regions {
+        None => vec![region.to_owned()],
+        Some(Regions::Listed(regions)) => regions.clone(),
+        Some(Regions::AllEnabled) => return None,
+    };
+    let pairs = pairs_of(accounts, &regions, &scope.exclude_accounts, scope.shard);
+    Some(plan(config, pairs))
 }
 
 /// The status file of a multi-pair run.
@@ -177,6 +180,83 @@ struct PairStatus {
     chain_head: Option<String>,
 }
 
+impl PairStatus {
+    /// An account that has no pairs (suspended, or its regions unknown).
+    fn account_only(account: &str, outcome: &str, reason: &str) -> PairStatus {
+        PairStatus {
+            account_id: account.to_owned(),
+            region: "-".to_owned(),
+            outcome: outcome.to_owned(),
+            reason: Some(reason.to_owned()),
+            run_id: None,
+            sessions: None,
+            chain_head: None,
+        }
+    }
+}
+
+/// With `--regions all-enabled`: each account is reached (bounded like the
+/// pairs) and asked for its enabled regions. Returns this shard's pairs,
+/// and the accounts whose regions could not be listed (failed, so that a
+/// retry tries them again).
+async fn enabled_pairs(
+    shared: &Arc<Shared>,
+    base: &aws_config::SdkConfig,
+    caller: &str,
+    accounts: &[String],
+    cells: &BTreeMap<String, Arc<AccountConfig>>,
+) -> (Vec<Pair>, Vec<PairStatus>) {
+    let scope = &shared.config.scope;
+    let excluded: BTreeSet<&String> = scope.exclude_accounts.iter().collect();
+    let at_once = Arc::new(tokio::sync::Semaphore::new(scope.pairs_at_once.max(1)));
+    let mut tasks = JoinSet::new();
+    for account in accounts.iter().filter(|a| !excluded.contains(a)) {
+        let cell = cells.get(account).cloned().unwrap_or_default();
+        let (shared, base, caller, account) = (
+            shared.clone(),
+            base.clone(),
+            caller.to_owned(),
+            account.clone(),
+        );
+        let at_once = at_once.clone();
+        tasks.spawn(async move {
+            let _turn = at_once.acquire_owned().await;
+            let reached = cell
+                .get_or_init(|| reach_account(&shared.config, &base, &caller, &account))
+                .await
+                .clone();
+            let regions = match reached {
+                Ok(config) => aws::enabled_regions(&config)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(reason) => Err(reason),
+            };
+            (account, regions)
+        });
+    }
+    let mut pairs = Vec::new();
+    let mut unlisted = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((account, regions)) = joined else {
+            continue;
+        };
+        match regions {
+            Ok(regions) => pairs.extend(pairs_of(
+                std::slice::from_ref(&account),
+                &regions,
+                &[],
+                scope.shard,
+            )),
+            Err(reason) => {
+                tracing::warn!(account, %reason, "skipping an account whose regions are unknown");
+                unlisted.push(PairStatus::account_only(&account, "failed", &reason));
+            }
+        }
+    }
+    pairs.sort();
+    (pairs, unlisted)
+}
+
 const STATUS_FORMAT: u32 = 1;
 /// The largest status file read: a line per pair, 85,000 pairs.
 const MAX_STATUS_BYTES: u64 = 64 * 1024 * 1024;
@@ -202,15 +282,50 @@ pub(crate) async fn run(
 ) -> Result<RunOutcome, ExportError> {
     let config = &shared.config;
     let scope = &config.scope;
-    let accounts = scope
-        .accounts
-        .clone()
-        .unwrap_or_else(|| vec![caller.clone()]);
-    let regions = scope
-        .regions
-        .clone()
-        .unwrap_or_else(|| vec![region.clone()]);
-    let planned = plan(config, &accounts, &regions);
+    let mut skipped_accounts: Vec<PairStatus> = Vec::new();
+    let accounts = match (&scope.accounts, &scope.organization) {
+        (Some(list), _) => list.clone(),
+        (None, Some(filter)) => {
+            let org =
+                aws::organization_accounts(&base, &filter.include_ou, &filter.exclude_ou).await?;
+            for (account, status) in &org.suspended {
+                tracing::warn!(
+                    account,
+                    status,
+                    "skipping an account of the organization that is not active"
+                );
+                skipped_accounts.push(PairStatus::account_only(
+                    account,
+                    "skipped",
+                    &format!("the account is {status}"),
+                ));
+            }
+            org.active
+        }
+        (None, None) => vec![caller.clone()],
+    };
+    let account_cells: BTreeMap<String, Arc<AccountConfig>> = accounts
+        .iter()
+        .map(|a| (a.clone(), Arc::new(AccountConfig::default())))
+        .collect();
+    let pairs = match &scope.regions {
+        None => pairs_of(
+            &accounts,
+            std::slice::from_ref(&region),
+            &scope.exclude_accounts,
+            scope.shard,
+        ),
+        Some(Regions::Listed(regions)) => {
+            pairs_of(&accounts, regions, &scope.exclude_accounts, scope.shard)
+        }
+        Some(Regions::AllEnabled) => {
+            let (pairs, unlisted) =
+                enabled_pairs(&shared, &base, &caller, &accounts, &account_cells).await;
+            skipped_accounts.extend(unlisted);
+            pairs
+        }
+    };
+    let planned = plan(config, pairs);
     if scope.dry_run {
         return Ok(RunOutcome::Planned(planned));
     }
@@ -237,16 +352,10 @@ pub(crate) async fn run(
     // One configuration per account, shared by its regions, set up by the
     // first of its pairs to run: accounts are reached concurrently (bounded
     // like the pairs), not one after another before any crawl.
-    let mut account_configs: BTreeMap<String, Arc<AccountConfig>> = BTreeMap::new();
-    for pair in &pairs {
-        account_configs
-            .entry(pair.account_id.clone())
-            .or_insert_with(|| Arc::new(AccountConfig::default()));
-    }
     let at_once = Arc::new(tokio::sync::Semaphore::new(scope.pairs_at_once.max(1)));
     let mut tasks = JoinSet::new();
     for pair in pairs {
-        let cell = account_configs
+        let cell = account_cells
             .get(&pair.account_id)
             .cloned()
             .unwrap_or_default();
@@ -302,6 +411,16 @@ pub(crate) async fn run(
             chain_head: None,
         })
         .collect();
+    for skipped in skipped_accounts {
+        if skipped.outcome == "failed" {
+            failed.push(FailedPair {
+                account_id: skipped.account_id.clone(),
+                region: skipped.region.clone(),
+                reason: skipped.reason.clone().unwrap_or_default(),
+            });
+        }
+        statuses.push(skipped);
+    }
     let mut interrupted = false;
     for (pair, result) in results {
         match result {

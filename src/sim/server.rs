@@ -197,6 +197,30 @@ async fn handle(
         (&Method::GET, "/_stats") => Ok(json_response(StatusCode::OK, &stats_view(&state))),
         (&Method::GET, "/_data") => Ok(data_response(&state)),
         (&Method::GET, "/_health") => Ok(text_response(StatusCode::OK, "ok")),
+        (&Method::POST, "/listRegions") => {
+            let caller = caller_of(
+                req.headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let account = caller
+                .account_id
+                .unwrap_or_else(|| state.options.account_id.clone());
+            Ok(
+                match state
+                    .tenants
+                    .as_ref()
+                    .and_then(|t| t.list_regions(&account))
+                {
+                    Some(answer) => json_response(StatusCode::OK, &answer),
+                    None => api_error(&ApiError {
+                        status: 403,
+                        error_type: "AccessDeniedException",
+                        message: format!("no account {account} in this simulator"),
+                    }),
+                },
+            )
+        }
         (&Method::POST, "/") => {
             let target = req
                 .headers()
@@ -220,6 +244,24 @@ async fn handle(
             match target.as_deref() {
                 Some("AmazonSSM.DescribeSessions") => {
                     describe_sessions(&state, &caller, &body).await
+                }
+                Some(target) if target.starts_with("AWSOrganizationsV20161128.") => {
+                    let operation = target.trim_start_matches("AWSOrganizationsV20161128.");
+                    Ok(match &state.tenants {
+                        None => api_error(&ApiError {
+                            status: 400,
+                            error_type: "AWSOrganizationsNotInUseException",
+                            message: "this simulator has no organization (--accounts-file)".into(),
+                        }),
+                        Some(tenants) => match tenants.organizations(operation, &body) {
+                            Ok(answer) => json_response(StatusCode::OK, &answer),
+                            Err(message) => api_error(&ApiError {
+                                status: 400,
+                                error_type: "InvalidInputException",
+                                message,
+                            }),
+                        },
+                    })
                 }
                 Some(other) => Ok(api_error(&ApiError {
                     status: 400,

@@ -23,6 +23,15 @@ pub struct TenantsFile {
     #[serde(default)]
     pub external_id: Option<String>,
     pub accounts: Vec<TenantSpec>,
+    /// Organizational units: id and parent (`r-root` or another OU).
+    #[serde(default)]
+    pub ous: Vec<OuSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OuSpec {
+    pub id: String,
+    pub parent: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +41,15 @@ pub struct TenantSpec {
     pub role_name: Option<String>,
     #[serde(default)]
     pub disabled_regions: Vec<String>,
+    /// Regions enabled besides those with data (for account:ListRegions).
+    #[serde(default)]
+    pub enabled_regions: Vec<String>,
+    /// `ACTIVE` (default) or `SUSPENDED`, as organizations:ListAccounts says.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The OU (or root) the account is in; default `r-root`.
+    #[serde(default)]
+    pub parent: Option<String>,
     /// Region to data; a region not listed (nor disabled) has no sessions.
     #[serde(default)]
     pub regions: BTreeMap<String, RegionData>,
@@ -54,6 +72,9 @@ pub struct RegionData {
 pub struct Tenant {
     pub role_name: String,
     pub disabled_regions: BTreeSet<String>,
+    pub enabled_regions: BTreeSet<String>,
+    pub status: String,
+    pub parent: String,
     pub stores: BTreeMap<String, RwLock<Store>>,
 }
 
@@ -61,6 +82,8 @@ pub struct Tenant {
 #[derive(Debug, Default)]
 pub struct Tenants {
     pub external_id: Option<String>,
+    /// OU id to its parent.
+    pub ous: BTreeMap<String, String>,
     pub accounts: BTreeMap<String, Tenant>,
     /// Calls per `account/region`, for tests that check which pairs a
     /// rerun touched.
@@ -121,17 +144,26 @@ impl Tenants {
                 };
                 stores.insert(region, RwLock::new(Store::new(sessions)));
             }
+            let mut enabled: BTreeSet<String> = stores.keys().cloned().collect();
+            enabled.extend(spec.enabled_regions);
             accounts.insert(
                 spec.account_id.clone(),
                 Tenant {
                     role_name: spec.role_name.unwrap_or_else(|| file.role_name.clone()),
+                    enabled_regions: enabled
+                        .into_iter()
+                        .filter(|r| !spec.disabled_regions.contains(r))
+                        .collect(),
                     disabled_regions: spec.disabled_regions.into_iter().collect(),
+                    status: spec.status.unwrap_or_else(|| "ACTIVE".into()),
+                    parent: spec.parent.unwrap_or_else(|| "r-root".into()),
                     stores,
                 },
             );
         }
         Ok(Tenants {
             external_id: file.external_id,
+            ous: file.ous.into_iter().map(|ou| (ou.id, ou.parent)).collect(),
             accounts,
             calls: std::sync::Mutex::new(BTreeMap::new()),
         })
@@ -162,6 +194,67 @@ impl Tenants {
             ));
         }
         Ok(account_id.to_owned())
+    }
+
+    /// organizations:ListAccounts, ListAccountsForParent and
+    /// ListOrganizationalUnitsForParent, paged 20 at a time.
+    pub fn organizations(&self, operation: &str, body: &[u8]) -> Result<serde_json::Value, String> {
+        let request: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+        let start: usize = request["NextToken"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let parent = request["ParentId"].as_str().unwrap_or("");
+        let account_json = |(id, tenant): (&String, &Tenant)| {
+            serde_json::json!({
+                "Id": id,
+                "Arn": format!("arn:aws:organizations::000000000000:account/o-sim/{id}"),
+                "Email": format!("{id}@example.com"),
+                "Name": format!("account {id}"),
+                "Status": tenant.status,
+                "State": tenant.status,
+                "JoinedMethod": "CREATED",
+            })
+        };
+        let (key, items): (&str, Vec<serde_json::Value>) = match operation {
+            "ListAccounts" => ("Accounts", self.accounts.iter().map(account_json).collect()),
+            "ListAccountsForParent" => (
+                "Accounts",
+                self.accounts
+                    .iter()
+                    .filter(|(_, t)| t.parent == parent)
+                    .map(account_json)
+                    .collect(),
+            ),
+            "ListOrganizationalUnitsForParent" => (
+                "OrganizationalUnits",
+                self.ous
+                    .iter()
+                    .filter(|(_, p)| *p == parent)
+                    .map(|(id, _)| serde_json::json!({ "Id": id, "Name": id, "Arn": format!("arn:aws:organizations::000000000000:ou/o-sim/{id}") }))
+                    .collect(),
+            ),
+            other => return Err(format!("the simulator does not serve organizations:{other}")),
+        };
+        const PAGE: usize = 20;
+        let page: Vec<_> = items.iter().skip(start).take(PAGE).cloned().collect();
+        let mut answer = serde_json::json!({ key: page });
+        if start + PAGE < items.len() {
+            answer["NextToken"] = serde_json::json!((start + PAGE).to_string());
+        }
+        Ok(answer)
+    }
+
+    /// account:ListRegions for `account`: its enabled regions.
+    pub fn list_regions(&self, account: &str) -> Option<serde_json::Value> {
+        let tenant = self.accounts.get(account)?;
+        let regions: Vec<_> = tenant
+            .enabled_regions
+            .iter()
+            .map(|r| serde_json::json!({ "RegionName": r, "RegionOptStatus": "ENABLED" }))
+            .collect();
+        Some(serde_json::json!({ "Regions": regions }))
     }
 
     pub fn count_call(&self, account_id: &str, region: &str) {

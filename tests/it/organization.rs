@@ -470,3 +470,127 @@ fn the_plan_for_five_thousand_accounts_in_seventeen_regions_needs_no_call() {
         "a dry run writes nothing"
     );
 }
+
+#[test]
+fn an_organization_by_ou_with_each_accounts_enabled_regions_skips_suspended_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let accounts: Vec<String> = (1..=5).map(account).collect();
+    let mut data = BTreeMap::new();
+    let mut add = |a: &str, region: &str, seed: u64| {
+        let mut sessions = generated(30, seed, &[]);
+        for s in &mut sessions {
+            s.session_id = format!("{}-{region}-{}", &a[9..], s.session_id);
+        }
+        data.insert((a.to_owned(), region.to_owned()), sessions);
+    };
+    add(&accounts[0], "eu-west-1", 41);
+    add(&accounts[1], "us-east-1", 42);
+    add(&accounts[2], "eu-west-1", 43);
+    add(&accounts[3], "eu-west-1", 44);
+    add(&accounts[4], "eu-west-1", 45);
+    let mut extra = BTreeMap::new();
+    extra.insert(
+        accounts[0].clone(),
+        serde_json::json!({ "parent": "ou-prod", "enabled_regions": ["us-east-1"] }),
+    );
+    extra.insert(
+        accounts[1].clone(),
+        serde_json::json!({ "parent": "ou-prodchild" }),
+    );
+    extra.insert(
+        accounts[2].clone(),
+        serde_json::json!({ "parent": "ou-sandbox" }),
+    );
+    extra.insert(
+        accounts[3].clone(),
+        serde_json::json!({ "parent": "ou-prod", "status": "SUSPENDED" }),
+    );
+    let file = accounts_file(dir.path(), &accounts, &data, &extra);
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    spec["ous"] = serde_json::json!([
+        { "id": "ou-prod", "parent": "r-root" },
+        { "id": "ou-prodchild", "parent": "ou-prod" },
+        { "id": "ou-sandbox", "parent": "r-root" },
+    ]);
+    std::fs::write(&file, spec.to_string()).expect("write");
+    let sim = Sim::start(&[
+        "--accounts-file",
+        file.to_str().expect("utf-8"),
+        "--sessions",
+        "0",
+    ]);
+
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = export(
+        &sim,
+        out.path(),
+        &[
+            "--organization",
+            "--include-ou",
+            "ou-prod",
+            "--regions",
+            "all-enabled",
+            "--role-name",
+            ROLE,
+            "--external-id",
+            EXTERNAL_ID,
+        ],
+    );
+    assert_success(&result);
+    let found = ids_by_pair(out.path());
+    let expected: BTreeMap<(String, String), BTreeSet<String>> = data
+        .iter()
+        .filter(|((a, _), _)| *a == accounts[0] || *a == accounts[1])
+        .map(|(pair, sessions)| {
+            (
+                pair.clone(),
+                sessions.iter().map(|s| s.session_id.clone()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found, expected,
+        "the OU and its child, each account's enabled regions"
+    );
+    let calls = sim.stats()["calls_by_pair"].clone();
+    let crawled: BTreeSet<&String> = calls.as_object().expect("pairs").keys().collect();
+    let wanted = [
+        format!("{}/eu-west-1", accounts[0]),
+        format!("{}/us-east-1", accounts[0]),
+        format!("{}/us-east-1", accounts[1]),
+    ];
+    assert_eq!(crawled, wanted.iter().collect::<BTreeSet<_>>());
+    let status = std::fs::read_to_string(out.path().join("_status/all.json")).expect("status");
+    assert!(
+        status.contains(&accounts[3]) && status.contains("SUSPENDED"),
+        "{status}"
+    );
+
+    // Excluding an OU instead, planned without crawling anything.
+    let planned = export(
+        &sim,
+        out.path(),
+        &[
+            "--organization",
+            "--exclude-ou",
+            "ou-sandbox",
+            "--regions",
+            "eu-west-1",
+            "--role-name",
+            ROLE,
+            "--dry-run",
+        ],
+    );
+    assert_success(&planned);
+    let plan = String::from_utf8_lossy(&planned.stdout).into_owned();
+    let pairs: Vec<&str> = plan.lines().filter(|l| l.starts_with("pair ")).collect();
+    assert_eq!(
+        pairs,
+        vec![
+            format!("pair {}/eu-west-1", accounts[0]).as_str(),
+            format!("pair {}/eu-west-1", accounts[1]).as_str(),
+            format!("pair {}/eu-west-1", accounts[4]).as_str(),
+        ]
+    );
+}

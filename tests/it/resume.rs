@@ -296,6 +296,24 @@ fn interrupted_run(sim: &Sim, out: &Path) {
     assert_eq!(checkpoint(out)["status"], "in_progress");
 }
 
+/// Kills an export once it has staged at least `parts` pages (answered
+/// calls say nothing about staging on a loaded machine).
+fn interrupted_after_staging(sim: &Sim, out: &Path, parts: usize) {
+    let staged = out.join(format!("_checkpoint/{ACCOUNT}_{REGION}/staged"));
+    let count = || {
+        std::fs::read_dir(&staged).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+                .count()
+        })
+    };
+    let mut child = spawn_export(sim, out, CRAWL);
+    assert!(wait_until(Duration::from_secs(60), || count() >= parts));
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert_eq!(checkpoint(out)["status"], "in_progress");
+}
+
 #[test]
 fn a_checkpoint_for_other_flags_is_refused_until_restart() {
     let data = generated(400, 80, &[]);
@@ -563,7 +581,7 @@ fn a_resume_crawls_again_the_windows_whose_staged_parts_are_gone_or_altered() {
     let data = generated(800, 85, &["--active-share", "0"]);
     let (sim, _d) = Sim::with_sessions(&data, &["--latency", "20ms"]);
     let out = tempfile::tempdir().expect("tempdir");
-    interrupted_run(&sim, out.path());
+    interrupted_after_staging(&sim, out.path(), 2);
     let staged = out
         .path()
         .join(format!("_checkpoint/{ACCOUNT}_{REGION}/staged"));
