@@ -1146,10 +1146,12 @@ pub struct VerifyKeys {
 
 impl VerifyKeys {
     pub fn from_args(args: &crate::cli::VerifyKeyArgs) -> Result<VerifyKeys, ConfigError> {
+        // A kept head file holds one line per (account, region): each
+        // value may hold several, split by white space.
         let expect_heads = args
             .expect_head
             .iter()
-            .filter(|h| !h.trim().is_empty())
+            .flat_map(|h| h.split_whitespace())
             .map(|h| {
                 crate::dataset::chain::ExpectedHead::parse(h)
                     .map_err(|reason| ConfigError::Flag(format!("--expect-head {h:?}: {reason}")))

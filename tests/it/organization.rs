@@ -109,12 +109,13 @@ fn three_accounts_in_two_regions_through_assumed_roles_each_row_from_its_own_pai
         "7",
     ]);
     let out = tempfile::tempdir().expect("tempdir");
+    let heads = dir.path().join("heads.txt");
     let result = org_export(
         &sim,
         out.path(),
         &accounts.join(","),
         &regions.join(","),
-        &[],
+        &["--chain-head-out", heads.to_str().expect("utf-8")],
     );
     assert_success(&result);
     assert!(
@@ -122,6 +123,8 @@ fn three_accounts_in_two_regions_through_assumed_roles_each_row_from_its_own_pai
         "{}",
         stderr(&result)
     );
+    let kept = std::fs::read_to_string(&heads).expect("heads kept");
+    assert_eq!(kept.lines().count(), 6, "{kept}");
 
     let found = ids_by_pair(out.path());
     let expected: BTreeMap<(String, String), BTreeSet<String>> = data
@@ -142,6 +145,7 @@ fn three_accounts_in_two_regions_through_assumed_roles_each_row_from_its_own_pai
     // Each pair has its own chain.
     let verify = ssm_audit()
         .args(["verify", "--output", out.path().to_str().expect("utf-8")])
+        .args(["--expect-head", &kept])
         .output()
         .expect("runs");
     assert_success(&verify);
