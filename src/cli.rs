@@ -13,8 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     after_help = "Exit codes: 0 success, 1 failure (AWS, storage), 2 invalid flags or configuration, \
                   3 crawl incomplete (rerun to resume), 4 interrupted by a signal (rerun to resume), \
                   5 another run holds the output lock (or took it over), 6 verify found differences \
-                  (files, manifests, chain heads, signatures), 7 published except partitions that \
-                  could not be read (kept for the next run), 8 coverage found a gap or a stale \
+                  (files, manifests, chain heads, signatures), 7 partial: pairs that failed, or partitions \
+                  that could not be read, named (the rest published), 8 coverage found a gap or a stale \
                   chain. See README.md."
 )]
 pub struct Cli {

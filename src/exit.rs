@@ -27,8 +27,10 @@ pub const LOCKED: u8 = 5;
 /// missing or unlisted; a manifest missing, altered, reordered or forked; a
 /// head the chain no longer reaches; a signature missing or wrong.
 pub const DIFFERENCES: u8 = 6;
-/// Published, except partitions whose existing file could not be read;
-/// their sessions are kept and published by the next run.
+/// Partial: published, except (account, region) pairs that failed (the
+/// status file lists them; a rerun retries only those), or partitions whose
+/// existing file could not be read (their sessions are kept and published by
+/// the next run).
 pub const PARTIAL: u8 = 7;
 /// `coverage` found a gap in the period, or the newest completed run is
 /// older than `--max-age`.
