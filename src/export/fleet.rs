@@ -351,18 +351,37 @@ pub(crate) async fn run(
 
     // One configuration per account, shared by its regions, set up by the
     // first of its pairs to run: accounts are reached concurrently (bounded
-    // like the pairs), not one after another before any crawl.
+    // like the pairs), not one after another before any crawl. A pair's task
+    // is spawned only when it may run, so that waiting pairs cost nothing;
+    // an account's configuration (its credential provider and STS client, a
+    // few hundred kilobytes) lives only while its pairs do.
+    let mut account_cells = account_cells;
     let at_once = Arc::new(tokio::sync::Semaphore::new(scope.pairs_at_once.max(1)));
     let mut tasks = JoinSet::new();
-    for pair in pairs {
-        let cell = account_cells
-            .get(&pair.account_id)
-            .cloned()
-            .unwrap_or_default();
-        let (shared, at_once, shutdown) = (shared.clone(), at_once.clone(), shutdown.clone());
+    let mut results = Vec::new();
+    let mut running = BTreeMap::new();
+    let mut pairs = pairs.into_iter().peekable();
+    while let Some(pair) = pairs.next() {
+        let last_of_account = pairs
+            .peek()
+            .is_none_or(|next| next.account_id != pair.account_id);
+        let cell = if last_of_account {
+            account_cells.remove(&pair.account_id)
+        } else {
+            account_cells.get(&pair.account_id).cloned()
+        }
+        .unwrap_or_default();
+        let Ok(turn) = at_once.clone().acquire_owned().await else {
+            break;
+        };
+        while let Some(joined) = tasks.try_join_next_with_id() {
+            collect(joined, &mut running, &mut results);
+        }
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
         let (base, caller) = (base.clone(), caller.clone());
-        tasks.spawn(async move {
-            let _turn = at_once.acquire_owned().await;
+        let spawned_pair = pair.clone();
+        let handle = tasks.spawn(async move {
+            let _turn = turn;
             let account = cell
                 .get_or_init(|| reach_account(&shared.config, &base, &caller, &pair.account_id))
                 .await
@@ -387,13 +406,10 @@ pub(crate) async fn run(
             };
             (pair, result)
         });
+        running.insert(handle.id(), spawned_pair);
     }
-    let mut results = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(done) => results.push(done),
-            Err(error) => tracing::error!(%error, "a pair's task failed"),
-        }
+    while let Some(joined) = tasks.join_next_with_id().await {
+        collect(joined, &mut running, &mut results);
     }
     results.sort_by(|a, b| a.0.cmp(&b.0));
 
@@ -486,6 +502,28 @@ pub(crate) async fn run(
             earlier: not_run.len(),
             failed,
         })
+    }
+}
+
+type PairResult = (Pair, Result<super::ExportSummary, PairError>);
+
+/// Keeps a finished pair's outcome; a task that panicked fails its pair.
+fn collect(
+    joined: Result<(tokio::task::Id, PairResult), tokio::task::JoinError>,
+    running: &mut BTreeMap<tokio::task::Id, Pair>,
+    results: &mut Vec<PairResult>,
+) {
+    match joined {
+        Ok((id, done)) => {
+            running.remove(&id);
+            results.push(done);
+        }
+        Err(error) => {
+            if let Some(pair) = running.remove(&error.id()) {
+                let reason = format!("its task failed: {error}");
+                results.push((pair, Err(PairError::Setup(reason))));
+            }
+        }
     }
 }
 
