@@ -37,6 +37,7 @@ lint:
 bench: venv
 	PY=$(PY) bash scripts/bench-adaptive.sh
 	bash scripts/bench.sh
+	bash scripts/bench-org.sh
 
 clean:
 	rm -rf demo-output
