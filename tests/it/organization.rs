@@ -174,7 +174,7 @@ fn three_accounts_in_two_regions_through_assumed_roles_each_row_from_its_own_pai
 }
 
 #[test]
-fn two_hundred_mostly_empty_accounts_cost_two_calls_a_pair() {
+fn an_organization_of_two_hundred_mostly_empty_accounts_costs_two_calls_a_pair() {
     let dir = tempfile::tempdir().expect("tempdir");
     let accounts: Vec<String> = (1..=200).map(account).collect();
     let regions = ["eu-west-1", "us-east-1", "ap-south-1"];
@@ -184,12 +184,6 @@ fn two_hundred_mostly_empty_accounts_cost_two_calls_a_pair() {
         generated(300, 77, &[]),
     );
     let file = accounts_file(dir.path(), &accounts, &data, &BTreeMap::new());
-    let list = dir.path().join("accounts.txt");
-    std::fs::write(
-        &list,
-        format!("# the audited accounts\n{}\n", accounts.join("\n")),
-    )
-    .expect("write");
     let sim = Sim::start(&[
         "--accounts-file",
         file.to_str().expect("utf-8"),
@@ -201,8 +195,7 @@ fn two_hundred_mostly_empty_accounts_cost_two_calls_a_pair() {
         &sim,
         out.path(),
         &[
-            "--accounts-file",
-            list.to_str().expect("utf-8"),
+            "--organization",
             "--regions",
             &regions.join(","),
             "--role-name",
@@ -469,6 +462,27 @@ fn the_plan_for_five_thousand_accounts_in_seventeen_regions_needs_no_call() {
         (10_000..11_300).contains(&pairs),
         "shard 3/8 has {pairs} pairs"
     );
+    // An AWS Batch array job's index (0-based) and size name the same shard.
+    let batch = ssm_audit()
+        .args([
+            "export",
+            "--output",
+            out.path().to_str().expect("utf-8"),
+            "--dry-run",
+        ])
+        .args([
+            "--accounts-file",
+            list.to_str().expect("utf-8"),
+            "--regions",
+            regions,
+        ])
+        .args(["--role-name", ROLE, "--endpoint-url", "http://127.0.0.1:9"])
+        .env("AWS_BATCH_JOB_ARRAY_INDEX", "2")
+        .env("AWS_BATCH_JOB_ARRAY_SIZE", "8")
+        .output()
+        .expect("runs");
+    assert_success(&batch);
+    assert_eq!(String::from_utf8_lossy(&batch.stdout), shard);
     assert!(
         !out.path().join("_runs").exists(),
         "a dry run writes nothing"
