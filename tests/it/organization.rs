@@ -49,6 +49,25 @@ fn accounts_file(
     file
 }
 
+/// Sessions for one (account, region), their ids made unique to it.
+fn pair_sessions(account: &str, region: &str, count: usize, seed: u64) -> Vec<SimSession> {
+    let mut sessions = generated(count, seed, &[]);
+    for s in &mut sessions {
+        s.session_id = format!("{}-{region}-{}", &account[9..], s.session_id);
+    }
+    sessions
+}
+
+/// A simulator serving the accounts file, with `home` sessions of its own.
+fn org_sim(file: &Path, home: usize) -> Sim {
+    Sim::start(&[
+        "--accounts-file",
+        file.to_str().expect("utf-8"),
+        "--sessions",
+        &home.to_string(),
+    ])
+}
+
 fn org_export(
     sim: &Sim,
     out: &Path,
@@ -94,20 +113,12 @@ fn three_accounts_in_two_regions_through_assumed_roles_each_row_from_its_own_pai
     for a in &accounts {
         for r in regions {
             seed += 1;
-            let mut sessions = generated(60 + seed as usize % 40, seed, &[]);
-            for s in &mut sessions {
-                s.session_id = format!("{}-{r}-{}", &a[9..], s.session_id);
-            }
+            let sessions = pair_sessions(a, r, 60 + seed as usize % 40, seed);
             data.insert((a.clone(), r.to_owned()), sessions);
         }
     }
     let file = accounts_file(dir.path(), &accounts, &data, &BTreeMap::new());
-    let sim = Sim::start(&[
-        "--accounts-file",
-        file.to_str().expect("utf-8"),
-        "--sessions",
-        "7",
-    ]);
+    let sim = org_sim(&file, 7);
     let out = tempfile::tempdir().expect("tempdir");
     let heads = dir.path().join("heads.txt");
     let result = org_export(
@@ -184,12 +195,7 @@ fn an_organization_of_two_hundred_mostly_empty_accounts_costs_two_calls_a_pair()
         generated(300, 77, &[]),
     );
     let file = accounts_file(dir.path(), &accounts, &data, &BTreeMap::new());
-    let sim = Sim::start(&[
-        "--accounts-file",
-        file.to_str().expect("utf-8"),
-        "--sessions",
-        "0",
-    ]);
+    let sim = org_sim(&file, 0);
     let out = tempfile::tempdir().expect("tempdir");
     let mut child = export_command(
         &sim,
@@ -258,10 +264,7 @@ fn a_bad_role_and_a_disabled_region_fail_alone_and_the_rerun_touches_only_them()
     let regions = ["eu-west-1", "us-east-1"];
     let mut data = BTreeMap::new();
     for (i, a) in accounts.iter().enumerate() {
-        let mut sessions = generated(40, 900 + i as u64, &[]);
-        for s in &mut sessions {
-            s.session_id = format!("{}-{}", &a[9..], s.session_id);
-        }
+        let sessions = pair_sessions(a, "eu-west-1", 40, 900 + i as u64);
         data.insert((a.clone(), "eu-west-1".to_owned()), sessions);
     }
     let mut extra = BTreeMap::new();
@@ -274,12 +277,7 @@ fn a_bad_role_and_a_disabled_region_fail_alone_and_the_rerun_touches_only_them()
         serde_json::json!({ "disabled_regions": ["us-east-1"] }),
     );
     let file = accounts_file(dir.path(), &accounts, &data, &extra);
-    let sim = Sim::start(&[
-        "--accounts-file",
-        file.to_str().expect("utf-8"),
-        "--sessions",
-        "0",
-    ]);
+    let sim = org_sim(&file, 0);
     let out = tempfile::tempdir().expect("tempdir");
     let run = || {
         org_export(
@@ -366,20 +364,12 @@ fn shards_run_apart_add_up_to_one_unsharded_run_with_no_pair_twice() {
     let mut data = BTreeMap::new();
     for (i, a) in accounts.iter().enumerate() {
         for r in regions {
-            let mut sessions = generated(20 + i * 3, 700 + i as u64, &[]);
-            for s in &mut sessions {
-                s.session_id = format!("{}-{r}-{}", &a[9..], s.session_id);
-            }
+            let sessions = pair_sessions(a, r, 20 + i * 3, 700 + i as u64);
             data.insert((a.clone(), r.to_owned()), sessions);
         }
     }
     let file = accounts_file(dir.path(), &accounts, &data, &BTreeMap::new());
-    let sim = Sim::start(&[
-        "--accounts-file",
-        file.to_str().expect("utf-8"),
-        "--sessions",
-        "0",
-    ]);
+    let sim = org_sim(&file, 0);
     let whole = tempfile::tempdir().expect("tempdir");
     assert_success(&org_export(
         &sim,
@@ -495,10 +485,7 @@ fn an_organization_by_ou_with_each_accounts_enabled_regions_skips_suspended_memb
     let accounts: Vec<String> = (1..=5).map(account).collect();
     let mut data = BTreeMap::new();
     let mut add = |a: &str, region: &str, seed: u64| {
-        let mut sessions = generated(30, seed, &[]);
-        for s in &mut sessions {
-            s.session_id = format!("{}-{region}-{}", &a[9..], s.session_id);
-        }
+        let sessions = pair_sessions(a, region, 30, seed);
         data.insert((a.to_owned(), region.to_owned()), sessions);
     };
     add(&accounts[0], "eu-west-1", 41);
@@ -532,12 +519,7 @@ fn an_organization_by_ou_with_each_accounts_enabled_regions_skips_suspended_memb
         { "id": "ou-sandbox", "parent": "r-root" },
     ]);
     std::fs::write(&file, spec.to_string()).expect("write");
-    let sim = Sim::start(&[
-        "--accounts-file",
-        file.to_str().expect("utf-8"),
-        "--sessions",
-        "0",
-    ]);
+    let sim = org_sim(&file, 0);
 
     let out = tempfile::tempdir().expect("tempdir");
     let result = export(
