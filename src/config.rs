@@ -132,6 +132,7 @@ impl Scope {
             && self.organization.is_none()
             && self.regions.is_none()
             && self.shard.is_none()
+            && !self.dry_run
     }
 }
 

@@ -480,6 +480,18 @@ fn the_plan_for_five_thousand_accounts_in_seventeen_regions_needs_no_call() {
 }
 
 #[test]
+fn a_dry_run_of_the_callers_own_account_crawls_nothing() {
+    let sim = Sim::start(&["--sessions", "50"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let planned = export(&sim, out.path(), &["--dry-run"]);
+    assert_success(&planned);
+    let plan = String::from_utf8_lossy(&planned.stdout).into_owned();
+    assert!(plan.contains(&format!("pair {ACCOUNT}/{REGION}")), "{plan}");
+    assert_eq!(sim.stat("describe_calls"), 0);
+    assert!(!out.path().join("_runs").exists());
+}
+
+#[test]
 fn an_organization_by_ou_with_each_accounts_enabled_regions_skips_suspended_members() {
     let dir = tempfile::tempdir().expect("tempdir");
     let accounts: Vec<String> = (1..=5).map(account).collect();
