@@ -111,6 +111,9 @@ struct State {
     options: ServerOptions,
     stats: Stats,
     bucket: Mutex<TokenBucket>,
+    /// With other accounts: a rate limit of its own per `account/region`,
+    /// as AWS meters them.
+    pair_buckets: Mutex<std::collections::HashMap<String, TokenBucket>>,
     rng: Mutex<fastrand::Rng>,
 }
 
@@ -149,6 +152,7 @@ impl Server {
                 empty: Store::new(Vec::new()),
                 options,
                 stats: Stats::default(),
+                pair_buckets: Mutex::new(std::collections::HashMap::new()),
                 bucket: Mutex::new(TokenBucket {
                     tokens: burst,
                     last: Instant::now(),
@@ -299,7 +303,17 @@ async fn describe_sessions_in_flight(
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let faults = &state.options.faults;
     let stats = &state.stats;
-    if !take_token(state) {
+    let metered_as = state.tenants.as_ref().map(|_| {
+        format!(
+            "{}/{}",
+            caller
+                .account_id
+                .as_deref()
+                .unwrap_or(&state.options.account_id),
+            caller.region.as_deref().unwrap_or("")
+        )
+    });
+    if !take_token(state, metered_as) {
         stats.throttled.fetch_add(1, Ordering::Relaxed);
         return Ok(api_error(&ApiError {
             status: 400,
@@ -409,13 +423,28 @@ async fn describe_sessions_in_flight(
     }
 }
 
-/// The token bucket behind the request-rate limit.
-fn take_token(state: &State) -> bool {
+/// The token bucket behind the request-rate limit: the simulator's one, or
+/// the (account, region)'s when it serves other accounts.
+fn take_token(state: &State, pair: Option<String>) -> bool {
     let faults = &state.options.faults;
     let Some(rate) = faults.rate_limit else {
         return true;
     };
-    let mut bucket = state.bucket.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pairs;
+    let mut shared;
+    let bucket: &mut TokenBucket = match pair {
+        Some(pair) => {
+            pairs = state.pair_buckets.lock().unwrap_or_else(|e| e.into_inner());
+            pairs.entry(pair).or_insert_with(|| TokenBucket {
+                tokens: faults.burst,
+                last: Instant::now(),
+            })
+        }
+        None => {
+            shared = state.bucket.lock().unwrap_or_else(|e| e.into_inner());
+            &mut shared
+        }
+    };
     let now = Instant::now();
     let refill = now.duration_since(bucket.last).as_secs_f64() * rate;
     bucket.tokens = (bucket.tokens + refill).min(faults.burst);

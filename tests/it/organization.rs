@@ -606,3 +606,43 @@ fn an_organization_by_ou_with_each_accounts_enabled_regions_skips_suspended_memb
         ]
     );
 }
+
+#[test]
+fn each_account_and_region_has_a_rate_limit_of_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let accounts: Vec<String> = (1..=4).map(account).collect();
+    let regions = ["eu-west-1", "us-east-1"];
+    let mut data = BTreeMap::new();
+    for (i, a) in accounts.iter().enumerate() {
+        for r in regions {
+            data.insert(
+                (a.clone(), r.to_owned()),
+                pair_sessions(a, r, 50, 300 + i as u64),
+            );
+        }
+    }
+    let file = accounts_file(dir.path(), &accounts, &data, &BTreeMap::new());
+    // Two calls a second per pair: every pair fits its own budget (one call
+    // per state), where one budget for the whole simulator would throttle.
+    let sim = Sim::start(&[
+        "--accounts-file",
+        file.to_str().expect("utf-8"),
+        "--sessions",
+        "0",
+        "--rate-limit",
+        "0.01",
+        "--burst",
+        "2",
+    ]);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&org_export(
+        &sim,
+        out.path(),
+        &accounts.join(","),
+        &regions.join(","),
+        // A throttle would soon fail the run rather than be outwaited.
+        &["--concurrency", "16", "--max-attempts", "1"],
+    ));
+    assert_eq!(sim.stat("describe_calls"), 16);
+    assert_eq!(sim.stat("throttled"), 0);
+}
