@@ -6,34 +6,55 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use ssm_audit::cli::{Cli, Command};
+use ssm_audit::cli::{Cli, Command, LogFormat};
 use ssm_audit::config::{CoverageConfig, ExportConfig, VerifyConfig};
 use ssm_audit::evidence::coverage::{self, NotCovered};
 use ssm_audit::evidence::verify::{self, VerifyError};
+use ssm_audit::export::metrics;
 use ssm_audit::report::ReportConfig;
 use ssm_audit::time::Clock;
 use ssm_audit::{exit, export, report, shutdown};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SSM_AUDIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ssm_audit=info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SSM_AUDIT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ssm_audit=info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The pair's span (run id, account, region) rides on every line.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+    let log_format = cli.log_format;
     match run(cli) {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
             let error_ref: &(dyn std::error::Error + 'static) = error.as_ref();
-            eprintln!(
-                "ssm-audit: error: {}",
-                ssm_audit::text::chain_text(error_ref)
-            );
-            ExitCode::from(exit::code_of(&error))
+            let text = ssm_audit::text::chain_text(error_ref);
+            let code = exit::code_of(&error);
+            match log_format {
+                LogFormat::Text => eprintln!("ssm-audit: error: {text}"),
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        "level": "ERROR",
+                        "message": text,
+                        "exit_code": code,
+                    })
+                ),
+            }
+            ExitCode::from(code)
         }
     }
 }
@@ -58,32 +79,56 @@ fn print_result<R: std::fmt::Display + serde::Serialize>(
     Ok(())
 }
 
+/// The run's last words on stderr: a line of text, or with
+/// `--log-format json` an object like every other log line.
+fn say(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("ssm-audit: {message}"),
+        LogFormat::Json => eprintln!(
+            "{}",
+            serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "INFO",
+                "message": message,
+            })
+        ),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let log_format = cli.log_format;
     match cli.command {
         Command::Export(args) => {
             let config = ExportConfig::from_args(&args, Clock::system())?;
             let output = config.output.to_string();
-            let summary = runtime()?
-                .block_on(async {
-                    let shutdown = shutdown::cancelled_on_signal(|| {
-                        tracing::warn!(
-                            "stop requested: abandoning calls in flight, saving the checkpoint"
-                        );
-                    });
-                    export::run(config, shutdown).await
-                })
-                .with_context(|| format!("export into {output} failed"))?;
-            match summary {
+            let started = std::time::Instant::now();
+            let outcome = runtime()?.block_on(async {
+                let shutdown = shutdown::cancelled_on_signal(|| {
+                    tracing::warn!(
+                        "stop requested: abandoning calls in flight, saving the checkpoint"
+                    );
+                });
+                export::run(config, shutdown).await
+            });
+            // The metrics of every run, failed ones included, for alarms.
+            let ended_ms = chrono::Utc::now().timestamp_millis();
+            for line in metrics::emf_lines(&outcome, started.elapsed().as_secs_f64(), ended_ms) {
+                println!("{line}");
+            }
+            match outcome.with_context(|| format!("export into {output} failed"))? {
                 export::RunOutcome::Planned(plan) => println!("{plan}"),
                 export::RunOutcome::Exported(summaries) => {
                     for pair in &summaries {
-                        eprintln!("ssm-audit: {pair}");
+                        say(log_format, &pair.to_string());
                     }
                     if summaries.len() > 1 {
                         let sessions: u64 = summaries.iter().map(|s| s.sessions.distinct).sum();
-                        eprintln!(
-                            "ssm-audit: {} (account, region) pairs completed, {sessions} sessions in all",
-                            summaries.len()
+                        say(
+                            log_format,
+                            &format!(
+                                "{} (account, region) pairs completed, {sessions} sessions in all",
+                                summaries.len()
+                            ),
                         );
                     }
                 }

@@ -38,6 +38,7 @@ pub mod crawl;
 pub mod dedupe;
 pub mod fleet;
 pub mod lock;
+pub mod metrics;
 pub mod pace;
 pub mod plan;
 pub mod publish;
@@ -315,7 +316,9 @@ pub(crate) async fn run_pair(
         signer: shared.signer.as_ref(),
         in_flight: shared.in_flight.clone(),
     };
-    let result = locked.run(run).await;
+    // Every log line of the pair carries its run, account and region.
+    let span = tracing::info_span!("pair", run_id = %locked.run_id, account_id = %account_id, region = %region);
+    let result = tracing::Instrument::instrument(locked.run(run), span).await;
 
     stop_renewing.cancel();
     let renewal = renewer.await.unwrap_or_else(|e| {

@@ -816,3 +816,79 @@ fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     all
 }
+
+/// `--log-format json` makes every stderr line a JSON object with the run,
+/// account and region; stdout ends with CloudWatch EMF lines that agree
+/// with the manifest, and a failed run still says it failed.
+#[test]
+fn json_logs_and_embedded_metrics_for_cloudwatch() {
+    let data = generated(250, 31, &[]);
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = export_command(&sim, out.path(), &["--log-format", "json"])
+        .env("SSM_AUDIT_LOG", "info")
+        .output()
+        .expect("runs");
+    assert_success(&result);
+    let logs = String::from_utf8_lossy(&result.stderr).into_owned();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let planned = lines
+        .iter()
+        .find(|l| l["message"] == "crawl planned")
+        .expect("the plan is logged");
+    assert_eq!(planned["span"]["account_id"], ACCOUNT);
+    assert_eq!(planned["span"]["region"], REGION);
+    assert!(planned["span"]["run_id"].is_string(), "{planned}");
+    assert!(lines.last().expect("a summary")["message"]
+        .as_str()
+        .expect("text")
+        .starts_with("exported 250 sessions"));
+
+    let metrics: Vec<serde_json::Value> = String::from_utf8_lossy(&result.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an EMF line"))
+        .collect();
+    assert_eq!(metrics.len(), 2, "one for the pair, one for the run");
+    let manifest = manifest(out.path());
+    assert_eq!(metrics[0]["AccountId"], ACCOUNT);
+    assert_eq!(metrics[0]["SessionsExported"], 250.0);
+    assert_eq!(
+        metrics[0]["DescribeSessionsCalls"].as_f64(),
+        manifest["api"]["calls"].as_f64()
+    );
+    assert_eq!(metrics[1]["RunFailed"], 0.0);
+    assert_eq!(
+        metrics[1]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "ssm-audit"
+    );
+
+    let failed = ssm_audit()
+        .args(["export", "--output", out.path().to_str().expect("utf-8")])
+        .args([
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "--log-format",
+            "json",
+            "--max-attempts",
+            "1",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(failed.status.code(), Some(1));
+    let run: serde_json::Value = serde_json::from_slice(&failed.stdout).expect("an EMF line");
+    assert_eq!(run["RunFailed"], 1.0);
+    let last: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&failed.stderr)
+            .lines()
+            .last()
+            .expect("an error line"),
+    )
+    .expect("json");
+    assert_eq!(
+        (last["level"].as_str(), last["exit_code"].as_u64()),
+        (Some("ERROR"), Some(1))
+    );
+}
