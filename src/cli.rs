@@ -71,6 +71,16 @@ pub struct AwsArgs {
     #[arg(long, env = "SSM_AUDIT_MAX_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: Option<u32>,
 
+    /// How long to wait for a connection to an AWS endpoint (the AWS CLI's
+    /// --cli-connect-timeout). Default 5s.
+    #[arg(long, env = "SSM_AUDIT_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = positive_duration)]
+    pub connect_timeout: Option<std::time::Duration>,
+
+    /// How long to wait for an answer's bytes once connected (the AWS CLI's
+    /// --cli-read-timeout). Default: the SDK's.
+    #[arg(long, env = "SSM_AUDIT_READ_TIMEOUT", value_name = "DURATION", value_parser = positive_duration)]
+    pub read_timeout: Option<std::time::Duration>,
+
     /// Address buckets by path (`endpoint/bucket/key`), as S3-compatible
     /// stores often need.
     #[arg(long, env = "SSM_AUDIT_S3_FORCE_PATH_STYLE")]
@@ -447,7 +457,7 @@ pub struct ExportArgs {
 
     /// A DescribeSessions filter in the AWS CLI's shorthand, for example
     /// `key=Owner,value=arn:aws:iam::123456789012:user/alice`. Keys: Target,
-    /// Owner, Status, AccessType. Repeatable; in the environment, separate
+    /// Owner, Status, AccessType, SessionId. Repeatable; in the environment, separate
     /// filters with `;`.
     #[arg(long = "filters", env = "SSM_AUDIT_FILTERS", value_name = "key=K,value=V",
           num_args = 1.., value_delimiter = ';')]
@@ -520,4 +530,13 @@ pub enum SseArg {
     Aes256,
     #[value(name = "aws:kms")]
     AwsKms,
+}
+
+/// A duration above zero, such as `500ms` or `30s`.
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be above zero".into()),
+        Err(e) => Err(format!("{e}; write a duration such as 500ms or 30s")),
+    }
 }

@@ -46,6 +46,8 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
     pub account_id: Option<String>,
     pub max_attempts: Option<u32>,
+    pub connect_timeout: Option<std::time::Duration>,
+    pub read_timeout: Option<std::time::Duration>,
 }
 
 fn serialize_redacted_url<S: serde::Serializer>(
@@ -82,6 +84,8 @@ impl AwsSettings {
             endpoint_url: args.endpoint_url.clone(),
             account_id,
             max_attempts: args.max_attempts,
+            connect_timeout: args.connect_timeout,
+            read_timeout: args.read_timeout,
         }
     }
 }
@@ -631,9 +635,9 @@ fn serialize_states<S: serde::Serializer>(
     s.collect_seq(states.iter().map(|st| st.as_str()))
 }
 
-/// The filter keys a user may pass; the crawler owns InvokedAfter and
-/// InvokedBefore, and a SessionId filter would defeat a crawl.
-const USER_FILTER_KEYS: [&str; 4] = ["Target", "Owner", "Status", "AccessType"];
+/// The filter keys a user may pass (the AWS CLI's); the crawler owns
+/// InvokedAfter and InvokedBefore. SessionId exports one session.
+const USER_FILTER_KEYS: [&str; 5] = ["Target", "Owner", "Status", "AccessType", "SessionId"];
 
 impl ExportConfig {
     /// Whether the window ends when the run starts (no `--until`): a resumed
@@ -837,7 +841,7 @@ fn parse_duration(flag: &str, text: &str) -> Result<i64, ConfigError> {
 pub fn parse_filter(text: &str) -> Result<UserFilter, ConfigError> {
     let bad = |why: &str| {
         ConfigError::Flag(format!(
-            "--filters {text:?} {why}: write key=<Target|Owner|Status|AccessType>,value=<value>"
+            "--filters {text:?} {why}: write key=<Target|Owner|Status|AccessType|SessionId>,value=<value>"
         ))
     };
     let rest = text

@@ -270,12 +270,14 @@ pub fn in_region(config: &SdkConfig, region: &str) -> SdkConfig {
 /// Loads the SDK configuration: the user's flags first, then the standard
 /// AWS chain (environment, profiles, SSO, credential_process, ECS, IMDS).
 pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(Duration::from_secs(60))
-            .build(),
-    );
+    let mut timeouts = TimeoutConfig::builder()
+        .connect_timeout(settings.connect_timeout.unwrap_or(Duration::from_secs(5)))
+        .operation_attempt_timeout(Duration::from_secs(60));
+    if let Some(read) = settings.read_timeout {
+        timeouts = timeouts.read_timeout(read);
+    }
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts.build());
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
     }

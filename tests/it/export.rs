@@ -892,3 +892,42 @@ fn json_logs_and_embedded_metrics_for_cloudwatch() {
         (Some("ERROR"), Some(1))
     );
 }
+
+/// The AWS CLI's `SessionId` filter exports one session; `--read-timeout`
+/// (the AWS CLI's `--cli-read-timeout`) gives up on an answer that does not
+/// come, and a bad duration is a usage error.
+#[test]
+fn a_session_id_filter_and_the_timeouts_of_the_aws_cli() {
+    let data = generated(120, 33, &["--active-share", "0"]);
+    let wanted = data[40].session_id.clone();
+    let (sim, _d) = Sim::with_sessions(&data, &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    let filter = format!("key=SessionId,value={wanted}");
+    assert_success(&export(&sim, out.path(), &["--filters", &filter]));
+    let rows = read_rows(out.path());
+    assert_eq!(rows.keys().collect::<Vec<_>>(), vec![&wanted]);
+
+    let (slow, _d2) = Sim::with_sessions(&data, &["--latency", "3s"]);
+    let slow_out = tempfile::tempdir().expect("tempdir");
+    let timed_out = export(
+        &slow,
+        slow_out.path(),
+        &[
+            "--read-timeout",
+            "200ms",
+            "--max-attempts",
+            "1",
+            "--account-id",
+            ACCOUNT,
+        ],
+    );
+    assert_eq!(timed_out.status.code(), Some(3), "{}", stderr(&timed_out));
+    assert!(
+        stderr(&timed_out).contains("timeout") || stderr(&timed_out).contains("timed out"),
+        "{}",
+        stderr(&timed_out)
+    );
+
+    let refused = export(&sim, out.path(), &["--connect-timeout", "0s"]);
+    assert_refused(&refused, 2, "above zero", "a zero timeout");
+}
