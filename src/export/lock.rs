@@ -1,6 +1,8 @@
-//! The output lock, `<output>/_lock.json`: one export at a time writes an
-//! output. It is a lease the holder renews while it runs, and it fences the
-//! holder's own writes:
+//! The lock of one (account, region) of an output,
+//! `<output>/_locks/<account>_<region>.json`: one export at a time writes a
+//! pair's partitions, checkpoint and chain (other pairs and other shards never
+//! wait for it). It is a lease the holder renews while it runs, and it fences
+//! the holder's own writes:
 //!
 //! - **Fencing.** Every write of the run goes through [`Fenced`] storage,
 //!   whose [`Fence`] allows writes only until the last renewal the service
