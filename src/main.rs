@@ -44,15 +44,11 @@ fn main() -> ExitCode {
             let code = exit::code_of(&error);
             match log_format {
                 LogFormat::Text => eprintln!("ssm-audit: error: {text}"),
-                LogFormat::Json => eprintln!(
-                    "{}",
-                    serde_json::json!({
-                        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                        "level": "ERROR",
-                        "message": text,
-                        "exit_code": code,
-                    })
-                ),
+                LogFormat::Json => {
+                    let mut line = json_line("ERROR", &text);
+                    line["exit_code"] = code.into();
+                    eprintln!("{line}");
+                }
             }
             ExitCode::from(code)
         }
@@ -84,15 +80,17 @@ fn print_result<R: std::fmt::Display + serde::Serialize>(
 fn say(format: LogFormat, message: &str) {
     match format {
         LogFormat::Text => eprintln!("ssm-audit: {message}"),
-        LogFormat::Json => eprintln!(
-            "{}",
-            serde_json::json!({
-                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "level": "INFO",
-                "message": message,
-            })
-        ),
+        LogFormat::Json => eprintln!("{}", json_line("INFO", message)),
     }
+}
+
+/// A log line of main's own, shaped like the tracing subscriber's JSON.
+fn json_line(level: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": level,
+        "message": message,
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::CoverageConfig;
 use crate::dataset::layout::PartitionKey;
-use crate::evidence::chain::{read_ledger, Entry, Pair};
+use crate::evidence::chain::{read_ledger, Entry, Ledger, Pair};
 use crate::storage::Storage;
 
 /// `[start, end)`.
@@ -215,7 +215,11 @@ pub async fn coverage<S: Storage>(
     storage: &S,
     options: &CoverageOptions,
 ) -> Result<CoverageReport, crate::storage::StorageError> {
-    let ledger = read_ledger(storage).await?;
+    Ok(coverage_of(&read_ledger(storage).await?, options))
+}
+
+/// Coverage from manifests already read (a report verifies them too).
+pub fn coverage_of(ledger: &Ledger, options: &CoverageOptions) -> CoverageReport {
     let mut runs: BTreeMap<Pair, Vec<&Entry>> = BTreeMap::new();
     for (pair, entries) in &ledger.chains {
         runs.entry(pair.clone()).or_default().extend(entries);
@@ -231,11 +235,11 @@ pub async fn coverage<S: Storage>(
         .into_iter()
         .map(|(pair, entries)| pair_coverage(pair, &entries, options))
         .collect();
-    Ok(CoverageReport {
+    CoverageReport {
         now: options.now,
         max_age_seconds: options.max_age.num_seconds(),
         pairs,
-    })
+    }
 }
 
 fn pair_coverage(

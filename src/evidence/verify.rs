@@ -279,7 +279,16 @@ pub async fn verify<S: Storage>(
     options: &VerifyOptions,
 ) -> Result<VerifyReport, VerifyError> {
     require_data_set(storage).await?;
-    let ledger = read_ledger(storage).await?;
+    verify_ledger(storage, &read_ledger(storage).await?, options).await
+}
+
+/// Verifies a data set whose manifests are already read (a report measures
+/// coverage from them too).
+pub async fn verify_ledger<S: Storage>(
+    storage: &S,
+    ledger: &Ledger,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, VerifyError> {
     if ledger.is_empty() {
         return Err(VerifyError::NoManifests {
             location: storage.location(),
@@ -300,13 +309,13 @@ pub async fn verify<S: Storage>(
     for (pair, entries) in &ledger.chains {
         walk_chain(&mut report, pair, entries);
     }
-    check_heads(&mut report, &ledger);
-    check_expected_heads(&mut report, &ledger, &options.expect_heads)?;
-    check_unchained(&mut report, &ledger);
+    check_heads(&mut report, ledger);
+    check_expected_heads(&mut report, ledger, &options.expect_heads)?;
+    check_unchained(&mut report, ledger);
     if let Some(verifier) = &options.verifier {
-        check_signatures(storage, &mut report, &ledger, verifier).await?;
+        check_signatures(storage, &mut report, ledger, verifier).await?;
     }
-    check_files(storage, &mut report, &ledger, options.files_between).await?;
+    check_files(storage, &mut report, ledger, options.files_between).await?;
     Ok(report)
 }
 

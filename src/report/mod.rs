@@ -201,35 +201,37 @@ async fn state_evidence<S: Storage>(
         config.from.unwrap_or(NaiveDate::MIN),
         config.to.unwrap_or(NaiveDate::MAX),
     ));
-    let (verified, verification, findings) = match verify::verify(storage, &options).await {
-        Ok(report) => (
-            report.is_clean(),
-            report.headline(),
-            report
-                .findings
-                .iter()
-                .take(MAX_STATED_FINDINGS)
-                .map(|f| f.to_string())
-                .collect(),
-        ),
-        Err(VerifyError::NoManifests { .. }) => (
-            false,
-            "no run manifests: nothing vouches for these files".to_owned(),
-            Vec::new(),
-        ),
-        Err(e) => return Err(e.into()),
-    };
+    // One read of the manifests serves verification and coverage.
+    let ledger = crate::evidence::chain::read_ledger(storage).await?;
+    let (verified, verification, findings) =
+        match verify::verify_ledger(storage, &ledger, &options).await {
+            Ok(report) => (
+                report.is_clean(),
+                report.headline(),
+                report
+                    .findings
+                    .iter()
+                    .take(MAX_STATED_FINDINGS)
+                    .map(|f| f.to_string())
+                    .collect(),
+            ),
+            Err(VerifyError::NoManifests { .. }) => (
+                false,
+                "no run manifests: nothing vouches for these files".to_owned(),
+                Vec::new(),
+            ),
+            Err(e) => return Err(e.into()),
+        };
     let now = config.clock.now();
     let period = coverage::period_of(config.from, config.to, now);
-    let found = coverage::coverage(
-        storage,
+    let found = coverage::coverage_of(
+        &ledger,
         &coverage::CoverageOptions {
             period,
             max_age: chrono::Duration::hours(36),
             now,
         },
-    )
-    .await?;
+    );
     let days_not_crawled = found
         .days_not_crawled(
             config.from.unwrap_or(NaiveDate::MIN),

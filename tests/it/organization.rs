@@ -411,7 +411,8 @@ fn the_plan_for_five_thousand_accounts_in_seventeen_regions_needs_no_call() {
     std::fs::write(&list, accounts.join("\n")).expect("write");
     let regions = "us-east-1,us-east-2,us-west-1,us-west-2,ca-central-1,eu-west-1,eu-west-2,eu-west-3,eu-central-1,eu-north-1,ap-south-1,ap-northeast-1,ap-northeast-2,ap-northeast-3,ap-southeast-1,ap-southeast-2,sa-east-1";
     let out = tempfile::tempdir().expect("tempdir");
-    let plan = |shard: Option<&str>| {
+    // `shard` is `--shard`'s value, or AWS Batch's index and size.
+    let plan = |shard: Option<&str>, batch: Option<(&str, &str)>| {
         let mut cmd = ssm_audit();
         cmd.args([
             "export",
@@ -431,11 +432,15 @@ fn the_plan_for_five_thousand_accounts_in_seventeen_regions_needs_no_call() {
         if let Some(shard) = shard {
             cmd.args(["--shard", shard]);
         }
+        if let Some((index, size)) = batch {
+            cmd.env("AWS_BATCH_JOB_ARRAY_INDEX", index)
+                .env("AWS_BATCH_JOB_ARRAY_SIZE", size);
+        }
         let result = cmd.output().expect("runs");
         assert_success(&result);
         String::from_utf8_lossy(&result.stdout).into_owned()
     };
-    let whole = plan(None);
+    let whole = plan(None, None);
     assert!(
         whole.contains("plan: 85000 pairs (5000 accounts x 17 regions), 2 windows each to start; at least 170000 DescribeSessions calls"),
         "{}",
@@ -446,33 +451,14 @@ fn the_plan_for_five_thousand_accounts_in_seventeen_regions_needs_no_call() {
         "{}",
         whole.lines().last().unwrap_or("")
     );
-    let shard = plan(Some("3/8"));
+    let shard = plan(Some("3/8"), None);
     let pairs = shard.lines().filter(|l| l.starts_with("pair ")).count();
     assert!(
         (10_000..11_300).contains(&pairs),
         "shard 3/8 has {pairs} pairs"
     );
     // An AWS Batch array job's index (0-based) and size name the same shard.
-    let batch = ssm_audit()
-        .args([
-            "export",
-            "--output",
-            out.path().to_str().expect("utf-8"),
-            "--dry-run",
-        ])
-        .args([
-            "--accounts-file",
-            list.to_str().expect("utf-8"),
-            "--regions",
-            regions,
-        ])
-        .args(["--role-name", ROLE, "--endpoint-url", "http://127.0.0.1:9"])
-        .env("AWS_BATCH_JOB_ARRAY_INDEX", "2")
-        .env("AWS_BATCH_JOB_ARRAY_SIZE", "8")
-        .output()
-        .expect("runs");
-    assert_success(&batch);
-    assert_eq!(String::from_utf8_lossy(&batch.stdout), shard);
+    assert_eq!(plan(None, Some(("2", "8"))), shard);
     assert!(
         !out.path().join("_runs").exists(),
         "a dry run writes nothing"
