@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: build venv demo test test-rust test-clients lint bench clean
+.PHONY: build venv demo test test-rust test-clients lint bench container clean
 
 build:
 	$(CARGO) build --all-targets
@@ -38,6 +38,11 @@ bench: venv
 	PY=$(PY) bash scripts/bench-adaptive.sh
 	bash scripts/bench.sh
 	bash scripts/bench-org.sh
+
+# deploy/Dockerfile built and run with podman (a release build; not in `make
+# test`: README, "Run it nightly", says what is built here and what linted).
+container:
+	bash scripts/container.sh
 
 clean:
 	rm -rf demo-output

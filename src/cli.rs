@@ -81,6 +81,13 @@ pub struct AwsArgs {
     #[arg(long, env = "SSM_AUDIT_READ_TIMEOUT", value_name = "DURATION", value_parser = positive_duration)]
     pub read_timeout: Option<std::time::Duration>,
 
+    /// PEM file of certificates to trust beside the system's, for every AWS
+    /// call: the CA of a TLS-intercepting proxy or of a private endpoint (the
+    /// AWS CLI's --ca-bundle). The proxy itself comes from HTTPS_PROXY,
+    /// HTTP_PROXY and NO_PROXY.
+    #[arg(long, env = "AWS_CA_BUNDLE", value_name = "FILE")]
+    pub ca_bundle: Option<std::path::PathBuf>,
+
     /// Address buckets by path (`endpoint/bucket/key`), as S3-compatible
     /// stores often need.
     #[arg(long, env = "SSM_AUDIT_S3_FORCE_PATH_STYLE")]

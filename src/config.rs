@@ -48,6 +48,96 @@ pub struct AwsSettings {
     pub max_attempts: Option<u32>,
     pub connect_timeout: Option<std::time::Duration>,
     pub read_timeout: Option<std::time::Duration>,
+    /// How calls leave the machine; not recorded (it says nothing of the data).
+    #[serde(skip)]
+    pub network: Network,
+    /// The subcommand, named in every call's user agent (`app/ssm-audit-export`),
+    /// so CloudTrail and the operations log tell the nightly job from an audit.
+    #[serde(skip)]
+    pub command: &'static str,
+}
+
+/// The egress of every AWS call: the proxy the environment names and the
+/// certificates trusted beside the system's.
+#[derive(Debug, Clone, Default)]
+pub struct Network {
+    /// `--ca-bundle` / `AWS_CA_BUNDLE`: its path and its PEM certificates,
+    /// read and checked before any call.
+    pub ca_bundle: Option<CaBundle>,
+    /// Whether HTTPS_PROXY, HTTP_PROXY or ALL_PROXY (either case) is set;
+    /// NO_PROXY then exempts hosts.
+    pub proxy_from_env: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+    pub certificates: usize,
+}
+
+/// The proxy variables, in both cases, that the HTTP client honours.
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+impl Network {
+    fn from_env(ca_bundle: Option<&Path>) -> Result<Network, ConfigError> {
+        let mut proxy_from_env = false;
+        for name in PROXY_VARIABLES {
+            let Some(value) = std::env::var(name).ok().filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            // A proxy URL the client cannot parse would be ignored without a
+            // word, and the night would go out directly or not at all.
+            let usable = value.split_once("://").is_none_or(|(scheme, rest)| {
+                matches!(scheme, "http" | "https") && !rest.is_empty()
+            });
+            if !usable {
+                return Err(ConfigError::Flag(format!(
+                    "{name}={} is not a proxy URL: give http://HOST:PORT (or https://)",
+                    redacted_url(&value)
+                )));
+            }
+            proxy_from_env = true;
+        }
+        let ca_bundle = ca_bundle.map(CaBundle::read).transpose()?;
+        Ok(Network {
+            ca_bundle,
+            proxy_from_env,
+        })
+    }
+}
+
+impl CaBundle {
+    fn read(path: &Path) -> Result<CaBundle, ConfigError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::CertificateDer;
+        let refuse = |why: String| {
+            ConfigError::Flag(format!(
+                "--ca-bundle {}: {why}; give a PEM file of CA certificates (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            ))
+        };
+        let pem = std::fs::read(path).map_err(|e| refuse(e.to_string()))?;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| refuse(format!("not PEM ({e})")))?
+            .len();
+        if certificates == 0 {
+            return Err(refuse("holds no certificate".into()));
+        }
+        Ok(CaBundle {
+            path: path.to_path_buf(),
+            pem,
+            certificates,
+        })
+    }
 }
 
 fn serialize_redacted_url<S: serde::Serializer>(
@@ -77,8 +167,13 @@ pub fn redacted_url(url: &str) -> String {
 }
 
 impl AwsSettings {
-    pub fn from_args(args: &crate::cli::AwsArgs, account_id: Option<String>) -> AwsSettings {
-        AwsSettings {
+    pub fn from_args(
+        args: &crate::cli::AwsArgs,
+        account_id: Option<String>,
+        command: &'static str,
+    ) -> Result<AwsSettings, ConfigError> {
+        Ok(AwsSettings {
+            command,
             region: args.region.clone(),
             profile: args.profile.clone(),
             endpoint_url: args.endpoint_url.clone(),
@@ -86,7 +181,8 @@ impl AwsSettings {
             max_attempts: args.max_attempts,
             connect_timeout: args.connect_timeout,
             read_timeout: args.read_timeout,
-        }
+            network: Network::from_env(args.ca_bundle.as_deref())?,
+        })
     }
 }
 
@@ -792,7 +888,7 @@ impl ExportConfig {
             concurrency: usize::from(args.concurrency),
             page_size: i32::from(args.page_size),
             filters,
-            aws: AwsSettings::from_args(&args.aws, args.account_id.clone()),
+            aws: AwsSettings::from_args(&args.aws, args.account_id.clone(), "export")?,
             window_spec,
             checkpoint,
             s3,
@@ -1186,7 +1282,7 @@ impl VerifyConfig {
             output: Location::parse("--output", &args.output)?,
             keys: VerifyKeys::from_args(&args.keys)?,
             json: args.format == crate::cli::OutputFormat::Json,
-            aws: AwsSettings::from_args(&args.aws, None),
+            aws: AwsSettings::from_args(&args.aws, None, "verify")?,
             s3: S3Settings::from_args(&args.aws, None)?,
         })
     }
@@ -1219,7 +1315,7 @@ impl CoverageConfig {
             to,
             max_age: std::time::Duration::from_millis(max_age_ms.max(0) as u64),
             json: args.format == crate::cli::OutputFormat::Json,
-            aws: AwsSettings::from_args(&args.aws, None),
+            aws: AwsSettings::from_args(&args.aws, None, "coverage")?,
             s3: S3Settings::from_args(&args.aws, None)?,
             clock,
         })

@@ -7,6 +7,7 @@
 //! builds SDK clients (`tests/it/tidy.rs` checks it).
 
 mod counters;
+mod network;
 
 pub use counters::{CallCounters, CallStats};
 
@@ -42,6 +43,8 @@ pub enum AwsError {
     Organization(String),
     #[error("cannot list the account's enabled regions ({0}); the role needs account:ListRegions, or pass --regions")]
     Regions(String),
+    #[error("cannot set up the HTTP client ({0}); check --ca-bundle (AWS_CA_BUNDLE)")]
+    Network(String),
     #[error("cannot assume {role}: {message}; check that the role exists in the account, that its trust policy names this caller (and the --external-id), and sts:AssumeRole on it")]
     AssumeRole { role: String, message: String },
 }
@@ -276,8 +279,17 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsErr
     if let Some(read) = settings.read_timeout {
         timeouts = timeouts.read_timeout(read);
     }
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts.build());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts.build())
+        .http_client(network::http_client(&settings.network)?);
+    if let Ok(name) = aws_config::AppName::new(format!("ssm-audit-{}", settings.command)) {
+        loader = loader.app_name(name);
+    }
+    if settings.network.proxy_from_env {
+        tracing::debug!(
+            "AWS calls go through the proxy of HTTPS_PROXY/HTTP_PROXY, NO_PROXY exempting"
+        );
+    }
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
     }

@@ -108,7 +108,7 @@ impl ReportConfig {
             out,
             presign,
             keys: VerifyKeys::from_args(&args.keys)?,
-            aws: AwsSettings::from_args(&args.aws, None),
+            aws: AwsSettings::from_args(&args.aws, None, "report")?,
             s3,
             clock: Clock::system(),
         })

@@ -14,7 +14,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve DescribeSessions on a loopback port until SIGINT or SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write the generated data set as JSON Lines (the API's session shape).
     Generate(GenerateArgs),
 }
@@ -105,6 +105,18 @@ struct ServeArgs {
     /// atomically, so a reader polling for it never sees half a line).
     #[arg(long, value_name = "PATH")]
     addr_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key), so that
+    /// clients must trust its CA (ssm-audit's --ca-bundle).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Append each AWS operation served to this file: `service:Operation`,
+    /// the caller's `app/` name, and `caller` or `assumed` (a role's
+    /// credentials), tab-separated.
+    #[arg(long, value_name = "PATH")]
+    operations_log: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
     /// Fixed latency added to every DescribeSessions call.
@@ -167,7 +179,7 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Generate(args) => generate(args),
     };
     match result {
@@ -287,6 +299,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock_offset_ms: clock_offset_ms(&args.data)?,
         account_id: args.data.account_id.clone(),
         seed: args.data.seed,
+        operations_log: match &args.operations_log {
+            Some(path) => Some(std::sync::Arc::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            )),
+            None => None,
+        },
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(server::Tls(tls_acceptor(cert, key)?)),
+            _ => None,
+        },
+    };
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -296,7 +327,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let server = Server::bind(args.listen, store, tenants, options)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let endpoint = format!("http://{}", server.local_addr()?);
+        let endpoint = format!("{scheme}://{}", server.local_addr()?);
         println!("{endpoint}");
         std::io::stdout().flush()?;
         if let Some(path) = &args.addr_file {
@@ -310,6 +341,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("ssm-sim stopped");
         Ok(())
     })
+}
+
+/// A TLS acceptor for the PEM certificate chain and key.
+fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .with_context(|| format!("cannot read the certificates of {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read the private key {}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("the certificate does not match its key")?;
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
 }
 
 async fn shutdown_signal() {

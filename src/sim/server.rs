@@ -52,6 +52,22 @@ pub struct ServerOptions {
     pub clock_offset_ms: i64,
     pub account_id: String,
     pub seed: u64,
+    /// Appends one line per AWS operation served (`service:Operation`, the
+    /// caller's `app/` user-agent name, and `caller` or `assumed`,
+    /// tab-separated): what an IAM policy must allow.
+    pub operations_log: Option<Arc<std::fs::File>>,
+    /// Serve HTTPS with this certificate instead of HTTP.
+    pub tls: Option<Tls>,
+}
+
+/// The TLS side of an HTTPS simulator.
+#[derive(Clone)]
+pub struct Tls(pub tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
 }
 
 /// Counters that tests and benchmarks read through `GET /_stats`.
@@ -179,14 +195,67 @@ impl Server {
             };
             let state = self.state.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                // Errors here are dropped connections, injected or the client's.
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                match state.options.tls.clone() {
+                    // A failed handshake is the client's (an untrusted CA).
+                    Some(Tls(tls)) => {
+                        if let Ok(stream) = tls.accept(stream).await {
+                            serve_connection(state, stream).await;
+                        }
+                    }
+                    None => serve_connection(state, stream).await,
+                }
             });
         }
     }
+}
+
+async fn serve_connection<S>(state: Arc<State>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+    // Errors here are dropped connections, injected or the client's.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+/// The `app/NAME` the caller's user agent carries (ssm-audit names its
+/// command there), or "-".
+fn app_of(req: &Request<Incoming>) -> String {
+    ["x-amz-user-agent", "user-agent"]
+        .iter()
+        .filter_map(|h| req.headers().get(*h).and_then(|v| v.to_str().ok()))
+        .flat_map(str::split_whitespace)
+        .find_map(|token| token.strip_prefix("app/"))
+        .unwrap_or("-")
+        .to_owned()
+}
+
+/// Records one served operation in the operations log, if there is one,
+/// with who called it: `assumed` (a role's credentials in another account,
+/// what a member-account role must allow) or `caller` (the job's own).
+fn record_operation(state: &State, operation: &str, app: &str, caller: &Caller) {
+    if let Some(file) = &state.options.operations_log {
+        use std::io::Write;
+        let principal = if caller.account_id.is_some() {
+            "assumed"
+        } else {
+            "caller"
+        };
+        // One write per line: lines from concurrent requests never mix.
+        let mut writer: &std::fs::File = file.as_ref();
+        let _ = writer.write_all(format!("{operation}\t{app}\t{principal}\n").as_bytes());
+    }
+}
+
+/// The IAM action of an STS query-protocol body (`Action=...`).
+fn sts_operation(body: &[u8]) -> String {
+    let action = form_urlencoded::parse(body)
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    format!("sts:{action}")
 }
 
 fn now_ms(state: &State) -> i64 {
@@ -207,6 +276,7 @@ async fn handle(
                     .get("authorization")
                     .and_then(|v| v.to_str().ok()),
             );
+            record_operation(&state, "account:ListRegions", &app_of(&req), &caller);
             let account = caller
                 .account_id
                 .unwrap_or_else(|| state.options.account_id.clone());
@@ -231,6 +301,7 @@ async fn handle(
                 .get("x-amz-target")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let app = app_of(&req);
             let caller = caller_of(
                 req.headers()
                     .get("authorization")
@@ -245,6 +316,15 @@ async fn handle(
                     ))
                 }
             };
+            let operation = match target.as_deref() {
+                Some(target) => match target.split_once('.') {
+                    Some(("AmazonSSM", op)) => format!("ssm:{op}"),
+                    Some(("AWSOrganizationsV20161128", op)) => format!("organizations:{op}"),
+                    _ => target.to_owned(),
+                },
+                None => sts_operation(&body),
+            };
+            record_operation(&state, &operation, &app, &caller);
             match target.as_deref() {
                 Some("AmazonSSM.DescribeSessions") => {
                     describe_sessions(&state, &caller, &body).await

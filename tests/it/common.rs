@@ -30,6 +30,18 @@ pub fn test_clock() -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// With `SSM_AUDIT_RECORD_OPERATIONS=DIR` (`make test` sets it), a new file
+/// in DIR where a simulator or moto records every AWS operation it serves:
+/// `tests/clients/test_iam.py` then checks the IAM policies against what
+/// the whole suite's runs called.
+fn operations_log(server: &str, extension: &str) -> Option<PathBuf> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = PathBuf::from(std::env::var_os("SSM_AUDIT_RECORD_OPERATIONS")?);
+    std::fs::create_dir_all(&dir).expect("the operations directory");
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(dir.join(format!("{server}-{}-{n}.{extension}", std::process::id())))
+}
+
 /// A running simulator, killed when dropped.
 pub struct Sim {
     child: Child,
@@ -41,8 +53,12 @@ impl Sim {
     pub fn start(args: &[&str]) -> Sim {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr_file = dir.path().join("endpoint");
-        let child = Command::new(env!("CARGO_BIN_EXE_ssm-sim"))
-            .arg("serve")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ssm-sim"));
+        command.arg("serve");
+        if let Some(log) = operations_log("sim", "log") {
+            command.arg("--operations-log").arg(log);
+        }
+        let child = command
             .arg("--addr-file")
             .arg(&addr_file)
             .args(["--clock-start", &test_clock()])
@@ -137,7 +153,9 @@ pub fn write_jsonl(dir: &Path, sessions: &[SimSession]) -> PathBuf {
 pub fn ssm_audit() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssm-audit"));
     for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") || key.starts_with("SSM_AUDIT_") {
+        // The machine's proxy too: a test that wants one sets it.
+        let proxy = key.to_ascii_uppercase().ends_with("_PROXY");
+        if key.starts_with("AWS_") || key.starts_with("SSM_AUDIT_") || proxy {
             cmd.env_remove(key);
         }
     }
@@ -369,7 +387,13 @@ impl Moto {
             .local_addr()
             .expect("addr")
             .port();
-        let child = Command::new(moto_binary())
+        let mut command = Command::new(moto_binary());
+        if let Some(log) = operations_log("moto", "jsonl") {
+            command
+                .env("MOTO_ENABLE_RECORDING", "True")
+                .env("MOTO_RECORDER_FILEPATH", log);
+        }
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -6,6 +6,7 @@ mod common;
 mod contract;
 mod evidence;
 mod export;
+mod network;
 mod organization;
 mod report_verify;
 mod resume;
