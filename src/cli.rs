@@ -500,6 +500,16 @@ pub struct ExportArgs {
     #[arg(long, env = "SSM_AUDIT_RESTART")]
     pub restart: bool,
 
+    /// How progress is shown on stderr: `auto` draws a bar on a terminal and
+    /// writes a plain log line every --progress-interval otherwise
+    /// (container logs); `bar`, `lines` or `off` choose.
+    #[arg(long, env = "SSM_AUDIT_PROGRESS", value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+
+    /// Time between two progress lines.
+    #[arg(long, env = "SSM_AUDIT_PROGRESS_INTERVAL", value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
+    pub progress_interval: std::time::Duration,
+
     /// Start the run's clock at this RFC 3339 instant (it then advances in
     /// real time). For tests, so that nothing depends on the hour they run.
     #[arg(long, env = "SSM_AUDIT_CLOCK_START", value_name = "TIME", hide = true)]
@@ -528,6 +538,15 @@ pub struct S3WriteArgs {
     /// KMS key (id, ARN or alias) for `--sse aws:kms`; default: the bucket's.
     #[arg(long, env = "SSM_AUDIT_SSE_KMS_KEY_ID", value_name = "KEY")]
     pub sse_kms_key_id: Option<String>,
+}
+
+/// How progress is shown (`--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Bar,
+    Lines,
+    Off,
 }
 
 /// Server-side encryption for S3 uploads.

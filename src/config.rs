@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{SessionState, ACCESS_TYPES, STATUSES};
 use crate::cli::{ExportArgs, S3WriteArgs, SseArg, StateArg};
 use crate::dataset::layout::SESSIONS_PREFIX;
+use crate::progress::ProgressMode;
 use crate::storage::{Sse, StorageError};
 use crate::time::{Clock, TimeRange};
 
@@ -74,6 +75,18 @@ pub struct CaBundle {
     pub path: PathBuf,
     pub pem: Vec<u8>,
     pub certificates: usize,
+}
+
+/// `--progress auto` is a bar on a terminal and lines everywhere else.
+fn progress_mode(asked: crate::cli::ProgressArg, every: std::time::Duration) -> ProgressMode {
+    use crate::cli::ProgressArg;
+    use std::io::IsTerminal;
+    match asked {
+        ProgressArg::Auto if std::io::stderr().is_terminal() => ProgressMode::Bar,
+        ProgressArg::Auto | ProgressArg::Lines => ProgressMode::Lines(every),
+        ProgressArg::Bar => ProgressMode::Bar,
+        ProgressArg::Off => ProgressMode::Off,
+    }
 }
 
 /// The proxy variables, in both cases, that the HTTP client honours.
@@ -707,6 +720,9 @@ pub struct ExportConfig {
     pub s3: S3Settings,
     /// Discard an unfinished checkpoint before crawling.
     pub restart: bool,
+    /// How progress is shown; decided here, where stderr is looked at once.
+    #[serde(skip)]
+    pub progress: ProgressMode,
     /// How run manifests are signed, if they are.
     pub signing: Option<Signing>,
     /// Where the chain's new head is written after each run.
@@ -893,6 +909,7 @@ impl ExportConfig {
             checkpoint,
             s3,
             restart: args.restart,
+            progress: progress_mode(args.progress, args.progress_interval),
             signing,
             chain_head_out,
             scope: Scope::from_args(&args.scope, usize::from(args.concurrency))?,

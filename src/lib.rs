@@ -7,7 +7,8 @@
 //! ([`dataset`]) through [`storage`], chaining and signing its manifests with
 //! [`evidence`]; [`evidence`] verifies it and measures its coverage, and
 //! [`report`] reads it back for auditors.
-//! [`exit`] turns any failure into the process's exit code.
+//! [`exit`] turns any failure into the process's exit code; [`progress`]
+//! shows how far an export has got.
 
 pub mod api;
 pub mod aws;
@@ -17,6 +18,7 @@ pub mod dataset;
 pub mod evidence;
 pub mod exit;
 pub mod export;
+pub mod progress;
 pub mod report;
 pub mod shutdown;
 pub mod storage;

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SSM_AUDIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ssm_audit=info"));
     let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(ssm_audit::progress::LogWriter)
         .with_target(false)
         .with_env_filter(filter);
     match cli.log_format {

@@ -27,6 +27,7 @@ use crate::config::UserFilter;
 use crate::dataset::record::SessionRecord;
 use crate::export::pace::{Outcome, Pacer};
 use crate::export::plan::{split_window, CrawlJob, FIRST_WINDOW_ALLOWANCE};
+use crate::progress::PairProgress;
 use crate::shutdown::CancellationToken;
 use crate::text::{error_text, printable};
 use crate::time::{Clock, TimeRange};
@@ -82,6 +83,8 @@ pub struct CrawlOptions {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// The pace of this (account, region)'s calls, shared by its workers.
     pub pacer: Arc<Pacer>,
+    /// Windows, sessions and calls, for the progress bar or lines.
+    pub progress: Arc<PairProgress>,
 }
 
 /// Why a crawl stopped before every job was complete.
@@ -128,6 +131,7 @@ pub async fn crawl(
     pages: mpsc::Sender<Page>,
     shutdown: CancellationToken,
 ) -> Result<(), CrawlError> {
+    options.progress.windows_queued(jobs.len());
     let (active, history): (Vec<_>, Vec<_>) = jobs
         .into_iter()
         .partition(|job| job.state == SessionState::Active);
@@ -423,6 +427,19 @@ impl Worker {
                 _ => Vec::new(),
             };
             let done = next_token.is_none() || !split_into.is_empty();
+            self.options.progress.sessions(records.len());
+            if done {
+                // A split window's sub-windows carry its share of the work.
+                let share = match job.window {
+                    Some(w) if split_into.is_empty() => {
+                        let whole = &self.options.crawl_window;
+                        (w.end - w.start) as f64 / (whole.end - whole.start).max(1) as f64
+                    }
+                    _ => 0.0,
+                };
+                self.options.progress.windows_queued(split_into.len());
+                self.options.progress.window_done(share);
+            }
             let page = Page {
                 job_id: job.id,
                 state: job.state,
@@ -496,6 +513,10 @@ impl Worker {
                 }
             };
             drop(permit);
+            let throttled_now = result
+                .as_ref()
+                .is_err_and(|e| aws::classify(e) == Failure::Throttled);
+            self.options.progress.call(throttled_now);
             let error = match result {
                 Ok(output) => {
                     self.options.pacer.finish(slot, Outcome::Succeeded);

@@ -341,6 +341,7 @@ pub(crate) async fn run(
         scope.retry_window,
     )
     .await;
+    shared.progress.add_pairs(pairs.len());
     tracing::info!(
         pairs = pairs.len(),
         accounts = planned.accounts,
@@ -387,7 +388,11 @@ pub(crate) async fn run(
                 .await
                 .clone();
             let result = match account {
-                Err(reason) => Err(PairError::Setup(reason)),
+                Err(reason) => {
+                    // A pair that could not start is done too.
+                    drop(shared.progress.pair());
+                    Err(PairError::Setup(reason))
+                }
                 Ok(_) if shutdown.is_cancelled() => {
                     Err(PairError::Export(ExportError::Interrupted))
                 }

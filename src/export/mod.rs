@@ -22,6 +22,7 @@ use crate::dataset::sha256_hex;
 use crate::evidence;
 use crate::evidence::sign::{SignError, Signer};
 use crate::export::plan::plan_jobs;
+use crate::progress::{self, PairProgress, Progress};
 use crate::shutdown::CancellationToken;
 use crate::storage::{AnyStorage, Fenced, LocalStorage, Storage, StorageError};
 use crate::time::{format_filter_time, Clock};
@@ -171,6 +172,8 @@ pub(crate) struct Shared {
     pub(crate) signer: Option<Signer>,
     /// Requests in flight across every pair (`--concurrency`).
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
+    /// What the progress bar or lines show.
+    pub(crate) progress: Arc<Progress>,
 }
 
 /// Runs one export: every (account, region) of its scope. Cancelling
@@ -241,8 +244,12 @@ pub async fn run(
     };
     let caller = aws::account_id(&sdk_config, &config.aws).await?;
     layout::check_account_id(&caller).map_err(ExportError::Identity)?;
+    let progress = Progress::new();
+    let stop_progress = CancellationToken::new();
+    let reporter = progress::report(progress.clone(), config.progress, stop_progress.clone());
     let shared = Arc::new(Shared {
         in_flight: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
+        progress,
         config,
         output,
         checkpoint_storage,
@@ -250,12 +257,18 @@ pub async fn run(
         signer,
     });
     let outcome = if shared.config.scope.is_single() {
+        shared.progress.add_pairs(1);
         run_pair(shared.clone(), sdk_config, caller, region, shutdown)
             .await
             .map(|summary| RunOutcome::Exported(vec![summary]))
     } else {
         fleet::run(shared.clone(), sdk_config, caller, region, shutdown).await
     };
+    stop_progress.cancel();
+    if let Some(reporter) = reporter {
+        // The bar is cleared before the summary is printed.
+        let _ = reporter.await;
+    }
     match head_out {
         Some((storage, destination)) => {
             let shard = shared.config.scope.shard;
@@ -279,6 +292,8 @@ pub(crate) async fn run_pair(
     let started = clock.now();
     let counters = Arc::new(CallCounters::default());
     let client = aws::ssm_client(&sdk_config, counters.clone(), &account_id, &region);
+    // Counted done (its whole share) when the pair ends, however it ends.
+    let progress = Arc::new(shared.progress.pair());
     let run_id = manifest::new_run_id(started);
 
     let lock = Arc::new(
@@ -315,6 +330,7 @@ pub(crate) async fn run_pair(
         clock,
         signer: shared.signer.as_ref(),
         in_flight: shared.in_flight.clone(),
+        progress,
     };
     // Every log line of the pair carries its run, account and region.
     let span = tracing::info_span!("pair", run_id = %locked.run_id, account_id = %account_id, region = %region);
@@ -438,6 +454,7 @@ struct Locked<'a> {
     clock: Clock,
     signer: Option<&'a Signer>,
     in_flight: Arc<tokio::sync::Semaphore>,
+    progress: Arc<PairProgress>,
 }
 
 impl Locked<'_> {
@@ -731,6 +748,7 @@ impl Locked<'_> {
             max_attempts: aws::max_attempts(&config.aws),
             pacer: Arc::new(Pacer::new()),
             in_flight: self.in_flight.clone(),
+            progress: self.progress.clone(),
         };
         let crawler = tokio::spawn(crawl::crawl(
             self.client.clone(),

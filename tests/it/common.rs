@@ -151,7 +151,12 @@ pub fn write_jsonl(dir: &Path, sessions: &[SimSession]) -> PathBuf {
 /// The `ssm-audit` binary with a clean AWS environment pointing at nothing
 /// but what the test passes (never IMDS or a real profile).
 pub fn ssm_audit() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssm-audit"));
+    ssm_audit_env(Command::new(env!("CARGO_BIN_EXE_ssm-audit")))
+}
+
+/// `cmd` with the environment every ssm-audit of the tests gets (for a
+/// command that starts ssm-audit itself, such as `script`).
+pub fn ssm_audit_env(mut cmd: Command) -> Command {
     for (key, _) in std::env::vars() {
         // The machine's proxy too: a test that wants one sets it.
         let proxy = key.to_ascii_uppercase().ends_with("_PROXY");

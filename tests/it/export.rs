@@ -1,6 +1,8 @@
 //! `ssm-audit export` end to end: the real binary against the simulator,
 //! output read back and checked field for field against the data set.
 
+use std::process::Command;
+
 use crate::common::*;
 use crate::sim_model::SimSession;
 use ssm_audit::dataset::layout::{partition_date, PartitionKey};
@@ -930,4 +932,91 @@ fn a_session_id_filter_and_the_timeouts_of_the_aws_cli() {
 
     let refused = export(&sim, out.path(), &["--connect-timeout", "0s"]);
     assert_refused(&refused, 2, "above zero", "a zero timeout");
+}
+
+/// A sim slow enough (20 sequential pages at 50 ms) for progress to show.
+fn slow_sim() -> Sim {
+    Sim::start(&["--sessions", "2000", "--latency", "50ms"])
+}
+
+#[test]
+fn progress_is_a_log_line_every_interval_when_stderr_is_not_a_terminal() {
+    let sim = slow_sim();
+    let out = tempfile::tempdir().expect("tempdir");
+    let run = export_command(
+        &sim,
+        out.path(),
+        &["--concurrency", "1", "--progress-interval", "100ms"],
+    )
+    .args(["--log-format", "json"])
+    .env("SSM_AUDIT_LOG", "warn,ssm_audit=info")
+    .output()
+    .expect("run");
+    assert_success(&run);
+    let text = stderr(&run);
+    assert!(
+        !text.contains('\r') && !text.contains("\u{1b}["),
+        "no bar: {text}"
+    );
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .filter(|l: &serde_json::Value| l["message"] == "progress")
+        .collect();
+    assert!(lines.len() >= 2, "progress lines: {text}");
+    let mut calls = 0;
+    for line in &lines {
+        assert_eq!(line["pairs_total"], 1);
+        assert!(line["sessions"].as_u64().expect("sessions") <= 2000);
+        let now = line["calls"].as_u64().expect("calls");
+        assert!(now >= calls, "calls only grow: {lines:?}");
+        calls = now;
+        assert!(line["windows_done"].as_u64() <= line["windows_queued"].as_u64());
+    }
+
+    let quiet = tempfile::tempdir().expect("tempdir");
+    let off = export_command(
+        &sim,
+        quiet.path(),
+        &["--progress", "off", "--progress-interval", "100ms"],
+    )
+    .env("SSM_AUDIT_LOG", "warn,ssm_audit=info")
+    .output()
+    .expect("run");
+    assert_success(&off);
+    assert!(!stderr(&off).contains("progress"), "{}", stderr(&off));
+}
+
+#[test]
+fn a_terminal_gets_a_bar_and_no_progress_lines() {
+    let sim = slow_sim();
+    let out = tempfile::tempdir().expect("tempdir");
+    // `script` runs the export on a pseudo-terminal, as an operator would.
+    let command = format!(
+        "{} export --output {} --endpoint-url {} --concurrency 1 --progress-interval 100ms >/dev/null",
+        env!("CARGO_BIN_EXE_ssm-audit"),
+        out.path().display(),
+        sim.endpoint
+    );
+    let run = ssm_audit_env(Command::new("script"))
+        .args(["-qec", &command, "/dev/null"])
+        .env("SSM_AUDIT_LOG", "warn,ssm_audit=info")
+        .output()
+        .expect("script runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    let terminal = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        terminal.contains("ETA") && terminal.contains("\u{1b}[2K"),
+        "a bar: {terminal}"
+    );
+    assert!(terminal.contains("sessions, "), "{terminal}");
+    assert!(
+        !terminal.contains("pairs_done="),
+        "never lines too: {terminal}"
+    );
+    assert_eq!(read_rows(out.path()).len(), 2000);
 }

@@ -21,15 +21,20 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("time", &[]),
     ("cli", &[]),
     ("shutdown", &[]),
+    ("progress", &["shutdown"]),
     ("storage", &["text"]),
     ("dataset", &["api", "time"]),
-    ("config", &["api", "cli", "dataset", "storage", "time"]),
+    (
+        "config",
+        &["api", "cli", "dataset", "progress", "storage", "time"],
+    ),
     ("aws", &["config", "storage", "text"]),
     ("evidence", &["aws", "config", "dataset", "storage", "text"]),
     (
         "export",
         &[
-            "api", "aws", "config", "dataset", "evidence", "shutdown", "storage", "text", "time",
+            "api", "aws", "config", "dataset", "evidence", "progress", "shutdown", "storage",
+            "text", "time",
         ],
     ),
     (
