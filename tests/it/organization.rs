@@ -632,3 +632,34 @@ fn each_account_and_region_has_a_rate_limit_of_its_own() {
     assert_eq!(sim.stat("describe_calls"), 16);
     assert_eq!(sim.stat("throttled"), 0);
 }
+
+#[test]
+fn the_callers_own_enabled_regions_are_listed_with_its_own_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The simulator's own account, its regions listed by account:ListRegions.
+    let file = dir.path().join("accounts.json");
+    let spec = serde_json::json!({
+        "role_name": ROLE,
+        "accounts": [{ "account_id": ACCOUNT, "enabled_regions": ["eu-west-1", "us-east-1"] }],
+    });
+    std::fs::write(&file, spec.to_string()).expect("write");
+    let sim = org_sim(&file, 20);
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = export(&sim, out.path(), &["--regions", "all-enabled"]);
+    assert_success(&result);
+    let found = ids_by_pair(out.path());
+    let pairs: Vec<(String, String)> = found.keys().cloned().collect();
+    assert_eq!(
+        pairs,
+        [
+            (ACCOUNT.to_owned(), "eu-west-1".to_owned()),
+            (ACCOUNT.to_owned(), "us-east-1".to_owned())
+        ]
+    );
+    assert!(found.values().all(|ids| ids.len() == 20), "{found:?}");
+    assert_eq!(
+        sim.stat("assume_role_calls"),
+        0,
+        "no role: its own credentials"
+    );
+}

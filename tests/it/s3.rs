@@ -38,6 +38,12 @@ fn an_export_to_s3_equals_a_local_export_and_every_object_carries_checksum_and_e
         };
     let from_s3 = read_s3_rows(&moto, "audit-bucket", "ssm/prod");
     assert_eq!(from_s3.len(), data.len());
+    // An auditor reads the encrypted data set back (kms:Decrypt through S3).
+    let verified = ssm_audit_with_s3(&sim, &moto)
+        .args(["verify", "--output", "s3://audit-bucket/ssm/prod"])
+        .output()
+        .expect("verify runs");
+    assert_success(&verified);
     assert_eq!(strip(from_s3), strip(read_rows(local.path())));
 
     runtime().block_on(async {
