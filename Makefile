@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: build venv demo test test-rust test-clients lint bench container clean
+.PHONY: build venv demo test test-rust test-clients test-deploy lint bench container clean
 
 build:
 	$(CARGO) build --all-targets
@@ -20,13 +20,24 @@ venv: $(VENV)/.installed
 demo: build venv
 	PY=$(PY) bash scripts/demo.sh
 
-test: build venv test-rust test-clients
+# Every AWS operation the integration tests' runs make is recorded here, for
+# the IAM check of test-clients (tests/clients/test_iam.py).
+OPERATIONS := $(CURDIR)/target/aws-operations
+
+test: build venv test-rust test-clients test-deploy
 
 test-rust:
-	$(CARGO) test --all-targets
+	rm -rf $(OPERATIONS)
+	SSM_AUDIT_RECORD_OPERATIONS=$(OPERATIONS) $(CARGO) test --all-targets
 
 test-clients:
-	cd tests/clients && ../../$(PY) -m pytest -q
+	cd tests/clients && SSM_AUDIT_RECORD_OPERATIONS=$(OPERATIONS) ../../$(PY) -m pytest -q
+
+# The deployment files: the Dockerfile (hadolint) and the CloudFormation
+# templates (cfn-lint); their IAM policies are checked in test-clients.
+test-deploy: venv
+	$(VENV)/bin/hadolint deploy/Dockerfile
+	$(VENV)/bin/cfn-lint deploy/nightly.yaml deploy/member-role.yaml
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -64,12 +64,12 @@ if ! run "$IMAGE" --version >/dev/null 2>&1; then
 fi
 run "$IMAGE" --version
 
-echo "== the image's export against the simulator, as 65532"
+echo "== the image's export against the simulator, as 65532, on a read-only root (as the task definition runs it)"
 target/release/ssm-sim serve --addr-file "$work/endpoint" --sessions 500 >/dev/null 2>&1 &
 sim_pid=$!
 for _ in $(seq 200); do [ -s "$work/endpoint" ] && break; sleep 0.05; done
 mkdir -p "$work/out" && chown 65532:65532 "$work/out"
-run -v "$work/out:/out" \
+run --read-only -v "$work/out:/out" \
   -e AWS_ACCESS_KEY_ID=demo -e AWS_SECRET_ACCESS_KEY=demo -e AWS_REGION=eu-west-1 \
   "$IMAGE" export --output /out --endpoint-url "$(cat "$work/endpoint")" \
   | grep -c '"_aws"' | sed 's/^/EMF metric lines: /'

@@ -99,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => {
             let config = ExportConfig::from_args(&args, Clock::system())?;
             let output = config.output.to_string();
+            let clock = config.clock;
             let started = std::time::Instant::now();
             let outcome = runtime()?.block_on(async {
                 let shutdown = shutdown::cancelled_on_signal(|| {
@@ -109,7 +110,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 export::run(config, shutdown).await
             });
             // The metrics of every run, failed ones included, for alarms.
-            let ended_ms = chrono::Utc::now().timestamp_millis();
+            // The run's clock: coverage ages compare with its windows.
+            let ended_ms = clock.now_ms();
             for line in metrics::emf_lines(&outcome, started.elapsed().as_secs_f64(), ended_ms) {
                 println!("{line}");
             }

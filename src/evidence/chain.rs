@@ -143,6 +143,26 @@ pub async fn read_ledger<S: Storage>(storage: &S) -> Result<Ledger, StorageError
     Ok(ledger)
 }
 
+/// The end of the window that the run at the head of (account, region)'s
+/// chain crawled: how far a pair that failed tonight is still covered.
+/// None when the pair has no readable head or manifest.
+pub async fn covered_until<S: Storage>(
+    storage: &S,
+    account_id: &str,
+    region: &str,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let head_key = layout::chain_head_key(account_id, region);
+    let found = storage
+        .get_versioned(&head_key, MAX_EVIDENCE_BYTES)
+        .await
+        .ok()??;
+    let head: ChainHead = serde_json::from_slice(&found.data).ok()?;
+    match read_entry(storage, &head.manifest).await {
+        Ok(Some(Ok(entry))) => entry.manifest.crawled().map(|c| c.end),
+        _ => None,
+    }
+}
+
 /// Where the next manifest of (account, region) joins the chain.
 pub async fn next_link<S: Storage>(
     storage: &S,

@@ -16,8 +16,9 @@ use crate::aws;
 use crate::config::{ExportConfig, Regions, Shard};
 use crate::dataset::layout;
 use crate::dataset::sha256_hex;
+use crate::evidence::chain;
 use crate::shutdown::CancellationToken;
-use crate::storage::Storage;
+use crate::storage::{AnyStorage, Storage};
 
 use super::{run_pair, ExportError, RunOutcome, Shared};
 
@@ -40,6 +41,34 @@ pub struct FailedPair {
     pub account_id: String,
     pub region: String,
     pub reason: String,
+    /// The end of the window its newest completed run crawled, if any: the
+    /// metrics' coverage age for a pair that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Reads how far each failed pair's newest completed run reached (its chain
+/// head and that manifest: two reads a pair), `at_once` pairs at a time.
+async fn read_coverage(output: &Arc<AnyStorage>, failed: &mut [FailedPair], at_once: usize) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(at_once.max(1)));
+    let mut reads = JoinSet::new();
+    for (index, pair) in failed.iter().enumerate() {
+        let Ok(permit) = gate.clone().acquire_owned().await else {
+            break;
+        };
+        let output = output.clone();
+        let (account_id, region) = (pair.account_id.clone(), pair.region.clone());
+        reads.spawn(async move {
+            let _permit = permit;
+            let until = chain::covered_until(output.as_ref(), &account_id, &region).await;
+            (index, until)
+        });
+    }
+    while let Some(joined) = reads.join_next().await {
+        if let Ok((index, until)) = joined {
+            failed[index].covered_until = until;
+        }
+    }
 }
 
 /// The shard (0-based) a pair belongs to among `count`: a hash of account
@@ -438,6 +467,7 @@ pub(crate) async fn run(
                 account_id: skipped.account_id.clone(),
                 region: skipped.region.clone(),
                 reason: skipped.reason.clone().unwrap_or_default(),
+                covered_until: None,
             });
         }
         statuses.push(skipped);
@@ -475,9 +505,13 @@ pub(crate) async fn run(
                     account_id: pair.account_id,
                     region: pair.region,
                     reason,
+                    covered_until: None,
                 });
             }
         }
+    }
+    if !interrupted {
+        read_coverage(&shared.output, &mut failed, scope.pairs_at_once).await;
     }
     statuses.sort_by(|a, b| (&a.account_id, &a.region).cmp(&(&b.account_id, &b.region)));
     let status = Status {

@@ -2,7 +2,9 @@
 //! (account, region) and one for the run, printed on stdout when an export
 //! ends, so that CloudWatch Logs turns them into metrics and an alarm needs
 //! no code. Namespace `ssm-audit`; per pair, dimensions `AccountId` and
-//! `Region`; the run's line has no dimension.
+//! `Region`; the run's line has no dimension. Coverage age is how long ago
+//! the newest crawled window of a pair ended (a failed pair's from its last
+//! completed run); the run reports the oldest of its pairs.
 
 use serde_json::{json, Value};
 
@@ -36,24 +38,41 @@ fn document(at_ms: i64, dimensions: &[(&str, &str)], values: &[(&str, &str, f64)
     doc
 }
 
+/// Seconds from the end of what a pair has covered to `at_ms`.
+fn age_seconds(at_ms: i64, covered_until: chrono::DateTime<chrono::Utc>) -> f64 {
+    ((at_ms - covered_until.timestamp_millis()) as f64 / 1000.0).max(0.0)
+}
+
+/// How old a completed pair's coverage is: the end of the window it just
+/// crawled.
+fn completed_age(at_ms: i64, summary: &ExportSummary) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(&summary.window_end)
+        .ok()
+        .map(|end| age_seconds(at_ms, end.to_utc()))
+}
+
 fn pair_document(at_ms: i64, summary: &ExportSummary) -> Value {
+    let mut values = vec![
+        (
+            "SessionsExported",
+            "Count",
+            summary.sessions.distinct as f64,
+        ),
+        ("DescribeSessionsCalls", "Count", summary.api.calls as f64),
+        ("Throttles", "Count", summary.api.throttled as f64),
+        ("Retries", "Count", summary.api.retries as f64),
+        ("PairFailed", "Count", 0.0),
+    ];
+    if let Some(age) = completed_age(at_ms, summary) {
+        values.push(("CoverageAgeSeconds", "Seconds", age));
+    }
     document(
         at_ms,
         &[
             ("AccountId", &summary.account_id),
             ("Region", &summary.region),
         ],
-        &[
-            (
-                "SessionsExported",
-                "Count",
-                summary.sessions.distinct as f64,
-            ),
-            ("DescribeSessionsCalls", "Count", summary.api.calls as f64),
-            ("Throttles", "Count", summary.api.throttled as f64),
-            ("Retries", "Count", summary.api.retries as f64),
-            ("PairFailed", "Count", 0.0),
-        ],
+        &values,
     )
 }
 
@@ -63,7 +82,8 @@ pub fn emf_lines(
     seconds: f64,
     at_ms: i64,
 ) -> Vec<Value> {
-    let (completed, failed): (Vec<&ExportSummary>, Vec<(&str, &str)>) = match outcome {
+    type Failed<'a> = (&'a str, &'a str, Option<chrono::DateTime<chrono::Utc>>);
+    let (completed, failed): (Vec<&ExportSummary>, Vec<Failed>) = match outcome {
         Ok(RunOutcome::Planned(_)) => return Vec::new(),
         Ok(RunOutcome::Exported(summaries)) => (summaries.iter().collect(), Vec::new()),
         Err(ExportError::PartlyPublished { summary, .. }) => (vec![summary.as_ref()], Vec::new()),
@@ -73,17 +93,29 @@ pub fn emf_lines(
             completed.iter().collect(),
             failed
                 .iter()
-                .map(|f| (f.account_id.as_str(), f.region.as_str()))
+                .map(|f| (f.account_id.as_str(), f.region.as_str(), f.covered_until))
                 .collect(),
         ),
         Err(_) => (Vec::new(), Vec::new()),
     };
     let mut lines: Vec<Value> = completed.iter().map(|s| pair_document(at_ms, s)).collect();
-    for (account, region) in &failed {
+    // The oldest coverage of the run: what an alarm on a pair left behind
+    // for days watches.
+    let mut oldest: Option<f64> = completed
+        .iter()
+        .filter_map(|s| completed_age(at_ms, s))
+        .reduce(f64::max);
+    for (account, region, covered_until) in &failed {
+        let mut values = vec![("PairFailed", "Count", 1.0)];
+        if let Some(until) = covered_until {
+            let age = age_seconds(at_ms, *until);
+            oldest = Some(oldest.map_or(age, |o| o.max(age)));
+            values.push(("CoverageAgeSeconds", "Seconds", age));
+        }
         lines.push(document(
             at_ms,
             &[("AccountId", account), ("Region", region)],
-            &[("PairFailed", "Count", 1.0)],
+            &values,
         ));
     }
     let sum = |f: fn(&ExportSummary) -> u64| completed.iter().map(|s| f(s)).sum::<u64>() as f64;
@@ -95,20 +127,20 @@ pub fn emf_lines(
         Err(ExportError::PartlyPublished { .. }) => 0.0,
         Err(_) => 1.0,
     };
-    lines.push(document(
-        at_ms,
-        &[],
-        &[
-            ("SessionsExported", "Count", sum(|s| s.sessions.distinct)),
-            ("DescribeSessionsCalls", "Count", sum(|s| s.api.calls)),
-            ("Throttles", "Count", sum(|s| s.api.throttled)),
-            ("Retries", "Count", sum(|s| s.api.retries)),
-            ("PairsCompleted", "Count", completed.len() as f64),
-            ("FailedPairs", "Count", failed.len() as f64),
-            ("RunFailed", "Count", run_failed),
-            ("DurationSeconds", "Seconds", seconds),
-        ],
-    ));
+    let mut run_values = vec![
+        ("SessionsExported", "Count", sum(|s| s.sessions.distinct)),
+        ("DescribeSessionsCalls", "Count", sum(|s| s.api.calls)),
+        ("Throttles", "Count", sum(|s| s.api.throttled)),
+        ("Retries", "Count", sum(|s| s.api.retries)),
+        ("PairsCompleted", "Count", completed.len() as f64),
+        ("FailedPairs", "Count", failed.len() as f64),
+        ("RunFailed", "Count", run_failed),
+        ("DurationSeconds", "Seconds", seconds),
+    ];
+    if let Some(age) = oldest {
+        run_values.push(("MaxCoverageAgeSeconds", "Seconds", age));
+    }
+    lines.push(document(at_ms, &[], &run_values));
     lines
 }
 

@@ -663,3 +663,79 @@ fn the_callers_own_enabled_regions_are_listed_with_its_own_credentials() {
         "no role: its own credentials"
     );
 }
+
+/// The EMF documents an export printed on stdout.
+fn emf_documents(output: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|d| d.get("_aws").is_some())
+        .collect()
+}
+
+#[test]
+fn a_pair_that_fails_tonight_reports_how_old_its_coverage_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let accounts: Vec<String> = (1..=2).map(account).collect();
+    let mut data = BTreeMap::new();
+    for (i, a) in accounts.iter().enumerate() {
+        data.insert(
+            (a.clone(), "eu-west-1".to_owned()),
+            pair_sessions(a, "eu-west-1", 10, 60 + i as u64),
+        );
+    }
+    let listed = accounts.join(",");
+    let out = tempfile::tempdir().expect("tempdir");
+    let first_night = org_sim(
+        &accounts_file(dir.path(), &accounts, &data, &BTreeMap::new()),
+        0,
+    );
+    assert_success(&org_export(
+        &first_night,
+        out.path(),
+        &listed,
+        "eu-west-1",
+        &[],
+    ));
+    drop(first_night);
+
+    // The next night the second account's role is gone.
+    let mut broken = BTreeMap::new();
+    broken.insert(
+        accounts[1].clone(),
+        serde_json::json!({ "role_name": "another-role" }),
+    );
+    let next = tempfile::tempdir().expect("tempdir");
+    let second_night = org_sim(&accounts_file(next.path(), &accounts, &data, &broken), 0);
+    let result = org_export(&second_night, out.path(), &listed, "eu-west-1", &[]);
+    assert_eq!(result.status.code(), Some(7), "{}", stderr(&result));
+    let documents = emf_documents(&result);
+    let of = |account: &str| {
+        documents
+            .iter()
+            .find(|d| d["AccountId"] == account)
+            .unwrap_or_else(|| panic!("a line for {account}: {documents:?}"))
+    };
+    let failed = of(&accounts[1]);
+    assert_eq!(failed["PairFailed"], 1.0);
+    let behind = failed["CoverageAgeSeconds"]
+        .as_f64()
+        .expect("its last night's coverage");
+    assert!(
+        (0.0..600.0).contains(&behind),
+        "covered by the first night: {behind}"
+    );
+    let fresh = of(&accounts[0])["CoverageAgeSeconds"]
+        .as_f64()
+        .expect("age");
+    assert!(
+        fresh <= behind,
+        "tonight's coverage is newer: {fresh} vs {behind}"
+    );
+    let run = documents
+        .iter()
+        .find(|d| d.get("AccountId").is_none())
+        .expect("the run's line");
+    assert_eq!(run["MaxCoverageAgeSeconds"], failed["CoverageAgeSeconds"]);
+    assert_eq!(run["FailedPairs"], 1.0);
+}
