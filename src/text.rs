@@ -38,7 +38,7 @@ pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = parts.join(": ");
     // rustls says "invalid peer certificate: UnknownIssuer" when a proxy or
     // a private endpoint presents a CA the system does not trust.
-    if text.contains("invalid peer certificate") {
+    if text.contains("invalid peer certificate") && !text.contains("--ca-bundle") {
         text.push_str(
             " (if a proxy or a private endpoint presents its own CA, trust it with --ca-bundle or AWS_CA_BUNDLE)",
         );

@@ -100,6 +100,51 @@ impl TestCa {
     }
 }
 
+/// The CA of a TLS-intercepting proxy, as proxy.py wants it: an RSA CA
+/// and the key of the certificates it makes for each host it intercepts.
+struct InterceptingCa {
+    dir: tempfile::TempDir,
+}
+
+impl InterceptingCa {
+    fn new() -> InterceptingCa {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("the openssl command runs");
+            assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+        };
+        openssl(&["genrsa", "-out", "corp-ca.key", "2048"]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "corp-ca.key",
+            "-out",
+            "corp-ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=corporate intercepting CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
+        openssl(&["genrsa", "-out", "signing.key", "2048"]);
+        std::fs::create_dir(dir.path().join("made")).expect("mkdir");
+        InterceptingCa { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
 /// proxy.py (from the venv) on a free loopback port, its access log in a
 /// file; killed when dropped.
 struct Proxy {
@@ -111,6 +156,28 @@ struct Proxy {
 
 impl Proxy {
     fn start() -> Proxy {
+        Proxy::start_with(&[])
+    }
+
+    /// A proxy that intercepts TLS: it presents certificates `ca` signs,
+    /// and trusts `upstream_ca` for the servers behind it.
+    fn intercepting(ca: &InterceptingCa, upstream_ca: &Path) -> Proxy {
+        let arg = |p: PathBuf| p.to_str().expect("utf-8").to_owned();
+        Proxy::start_with(&[
+            "--ca-key-file".into(),
+            arg(ca.path("corp-ca.key")),
+            "--ca-cert-file".into(),
+            arg(ca.path("corp-ca.pem")),
+            "--ca-signing-key-file".into(),
+            arg(ca.path("signing.key")),
+            "--ca-cert-dir".into(),
+            arg(ca.path("made")),
+            "--ca-file".into(),
+            arg(upstream_ca.to_path_buf()),
+        ])
+    }
+
+    fn start_with(extra: &[String]) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let port_file = dir.path().join("port");
         let log = dir.path().join("access.log");
@@ -134,6 +201,7 @@ impl Proxy {
             .arg("--log-file")
             .arg(&log)
             .args(["--log-level", "INFO"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -303,4 +371,36 @@ fn a_proxy_variable_that_is_not_a_url_is_refused() {
         .expect("run");
     assert_refused(&refused, 2, "HTTPS_PROXY", "a proxy that is not http(s)");
     assert_eq!(sim.stat("describe_calls"), 0);
+}
+
+#[test]
+fn a_tls_intercepting_proxy_is_trusted_through_its_ca_bundle() {
+    let ca = TestCa::new();
+    let sim = ca.https_sim(&["--sessions", "15"]);
+    let corporate = InterceptingCa::new();
+    let proxy = Proxy::intercepting(&corporate, &ca.path("ca.pem"));
+    // By name: the proxy makes certificates for host names.
+    let endpoint = sim.endpoint.replace("127.0.0.1", "localhost");
+    let run = |bundle: &Path, out: &Path| {
+        ssm_audit()
+            .args(["export", "--max-attempts", "1", "--endpoint-url", &endpoint])
+            .arg("--output")
+            .arg(out)
+            .arg("--ca-bundle")
+            .arg(bundle)
+            .env("HTTPS_PROXY", &proxy.url)
+            .output()
+            .expect("run")
+    };
+    let out = tempfile::tempdir().expect("tempdir");
+    // The endpoint's own CA is not enough: the proxy re-signs everything.
+    let refused = run(&ca.path("ca.pem"), &out.path().join("refused"));
+    assert_refused(&refused, 1, "UnknownIssuer", "an intercepted endpoint");
+    let trusted = run(&corporate.path("corp-ca.pem"), &out.path().join("trusted"));
+    assert_success(&trusted);
+    assert_eq!(read_rows(&out.path().join("trusted")).len(), 15);
+    assert!(
+        corporate.path("made").join("localhost.pem").exists(),
+        "the proxy made a certificate for the host it intercepted"
+    );
 }
