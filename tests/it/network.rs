@@ -10,6 +10,16 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// Runs the openssl command in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+}
+
 /// A private CA and a certificate it signed for 127.0.0.1, made with the
 /// openssl command.
 struct TestCa {
@@ -19,14 +29,7 @@ struct TestCa {
 impl TestCa {
     fn new() -> TestCa {
         let dir = tempfile::tempdir().expect("tempdir");
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("the openssl command runs");
-            assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-        };
+        let openssl = |args: &[&str]| openssl(dir.path(), args);
         let p256 = [
             "-newkey",
             "ec",
@@ -109,14 +112,7 @@ struct InterceptingCa {
 impl InterceptingCa {
     fn new() -> InterceptingCa {
         let dir = tempfile::tempdir().expect("tempdir");
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("the openssl command runs");
-            assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-        };
+        let openssl = |args: &[&str]| openssl(dir.path(), args);
         openssl(&["genrsa", "-out", "corp-ca.key", "2048"]);
         openssl(&[
             "req",
