@@ -373,6 +373,7 @@ impl Worker {
                 }
             };
             let returned = output.sessions().len();
+            tracing::trace!(job = %job.describe(), page = seq, returned, more = output.next_token().is_some(), "page");
             // A part is one page, and the dedupe set addresses its rows in 16 bits.
             if returned > self.options.page_size.max(0) as usize {
                 return Err(CrawlError::OversizedPage {
