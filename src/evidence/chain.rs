@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
 
 use crate::dataset::chain::{AdoptedManifest, ChainHead, ChainLink, MAX_EVIDENCE_BYTES};
 use crate::dataset::layout::{self, RunsEntry, CHAIN_PREFIX, RUNS_PREFIX};
@@ -92,6 +93,7 @@ fn parse_entry(key: &str, bytes: &[u8]) -> Result<Entry, String> {
 /// Reads every manifest, signature name and head of the data set.
 pub async fn read_ledger<S: Storage>(storage: &S) -> Result<Ledger, StorageError> {
     let mut ledger = Ledger::default();
+    let mut manifests = Vec::new();
     for key in storage.list(RUNS_PREFIX).await? {
         let pair = match layout::runs_entry(&key) {
             RunsEntry::Signature => {
@@ -105,7 +107,17 @@ pub async fn read_ledger<S: Storage>(storage: &S) -> Result<Ledger, StorageError
             RunsEntry::Chained { account_id, region } => Some((account_id, region)),
             RunsEntry::Unchained => None,
         };
-        match read_entry(storage, &key).await? {
+        manifests.push((key, pair));
+    }
+    // A few manifests in flight at once, in order.
+    let mut reads = stream::iter(manifests)
+        .map(|(key, pair)| async move {
+            let read = read_entry(storage, &key).await;
+            (key, pair, read)
+        })
+        .buffered(crate::evidence::verify::READ_AHEAD);
+    while let Some((key, pair, read)) = reads.next().await {
+        match read? {
             None => {}
             Some(Err(reason)) => ledger.unreadable.push((key, reason)),
             Some(Ok(entry)) => match pair {
