@@ -285,6 +285,9 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> Result<SdkConfig, AwsErr
     if let Ok(name) = aws_config::AppName::new(format!("ssm-audit-{}", settings.command)) {
         loader = loader.app_name(name);
     }
+    if let Some(bundle) = &settings.network.ca_bundle {
+        tracing::debug!(path = %bundle.path.display(), certificates = bundle.certificates, "trusting the CA bundle's certificates beside the system's");
+    }
     if settings.network.proxy_from_env {
         tracing::debug!(
             "AWS calls go through the proxy of HTTPS_PROXY/HTTP_PROXY, NO_PROXY exempting"

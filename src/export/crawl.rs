@@ -514,18 +514,16 @@ impl Worker {
                 }
             };
             drop(permit);
-            let throttled_now = result
-                .as_ref()
-                .is_err_and(|e| aws::classify(e) == Failure::Throttled);
-            self.options.progress.call(throttled_now);
             let error = match result {
                 Ok(output) => {
+                    self.options.progress.call(false);
                     self.options.pacer.finish(slot, Outcome::Succeeded);
                     return Ok((Ok(output), failed + throttled + 1));
                 }
                 Err(error) => error,
             };
             let failure = aws::classify(&error);
+            self.options.progress.call(failure == Failure::Throttled);
             tracing::trace!(?failure, failed, throttled, rate = ?self.options.pacer.rate(), "DescribeSessions attempt failed");
             let outcome = match failure {
                 Failure::Throttled => Outcome::Throttled,
