@@ -30,7 +30,7 @@ pub const SCHEMA_VERSION_KEY: &str = "ssm_audit.schema_version";
 
 /// Rows per Parquet row group: small enough that a reader's memory stays low,
 /// large enough that statistics prune well.
-const ROW_GROUP_SIZE: usize = 65_536;
+pub const ROW_GROUP_SIZE: usize = 65_536;
 
 /// Why Parquet bytes could not be written or read back as sessions.
 #[derive(Debug, thiserror::Error)]

@@ -115,7 +115,7 @@ pub async fn read_ledger<S: Storage>(storage: &S) -> Result<Ledger, StorageError
             let read = read_entry(storage, &key).await;
             (key, pair, read)
         })
-        .buffered(crate::evidence::verify::READ_AHEAD);
+        .buffered(crate::storage::REQUESTS_AT_ONCE);
     while let Some((key, pair, read)) = reads.next().await {
         match read? {
             None => {}

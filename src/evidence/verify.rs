@@ -599,11 +599,6 @@ fn check_unchained(report: &mut VerifyReport, ledger: &Ledger) {
     }
 }
 
-/// Reads in flight at once while verifying: files come from S3 in tens of
-/// milliseconds each, so one at a time would take hours over an
-/// organization's years.
-pub(crate) const READ_AHEAD: usize = 16;
-
 /// Every chained manifest carries a valid signature by the given key.
 async fn check_signatures<S: Storage>(
     storage: &S,
@@ -623,7 +618,7 @@ async fn check_signatures<S: Storage>(
                 };
                 (entry, key, read)
             })
-            .buffered(READ_AHEAD);
+            .buffered(crate::storage::REQUESTS_AT_ONCE);
         while let Some((entry, key, read)) = reads.next().await {
             let Some(read) = read else {
                 report.find(FindingKind::Unsigned, &entry.key, format!("no {key}"));
@@ -696,7 +691,7 @@ async fn check_files<S: Storage>(
             let hashed = read.map(|found| found.map(|f| (sha256_hex(&f.data), f.object_version)));
             (path, expected, hashed)
         })
-        .buffered(READ_AHEAD);
+        .buffered(crate::storage::REQUESTS_AT_ONCE);
     while let Some((path, (sha256, manifest), read)) = reads.next().await {
         let found = match read {
             Ok(found) => found,

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::api::SessionState;
@@ -510,8 +511,15 @@ impl<S: Storage> CheckpointStore<S> {
 
     /// Removes every staged part (the checkpoint file stays).
     pub async fn clear_staged(&self) -> Result<(), CheckpointError> {
-        for key in self.staged_parts().await? {
-            self.storage.delete(&key).await?;
+        // A crawl stages a part per page: hundreds of deletes, which on S3
+        // are round trips worth overlapping.
+        let keys = self.staged_parts().await?;
+        let storage = &self.storage;
+        let mut deletes = stream::iter(keys)
+            .map(|key| async move { storage.delete(&key).await })
+            .buffer_unordered(crate::storage::REQUESTS_AT_ONCE);
+        while let Some(deleted) = deletes.next().await {
+            deleted?;
         }
         Ok(())
     }

@@ -520,11 +520,11 @@ impl Locked<'_> {
         self.crawl_and_stage(jobs, &mut checkpoint, &mut stager, cancel)
             .await?;
 
-        let staged = stager.into_staged();
+        let staged = Arc::new(stager.into_staged());
         let published = publish::publish(
-            self.output.as_ref(),
-            self.checkpoints.storage().as_ref(),
-            &staged,
+            self.output.clone(),
+            self.checkpoints.storage().clone(),
+            staged.clone(),
             &self.account_id,
             &self.region,
             layout::days_around(config.window),

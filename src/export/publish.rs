@@ -1,5 +1,5 @@
 //! Publishing: turns the staged winners into the data set's partitions,
-//! `sessions/dt=YYYY-MM-DD/<account>_<region>.parquet`, one at a time.
+//! `sessions/dt=YYYY-MM-DD/<account>_<region>.parquet`, a few days at a time.
 //!
 //! A partition that exists is merged, never overwritten: its rows stay, the
 //! stronger observation of a session wins, `first_seen_at` keeps its earliest
@@ -8,6 +8,7 @@
 //! rewritten. Each file is published atomically through the storage seam.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::NaiveDate;
@@ -35,6 +36,8 @@ pub enum PublishError {
     Encode { key: String, source: SchemaError },
     #[error("{key} is not sorted by start_date and session_id")]
     Unsorted { key: String },
+    #[error("publishing stopped before every partition was written ({0}); rerun to publish them")]
+    Interrupted(String),
     #[error("session {session_id} has a StartDate ({start_date} ms) outside the calendar, so it has no partition")]
     OutsideCalendar { session_id: String, start_date: i64 },
 }
@@ -62,10 +65,10 @@ pub enum PublishError {
 /// `pending` (parts below the `parts_storage` prefix given, read back by the
 /// next run) and it is listed in the outcome; every other partition is
 /// published.
-pub async fn publish<S: Storage, P: Storage>(
-    storage: &S,
-    parts_storage: &P,
-    staged: &Staged,
+pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
+    storage: Arc<S>,
+    parts_storage: Arc<P>,
+    staged: Arc<Staged>,
     account_id: &str,
     region: &str,
     scan: std::ops::RangeInclusive<NaiveDate>,
@@ -84,25 +87,131 @@ pub async fn publish<S: Storage, P: Storage>(
         })?;
         by_date.entry(date).or_default().push(index as u32);
     }
-    let mut parts = PartCache::new(parts_storage, &staged.parts);
-    let moves = find_moves(storage, staged, &mut parts, account_id, region, scan).await?;
+    let mut parts = PartCache::new(parts_storage.as_ref(), &staged.parts);
+    let moves = Arc::new(
+        find_moves(
+            storage.as_ref(),
+            &staged,
+            &mut parts,
+            account_id,
+            region,
+            scan,
+        )
+        .await?,
+    );
     let mut dates: std::collections::BTreeSet<NaiveDate> = by_date.keys().copied().collect();
     dates.extend(moves.days.iter().copied());
-    let mut written = Vec::with_capacity(dates.len());
-    let mut failed = Vec::new();
-    for date in dates {
-        let mut indexes = by_date.remove(&date).unwrap_or_default();
-        let order = |index: &u32| {
-            let index = *index as usize;
-            layout::row_order(winners.winner(index).start_date, winners.id(index))
-        };
-        indexes.sort_unstable_by(|a, b| order(a).cmp(&order(b)));
-        let key = PartitionKey {
-            date,
-            account_id: account_id.to_owned(),
-            region: region.to_owned(),
+    // Days are independent, so they are merged and encoded on every core
+    // the runtime has, and one day's waits on storage (its existing file,
+    // its parts, the durable write) overlap another's work. Each has its
+    // own cache of parts; a part straddling midnight is decoded twice.
+    let mut days = dates
+        .into_iter()
+        .map(|date| {
+            let mut indexes = by_date.remove(&date).unwrap_or_default();
+            let order = |index: &u32| {
+                let index = *index as usize;
+                layout::row_order(winners.winner(index).start_date, winners.id(index))
+            };
+            indexes.sort_unstable_by(|a, b| order(a).cmp(&order(b)));
+            let day = Day {
+                storage: storage.clone(),
+                parts_storage: parts_storage.clone(),
+                staged: staged.clone(),
+                moves: moves.clone(),
+                pending: pending.clone(),
+                date,
+                key: PartitionKey {
+                    date,
+                    account_id: account_id.to_owned(),
+                    region: region.to_owned(),
+                }
+                .key(),
+            };
+            let rows = indexes.len();
+            (rows, async move { (rows, day.publish(indexes).await) })
+        })
+        .peekable();
+    // Dropping the set (on an error) aborts the days still running.
+    let mut running = tokio::task::JoinSet::new();
+    let mut rows_running = 0;
+    let mut published = Published::default();
+    loop {
+        // A busy day's encoder holds a row group; busy days go alone, so
+        // memory stays that of one day however many run.
+        while running.len() < PARTITIONS_AT_ONCE {
+            let Some((rows, _)) = days.peek() else { break };
+            if !running.is_empty() && rows_running + rows > ROWS_AT_ONCE {
+                break;
+            }
+            let Some((rows, day)) = days.next() else {
+                break;
+            };
+            rows_running += rows;
+            running.spawn(day);
         }
-        .key();
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (rows, outcome) = match joined {
+            Ok(joined) => joined,
+            Err(error) => match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(error) => return Err(PublishError::Interrupted(error.to_string())),
+            },
+        };
+        rows_running -= rows;
+        match outcome? {
+            DayOutcome::Written(file) => published.files.push(file),
+            DayOutcome::Pending(partition) => published.pending.push(partition),
+        }
+    }
+    published.files.sort_by(|a, b| a.path.cmp(&b.path));
+    published
+        .pending
+        .sort_by(|a, b| a.partition.cmp(&b.partition));
+    Ok(published)
+}
+
+/// Partitions merged and written at once, at most.
+const PARTITIONS_AT_ONCE: usize = 4;
+/// Fresh rows of the partitions in flight, at most (unless one day holds
+/// more): about one row group's.
+const ROWS_AT_ONCE: usize = schema::ROW_GROUP_SIZE;
+
+/// One day's partition, to merge and write.
+struct Day<S, P> {
+    storage: Arc<S>,
+    parts_storage: Arc<P>,
+    staged: Arc<Staged>,
+    moves: Arc<Moves>,
+    pending: Pending,
+    date: NaiveDate,
+    key: String,
+}
+
+/// What became of one day's partition.
+enum DayOutcome {
+    Written(WrittenFile),
+    /// Its existing file could not be merged; its sessions wait in pending.
+    Pending(PendingPartition),
+}
+
+impl<S: Storage, P: Storage> Day<S, P> {
+    /// Merges the winners at `indexes` (sorted by row order) into the day's
+    /// partition and writes it.
+    async fn publish(self, indexes: Vec<u32>) -> Result<DayOutcome, PublishError> {
+        let Day {
+            storage,
+            parts_storage,
+            staged,
+            moves,
+            pending,
+            date,
+            key,
+        } = self;
+        let winners = staged.winners.winners();
+        let mut parts = PartCache::new(parts_storage.as_ref(), &staged.parts);
         let existing = storage.get(&key).await?;
         let merged = if moves.touches(date) {
             // Rare: a session moved into or out of this day.
@@ -137,14 +246,13 @@ pub async fn publish<S: Storage, P: Storage>(
                     }
                 }
                 fresh.extend(moves.of(date).1);
-                let kept = pending.keep(parts_storage, date, &fresh).await?;
-                failed.push(PendingPartition {
-                    partition: key.clone(),
+                let kept = pending.keep(parts_storage.as_ref(), date, &fresh).await?;
+                return Ok(DayOutcome::Pending(PendingPartition {
+                    partition: key,
                     reason: error.to_string(),
                     sessions: fresh.len(),
                     kept_in: kept,
-                });
-                continue;
+                }));
             }
             Err(error) => return Err(error),
         };
@@ -155,12 +263,8 @@ pub async fn publish<S: Storage, P: Storage>(
             sha256: sha256_hex(&bytes),
         };
         storage.put(&key, Bytes::from(bytes)).await?;
-        written.push(file);
+        Ok(DayOutcome::Written(file))
     }
-    Ok(Published {
-        files: written,
-        pending: failed,
-    })
 }
 
 /// What publishing did.
@@ -465,8 +569,9 @@ struct PartCache<'a, P> {
     recent: std::collections::VecDeque<(u32, Vec<SessionRecord>)>,
 }
 
-/// Decoded parts kept at once: at most 200 rows each.
-const PART_CACHE: usize = 64;
+/// Decoded parts one day keeps at once: at most 200 rows each. With
+/// [`PARTITIONS_AT_ONCE`] days in flight, 64 parts (about 13 MB) at most.
+const PART_CACHE: usize = 16;
 
 impl<'a, P: Storage> PartCache<'a, P> {
     fn new(storage: &'a P, keys: &'a [String]) -> PartCache<'a, P> {
@@ -531,12 +636,12 @@ mod tests {
 
     async fn publish_and_read(
         storage: &std::sync::Arc<LocalStorage>,
-        staged: &Staged,
+        staged: &Arc<Staged>,
     ) -> Vec<SessionRecord> {
         let written = publish(
-            storage.as_ref(),
-            storage.as_ref(),
-            staged,
+            storage.clone(),
+            storage.clone(),
+            staged.clone(),
             "123456789012",
             "eu-west-1",
             NaiveDate::MIN..=NaiveDate::MAX,
@@ -582,7 +687,7 @@ mod tests {
             })
             .await
             .expect("stage");
-        let staged = stager.into_staged();
+        let staged = Arc::new(stager.into_staged());
         let key = PartitionKey {
             date: NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date"),
             account_id: "123456789012".into(),

@@ -28,6 +28,11 @@ pub use key::{folder_prefix, object_key};
 pub use local::LocalStorage;
 pub use s3::{S3Options, S3Storage, Sse};
 
+/// Requests to storage a sequence of independent reads or deletes keeps in
+/// flight: an object on S3 is tens of milliseconds away, so one at a time
+/// would make an organization's verify, or a crawl's clean-up, take hours.
+pub const REQUESTS_AT_ONCE: usize = 16;
+
 /// A storage operation that failed, with the object it was about.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
