@@ -19,6 +19,10 @@
 //!   [`CUT`]. Calls already in flight at a cut answer the old rate, so they do
 //!   not cut again. The rate then saws between 0.9 and 1 of the allowed rate,
 //!   about 0.95 on average, with about one call in 50 throttled.
+//! - **Untested rates.** The rate grows (probe or steady) only on calls
+//!   that waited for their slot: a crawl using less than the rate (one
+//!   window paging alone) never meets the limit, and a rate grown unopposed
+//!   meanwhile would be a storm of throttles once the windows split.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -147,10 +151,18 @@ impl Pacer {
                 let mut state = self.lock();
                 match state.rate {
                     Some(rate) => {
+                        let interval = Duration::from_secs_f64(1.0 / rate);
                         let slot = state.next_slot.max(now);
-                        state.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
-                        state.in_flight += 1;
-                        Ok(slot)
+                        if slot > now + interval {
+                            // A slot claimed far ahead would hold this call
+                            // to today's rate however the rate moves: look
+                            // again when it is near.
+                            Err(slot - interval)
+                        } else {
+                            state.next_slot = slot + interval;
+                            state.in_flight += 1;
+                            Ok(slot)
+                        }
                     }
                     None if state.in_flight < state.in_flight_cap => {
                         state.in_flight += 1;
@@ -194,13 +206,25 @@ impl Pacer {
                 {
                     state.successes.pop_front();
                 }
+                // A call that did not wait for its slot was not held back
+                // by the rate: the crawl used less than it (one window
+                // paging alone), so the rate was not tested. Growing it
+                // anyway would let it run far past the limit unopposed, a
+                // storm of throttles once the windows split.
+                let paced = slot.sent > slot.decided;
                 match (state.rate, state.probing_since) {
-                    (Some(_), Some(since)) => {
+                    (Some(_), Some(since)) if paced => {
                         let doublings =
                             now.duration_since(since).as_secs_f64() / PROBE_DOUBLING.as_secs_f64();
                         state.rate = Some(state.probe_base * doublings.exp2());
                     }
-                    (Some(rate), None) => state.rate = Some(rate * (1.0 + GROWTH)),
+                    (Some(rate), Some(_)) => {
+                        // The probe holds here and goes on when calls wait.
+                        state.probe_base = rate;
+                        state.probing_since = Some(now);
+                    }
+                    (Some(rate), None) if paced => state.rate = Some(rate * (1.0 + GROWTH)),
+                    (Some(_), None) => {}
                     (None, _) => state.in_flight_cap += 1,
                 }
             }
@@ -241,13 +265,21 @@ impl Pacer {
 
     /// How many calls in flight are worth having, of `concurrency`: all of
     /// them until a rate is learned, then what the rate keeps busy (rate x
-    /// latency, with room for jitter). Splitting windows for more workers
+    /// latency, with room for jitter once the rate is settled). Splitting windows for more workers
     /// than that only costs calls.
     pub fn useful_concurrency(&self, concurrency: usize) -> usize {
         let state = self.lock();
         match (state.rate, state.latency) {
             (Some(rate), Some(latency)) => {
-                let busy = (rate * latency.as_secs_f64() * 1.5).ceil() as usize;
+                // While probing, the rate is a guess the next throttle may
+                // refute: enough windows to use it, no room for jitter
+                // (each window split costs calls).
+                let room = if state.probing_since.is_some() {
+                    1.0
+                } else {
+                    1.5
+                };
+                let busy = (rate * latency.as_secs_f64() * room).ceil() as usize;
                 busy.clamp(1, concurrency)
             }
             _ => concurrency,
@@ -285,11 +317,24 @@ mod tests {
         // A call sent before that cut does not cut again.
         pacer.finish(c, Outcome::Throttled);
         assert_eq!(pacer.rate(), Some(first));
-        tokio::time::advance(PROBE_DOUBLING).await;
+        // A call that started before the rate was not held back by it: the
+        // probe holds.
         pacer.finish(d, Outcome::Succeeded);
+        assert_eq!(pacer.rate(), Some(first));
+        let held = Instant::now();
+        // A call that waits for its slot grows the probe, doubling every
+        // PROBE_DOUBLING.
+        let x = pacer.start().await;
+        let y = pacer.start().await;
+        assert!(y.sent > y.decided, "the second call waits for its slot");
+        pacer.finish(x, Outcome::Failed);
+        tokio::time::advance(PROBE_DOUBLING).await;
+        pacer.finish(y, Outcome::Succeeded);
         let probed = pacer.rate().expect("a rate");
+        let doublings = held.elapsed().as_secs_f64() / PROBE_DOUBLING.as_secs_f64();
+        assert!(doublings >= 1.0);
         assert!(
-            (probed - 2.0 * first).abs() < 1e-6,
+            (probed - first * doublings.exp2()).abs() < 1e-6,
             "doubles while probing: {probed}"
         );
 
@@ -322,5 +367,55 @@ mod tests {
         let h = pacer.start().await;
         pacer.finish(h, Outcome::Throttled);
         assert!((pacer.rate().expect("a rate") - raised * CUT).abs() < 1e-9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_the_crawl_does_not_use_does_not_grow_and_asks_for_no_windows() {
+        let pacer = Pacer::new();
+        assert_eq!(pacer.useful_concurrency(16), 16, "all, before any throttle");
+        let a = pacer.start().await;
+        let b = pacer.start().await;
+        tokio::time::advance(Duration::from_millis(100)).await;
+        pacer.finish(a, Outcome::Succeeded);
+        // One success in 100 ms: 10 calls/s got through, the probe starts
+        // at 5; at 100 ms a call, one window keeps that busy.
+        pacer.finish(b, Outcome::Throttled);
+        let probe = pacer.rate().expect("a rate");
+        assert!((probe - 5.0).abs() < 1e-9, "{probe}");
+        assert_eq!(pacer.useful_concurrency(16), 1);
+        // A second later a call finds its slot free (one window paging
+        // alone uses less than the rate): however long the probe has run,
+        // the rate stays where it was.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let c = pacer.start().await;
+        assert_eq!(c.sent, c.decided);
+        tokio::time::advance(Duration::from_millis(100)).await;
+        pacer.finish(c, Outcome::Succeeded);
+        assert_eq!(pacer.rate(), Some(probe));
+        assert_eq!(pacer.useful_concurrency(16), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_calls_take_up_a_faster_rate_instead_of_slots_claimed_at_the_old_one() {
+        let pacer = Pacer::new();
+        let a = pacer.start().await;
+        let b = pacer.start().await;
+        tokio::time::advance(Duration::from_millis(100)).await;
+        pacer.finish(a, Outcome::Succeeded);
+        pacer.finish(b, Outcome::Throttled);
+        // 16 windows wait at 5 calls/s. Had each claimed its slot, the last
+        // would be bound to start 3 s from now whatever the rate became;
+        // at most two slots ahead are claimed.
+        let mut waiting: futures_util::stream::FuturesUnordered<_> =
+            (0..16).map(|_| pacer.start()).collect();
+        let _ = tokio::time::timeout(Duration::from_millis(1), async {
+            while futures_util::StreamExt::next(&mut waiting).await.is_some() {}
+        })
+        .await;
+        let ahead = pacer
+            .lock()
+            .next_slot
+            .saturating_duration_since(Instant::now());
+        assert!(ahead <= Duration::from_millis(400), "{ahead:?}");
     }
 }

@@ -218,6 +218,32 @@ fn the_crawl_paces_itself_to_the_rate_limit_instead_of_storming_it() {
 }
 
 #[test]
+fn a_rate_learned_low_while_windows_wait_does_not_run_away_into_a_storm() {
+    // The first throttle comes right after the first split: 16 windows
+    // wait at the low first rate, one window alone never met the limit.
+    // A rate that grew meanwhile unopposed (or slots claimed seconds ahead
+    // at the first rate) ended in hundreds of throttles and a failed run.
+    let data = generated(4000, 7, &["--bursts", "0", "--active-share", "0.002"]);
+    let (sim, _d) = Sim::with_sessions(
+        &data,
+        &["--rate-limit", "40", "--burst", "1", "--latency", "100ms"],
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = export(
+        &sim,
+        out.path(),
+        &["--page-size", "50", "--concurrency", "16"],
+    );
+    assert_success(&result);
+    assert_eq!(read_rows(out.path()).len(), data.len());
+    let (calls, throttled) = (sim.stat("describe_calls"), sim.stat("throttled"));
+    assert!(
+        throttled * 10 <= calls,
+        "{throttled} of {calls} calls throttled"
+    );
+}
+
+#[test]
 fn a_call_that_keeps_failing_fails_the_run_and_publishes_nothing() {
     let (sim, _d) = Sim::with_sessions(&generated(50, 1, &[]), &["--error-share", "1"]);
     let out = tempfile::tempdir().expect("tempdir");
