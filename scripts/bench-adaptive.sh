@@ -4,7 +4,7 @@
 # a boto3 paginator script (scripts/boto3_export.py), and ssm-audit at
 # several concurrencies. 100 ms per call (near the real API), uniform and
 # 80%-in-one-hour months, an empty account, and the API limited to 10 calls/s
-# (50 ms per call). Prints one Markdown table row per run: calls, the share
+# (50 ms per call), and 40 calls/s (100 ms). Prints one Markdown table row per run: calls, the share
 # of full pages, throttled calls, wall time, sessions/s, the ratio to the
 # ideal min(C / latency, rate) x 200 sessions/s and to the boto3 script, and
 # ssm-audit's peak RSS and CPU time (user + sys) per session. PROFILE=debug reuses the debug build; QUICK=1 skips
@@ -73,12 +73,20 @@ bench_case() {
   for spec in "$@"; do
     local tool=${spec%%:*} concurrency=${spec#*:}
     start_sim --sessions "$sessions" --seed 5 --skew-share "$skew" --bursts 0 \
-      --latency "${latency_ms}ms" "${limit[@]}"
+      --active-share "$active_share" --latency "${latency_ms}ms" "${limit[@]}"
     run "$tool" "$name" "$concurrency" "$sessions" "$latency_ms" "$rate"
     kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=
     rm -f "$work/endpoint"
   done
 }
+
+# Sessions still open when the crawl runs. Session Manager ends idle
+# sessions after 20 minutes by default and caps a session at 24 hours, so
+# at any moment a month's sessions are mostly closed: 0.2% open (40 of
+# 20,000, a session lasting about an hour and a half on average) is a busy
+# account. One case keeps the simulator's default of 3% (600 open, each
+# lasting about 22 hours), where Active's serial pages show.
+active_share=${ACTIVE_SHARE:-0.002}
 
 echo "| case | tool | concurrency | calls | full pages | throttled | wall | sessions/s | of ideal | vs boto3 | peak RSS | CPU µs/session |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
@@ -91,6 +99,12 @@ bench_case "20k uniform, no latency" 20000 0 0 - ssm-audit:16
 bench_case "20k uniform" 20000 0 100 - boto3:1 "${cli[@]}" "${audit[@]}"
 bench_case "20k skewed" 20000 0.8 100 - boto3:1 "${audit[@]}"
 bench_case "20k uniform, 10/s" 20000 0 50 10 boto3:1 ssm-audit:4 ssm-audit:16 ssm-audit:64
+# A looser limit, where one window paging alone uses a quarter of it.
+bench_case "20k uniform, 40/s" 20000 0 100 40 boto3:1 ssm-audit:16
+default_share=$active_share
+active_share=0.03
+bench_case "20k uniform, 3% open" 20000 0 100 - boto3:1 ssm-audit:16
+active_share=$default_share
 if [ -z "${QUICK:-}" ]; then
   bench_case "100k uniform" 100000 0 100 - boto3:1 ssm-audit:16 ssm-audit:64
   bench_case "100k skewed" 100000 0.8 100 - boto3:1 ssm-audit:16 ssm-audit:64
