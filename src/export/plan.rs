@@ -135,7 +135,7 @@ pub fn split_window(
         }
         (affordable as usize).min(pieces)
     };
-    if pages_done >= 2 {
+    if pages_done >= 2 || in_time_order {
         if let Some(edges) = hot_edge_pieces(window, &weight, pieces, min_width_ms, page_size) {
             return to_ranges(&edges);
         }
@@ -174,8 +174,9 @@ fn to_ranges(edges: &[i64]) -> Vec<TimeRange> {
         .collect()
 }
 
-/// A later page that reached a stretch much denser than the pages before
-/// it (a hot hour behind ordinary sessions) says the stretch starts there,
+/// A later page (or a first page listed in time order) that reached a
+/// stretch much denser than the pages before it (a hot hour behind
+/// ordinary sessions) says the stretch starts there,
 /// not how far it goes. Cutting the unseen rest at equal estimated weight
 /// would assume it all that dense and cut it into pieces of a few sessions
 /// each. Pieces instead double in width away from the dense edge: the first
@@ -466,6 +467,24 @@ mod tests {
             pieces.iter().filter(|p| p.end <= hot).count() >= 6,
             "{pieces:?}"
         );
+    }
+
+    #[test]
+    fn a_first_page_in_time_order_that_ends_in_a_hot_hour_is_not_cut_evenly() {
+        let window = TimeRange {
+            start: 0,
+            end: 2 * 24 * HOUR,
+        };
+        // Newest first: 120 ordinary sessions over the last day, then 80
+        // from a hot hour that ends a day into the window. Cut evenly, the
+        // unseen day before would become 56 pieces of a few sessions each.
+        let mut seen: Vec<i64> = (0..120).map(|i| window.end - 1 - i * 700_000).collect();
+        let hot = 24 * HOUR;
+        seen.extend((0..80).map(|i| hot - i * 2000));
+        let pieces = split_window(window, &seen, 56, MINUTE, 200, 1, 0.0);
+        assert_covers(window, &pieces, MINUTE);
+        assert_hot_edge_pieces(&pieces, hot - 79 * 2000, 4 * 200 * 2000);
+        assert!(pieces.len() < 20, "{} pieces: {pieces:?}", pieces.len());
     }
 
     /// Pieces that double in width away from a dense edge at `edge` (the
