@@ -58,8 +58,8 @@ ideal = min(concurrency / latency if latency else math.inf, rate) * 200
 speed = sessions / seconds
 print(f"| {case} | {tool} | {concurrency} | {stats['describe_calls']} | {stats['full_pages'] / ok:.0%} | "
       f"{stats['throttled']} | {seconds:.1f} s | {speed:,.0f} | "
-      f"{speed / ideal if sessions and ideal != math.inf else 0:.2f} | "
-      f"{boto3 / seconds if boto3 and tool != 'boto3' else 0:.1f}x | {sys.argv[10] or '-'} | {sys.argv[11]} |")
+      f"{f'{speed / ideal:.2f}' if sessions and ideal != math.inf else '-'} | "
+      f"{f'{boto3 / seconds:.1f}x' if boto3 and tool != 'boto3' else '-'} | {sys.argv[10] or '-'} | {sys.argv[11]} |")
 PY
 }
 
