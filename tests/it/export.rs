@@ -190,12 +190,14 @@ fn throttling_500s_and_dropped_connections_are_retried_without_loss() {
     assert!(sim.stat("max_in_flight") <= 6);
 }
 
-#[test]
-fn the_crawl_paces_itself_to_the_rate_limit_instead_of_storming_it() {
-    let data = generated(3000, 6, &["--bursts", "0"]);
+/// Exports `data` at 16 workers against a simulator limited to `rate`
+/// calls/s (burst 1) with `latency` per call; checks every session arrived
+/// and at most a tenth of the calls were throttled (counted, not timed).
+/// Returns the calls.
+fn export_against_a_rate_limit(data: &[SimSession], rate: &str, latency: &str) -> u64 {
     let (sim, _d) = Sim::with_sessions(
-        &data,
-        &["--rate-limit", "20", "--burst", "1", "--latency", "20ms"],
+        data,
+        &["--rate-limit", rate, "--burst", "1", "--latency", latency],
     );
     let out = tempfile::tempdir().expect("tempdir");
     let result = export(
@@ -205,16 +207,23 @@ fn the_crawl_paces_itself_to_the_rate_limit_instead_of_storming_it() {
     );
     assert_success(&result);
     assert_eq!(read_rows(out.path()).len(), data.len());
-    // Counted, not timed: 16 workers against 20 calls/s would throttle most
-    // calls if nothing paced them.
     let (calls, throttled) = (sim.stat("describe_calls"), sim.stat("throttled"));
-    assert!(calls >= 60, "{calls} calls");
     assert!(
         throttled * 10 <= calls,
         "{throttled} of {calls} calls throttled"
     );
     let m = manifest(out.path());
     assert_eq!(m["api"]["throttled"].as_u64(), Some(throttled), "{m}");
+    calls
+}
+
+#[test]
+fn the_crawl_paces_itself_to_the_rate_limit_instead_of_storming_it() {
+    // 16 workers against 20 calls/s would throttle most calls if nothing
+    // paced them.
+    let data = generated(3000, 6, &["--bursts", "0"]);
+    let calls = export_against_a_rate_limit(&data, "20", "20ms");
+    assert!(calls >= 60, "{calls} calls");
 }
 
 #[test]
@@ -224,23 +233,7 @@ fn a_rate_learned_low_while_windows_wait_does_not_run_away_into_a_storm() {
     // A rate that grew meanwhile unopposed (or slots claimed seconds ahead
     // at the first rate) ended in hundreds of throttles and a failed run.
     let data = generated(4000, 7, &["--bursts", "0", "--active-share", "0.002"]);
-    let (sim, _d) = Sim::with_sessions(
-        &data,
-        &["--rate-limit", "40", "--burst", "1", "--latency", "100ms"],
-    );
-    let out = tempfile::tempdir().expect("tempdir");
-    let result = export(
-        &sim,
-        out.path(),
-        &["--page-size", "50", "--concurrency", "16"],
-    );
-    assert_success(&result);
-    assert_eq!(read_rows(out.path()).len(), data.len());
-    let (calls, throttled) = (sim.stat("describe_calls"), sim.stat("throttled"));
-    assert!(
-        throttled * 10 <= calls,
-        "{throttled} of {calls} calls throttled"
-    );
+    export_against_a_rate_limit(&data, "40", "100ms");
 }
 
 #[test]
