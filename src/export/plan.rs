@@ -449,42 +449,52 @@ mod tests {
         assert!(in_hot_hour >= 8, "{pieces:?}");
     }
 
-    #[test]
-    fn a_dense_stretch_reached_near_the_window_start_is_still_split() {
-        let window = TimeRange {
-            start: 0,
-            end: 6 * 24 * HOUR,
-        };
-        // Seven pages in: six days of ordinary sessions, then a page from a
-        // hot hour that starts nine hours after the window does.
-        let mut seen: Vec<i64> = (0..1200).map(|i| window.end - 1 - i * 260_000).collect();
-        let hot = 10 * HOUR;
-        seen.extend((0..200).map(|i| hot - i * 230));
-        let pieces = split_window(window, &seen, 15, MINUTE, 200, 7, 0.0);
-        assert_covers(window, &pieces, MINUTE);
-        assert_hot_edge_pieces(&pieces, hot - 199 * 230, 4 * 200 * 230);
-        assert!(
-            pieces.iter().filter(|p| p.end <= hot).count() >= 6,
-            "{pieces:?}"
-        );
+    /// `StartDate`s listed newest first: `ordinary` sessions `spacing` ms
+    /// apart back from the window's end, then `hot` ones `hot_spacing` ms
+    /// apart back from `hot_end`.
+    fn ordinary_then_hot(
+        window: TimeRange,
+        (ordinary, spacing): (i64, i64),
+        hot_end: i64,
+        (hot, hot_spacing): (i64, i64),
+    ) -> Vec<i64> {
+        let mut seen: Vec<i64> = (0..ordinary)
+            .map(|i| window.end - 1 - i * spacing)
+            .collect();
+        seen.extend((0..hot).map(|i| hot_end - i * hot_spacing));
+        seen
     }
 
     #[test]
-    fn a_first_page_in_time_order_that_ends_in_a_hot_hour_is_not_cut_evenly() {
-        let window = TimeRange {
-            start: 0,
-            end: 2 * 24 * HOUR,
-        };
-        // Newest first: 120 ordinary sessions over the last day, then 80
-        // from a hot hour that ends a day into the window. Cut evenly, the
-        // unseen day before would become 56 pieces of a few sessions each.
-        let mut seen: Vec<i64> = (0..120).map(|i| window.end - 1 - i * 700_000).collect();
-        let hot = 24 * HOUR;
-        seen.extend((0..80).map(|i| hot - i * 2000));
-        let pieces = split_window(window, &seen, 56, MINUTE, 200, 1, 0.0);
-        assert_covers(window, &pieces, MINUTE);
-        assert_hot_edge_pieces(&pieces, hot - 79 * 2000, 4 * 200 * 2000);
-        assert!(pieces.len() < 20, "{} pieces: {pieces:?}", pieces.len());
+    fn a_hot_hour_behind_ordinary_sessions_gets_pieces_doubling_away_from_it() {
+        // (days in the window, ordinary sessions and their spacing, where
+        // the hot hour ends, hot sessions and their spacing, pages fetched,
+        // pieces asked for)
+        let cases = [
+            // Seven pages in: six days of ordinary sessions, then a page
+            // from a hot hour that starts nine hours after the window does.
+            (6, (1200, 260_000), 10 * HOUR, (200, 230), 7, 15),
+            // One page in time order: 120 ordinary sessions over the last
+            // day, then 80 from a hot hour a day into the window. Cut
+            // evenly, the unseen day would be 56 pieces of a few sessions.
+            (2, (120, 700_000), 24 * HOUR, (80, 2000), 1, 56),
+        ];
+        for (days, ordinary, hot, (count, spacing), pages_done, asked) in cases {
+            let window = TimeRange {
+                start: 0,
+                end: days * 24 * HOUR,
+            };
+            let seen = ordinary_then_hot(window, ordinary, hot, (count, spacing));
+            let pieces = split_window(window, &seen, asked, MINUTE, 200, pages_done, 0.0);
+            assert_covers(window, &pieces, MINUTE);
+            let edge = hot - (count - 1) * spacing;
+            assert_hot_edge_pieces(&pieces, edge, 4 * 200 * spacing);
+            assert!(pieces.len() < 20, "{} pieces: {pieces:?}", pieces.len());
+            assert!(
+                pieces.iter().filter(|p| p.end <= edge).count() >= 5,
+                "{pieces:?}"
+            );
+        }
     }
 
     /// Pieces that double in width away from a dense edge at `edge` (the
