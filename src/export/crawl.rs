@@ -26,7 +26,9 @@ use crate::aws::{self, Failure};
 use crate::config::UserFilter;
 use crate::dataset::record::SessionRecord;
 use crate::export::pace::{Outcome, Pacer};
-use crate::export::plan::{split_window, CrawlJob, FIRST_WINDOW_ALLOWANCE};
+use crate::export::plan::{
+    estimated_pages, split_window, straggler_pieces, CrawlJob, FIRST_WINDOW_ALLOWANCE,
+};
 use crate::progress::PairProgress;
 use crate::shutdown::CancellationToken;
 use crate::text::{error_text, printable};
@@ -203,6 +205,8 @@ struct QueueState {
     waiting: VecDeque<CrawlJob>,
     held: usize,
     next_id: u32,
+    /// One worker's share of the pages, as the first split estimated them.
+    fair_share: Option<f64>,
 }
 
 impl Queue {
@@ -212,6 +216,7 @@ impl Queue {
                 waiting: VecDeque::from(jobs),
                 held: 0,
                 next_id,
+                fair_share: None,
             }),
             changed: Notify::new(),
         }
@@ -247,6 +252,19 @@ impl Queue {
     fn hungry(&self, concurrency: usize) -> usize {
         let state = self.lock();
         concurrency.saturating_sub(state.held + state.waiting.len())
+    }
+
+    /// One worker's share of the pages, once a first split estimated them.
+    fn fair_share(&self) -> Option<f64> {
+        self.lock().fair_share
+    }
+
+    /// Sets the fair share from the first split (later ones keep it).
+    fn set_fair_share(&self, pages_per_worker: f64) {
+        let mut state = self.lock();
+        if state.fair_share.is_none() && pages_per_worker >= 1.0 {
+            state.fair_share = Some(pages_per_worker);
+        }
     }
 
     /// Ids for `count` new windows.
@@ -559,9 +577,24 @@ impl Worker {
     ) -> Vec<CrawlJob> {
         let useful = self.options.pacer.useful_concurrency(self.concurrency);
         let hungry = self.queue.hungry(useful);
-        if hungry == 0 {
-            return Vec::new();
-        }
+        let page_size = self.options.page_size as usize;
+        let pieces = if hungry > 0 {
+            hungry + 1
+        } else {
+            // Nobody waits, but a window that promises on its first page
+            // many times one worker's share would page alone long after the
+            // others end (the hot minutes of a skewed month): split it now,
+            // while a split costs one page, not when workers are free and
+            // it has paged too far for a split to pay.
+            let Some(share) = self.queue.fair_share() else {
+                return Vec::new();
+            };
+            let estimated = estimated_pages(window, seen, page_size);
+            match straggler_pieces(estimated, share, useful, pages_done) {
+                Some(pieces) => pieces,
+                None => return Vec::new(),
+            }
+        };
         let allowance = if window == self.options.crawl_window {
             FIRST_WINDOW_ALLOWANCE
         } else {
@@ -570,12 +603,16 @@ impl Worker {
         let windows = split_window(
             window,
             seen,
-            hungry + 1,
+            pieces,
             self.options.min_split_ms,
-            self.options.page_size as usize,
+            page_size,
             pages_done,
             allowance,
         );
+        if windows.len() >= 2 {
+            self.queue
+                .set_fair_share(estimated_pages(window, seen, page_size) / useful as f64);
+        }
         if windows.len() < 2 {
             tracing::trace!(job = %job.describe(), pages_done, hungry, "not worth splitting");
             return Vec::new();

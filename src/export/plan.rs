@@ -9,7 +9,10 @@
 //!   ([`split_window`]) into sub-windows for them, of about equal weight as
 //!   estimated from the `StartDate`s that page returned; the page itself is
 //!   staged, and its sessions are met again (and deduplicated) in the
-//!   sub-windows.
+//!   sub-windows. The first split also sets one worker's fair share of the
+//!   pages; a window whose first page promises several shares is split
+//!   even with no worker idle ([`straggler_pieces`]), so the hot minutes of
+//!   a skewed month do not page alone at the end.
 //!
 //! Correctness never rests on the service's result order, which AWS does not
 //! document: every window is paged to its last token, and each query is
@@ -162,6 +165,45 @@ pub fn split_window(
     }
     edges.push(window.end);
     to_ranges(&edges)
+}
+
+/// The pages `window` holds, as estimated from the `StartDate`s its pages
+/// returned (`seen`, in any order; see [`split_window`]).
+pub fn estimated_pages(window: TimeRange, seen: &[i64], page_size: usize) -> f64 {
+    let mut dates: Vec<i64> = seen
+        .iter()
+        .copied()
+        .filter(|t| window.contains(*t))
+        .collect();
+    dates.sort_unstable();
+    Weight::estimate(window, &dates).total() / page_size.max(1) as f64
+}
+
+/// A window whose first page promises this many fair shares of pages is
+/// split even with no worker waiting (see [`straggler_pieces`]).
+pub const STRAGGLER_SHARES: f64 = 3.0;
+/// Into at most this many pieces: one page shows where a window begins to
+/// be dense, not how far it stays so, and pieces that come back nearly
+/// empty cost calls (as many pieces as shares went over the call budget at
+/// concurrency 64).
+pub const STRAGGLER_PIECES: usize = 4;
+
+/// How many pieces to cut a window into when no worker waits: with
+/// `estimated` pages after its first page, it would page alone long after
+/// the others end (the hot minutes of a skewed month) if it promises
+/// [`STRAGGLER_SHARES`] times one worker's `share`. Now a split costs one
+/// page; by the time workers are free it has paged too far for a split to
+/// pay. None when not worth it, after the first page, or when the rate
+/// keeps fewer than two calls busy (`useful`).
+pub fn straggler_pieces(
+    estimated: f64,
+    share: f64,
+    useful: usize,
+    pages_done: u32,
+) -> Option<usize> {
+    let shares = estimated / share;
+    let pieces = (shares as usize).min(STRAGGLER_PIECES).min(useful);
+    (pages_done == 1 && shares >= STRAGGLER_SHARES && pieces >= 2).then_some(pieces)
 }
 
 fn to_ranges(edges: &[i64]) -> Vec<TimeRange> {
@@ -516,6 +558,19 @@ mod tests {
                 .all(|w| w[1] >= w[0]),
             "{widths:?}"
         );
+    }
+
+    #[test]
+    fn a_window_promising_many_shares_on_its_first_page_is_split_without_a_waiting_worker() {
+        // One worker's share is 6 pages: 73 pages are 12 shares, cut in 4.
+        assert_eq!(straggler_pieces(73.0, 6.0, 16, 1), Some(4));
+        assert_eq!(straggler_pieces(20.0, 6.0, 16, 1), Some(3));
+        // Under three shares, after the first page, or when the rate keeps
+        // one call busy: no.
+        assert_eq!(straggler_pieces(17.0, 6.0, 16, 1), None);
+        assert_eq!(straggler_pieces(73.0, 6.0, 16, 2), None);
+        assert_eq!(straggler_pieces(73.0, 6.0, 1, 1), None);
+        assert_eq!(straggler_pieces(73.0, 6.0, 2, 1), Some(2));
     }
 
     #[test]
