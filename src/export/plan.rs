@@ -113,12 +113,7 @@ pub fn split_window(
     if pieces < 2 || width < 2 * min_width_ms.max(1000) {
         return vec![window];
     }
-    let mut dates: Vec<i64> = seen
-        .iter()
-        .copied()
-        .filter(|t| window.contains(*t))
-        .collect();
-    dates.sort_unstable();
+    let dates = in_window_sorted(window, seen);
     let weight = Weight::estimate(window, &dates);
     let unseen_share = weight.unseen_span() as f64 / width as f64;
     // Dates listed in time order are the window's edge, however much of it
@@ -170,13 +165,19 @@ pub fn split_window(
 /// The pages `window` holds, as estimated from the `StartDate`s its pages
 /// returned (`seen`, in any order; see [`split_window`]).
 pub fn estimated_pages(window: TimeRange, seen: &[i64], page_size: usize) -> f64 {
+    let dates = in_window_sorted(window, seen);
+    Weight::estimate(window, &dates).total() / page_size.max(1) as f64
+}
+
+/// The `StartDate`s of `seen` that lie in `window`, sorted.
+fn in_window_sorted(window: TimeRange, seen: &[i64]) -> Vec<i64> {
     let mut dates: Vec<i64> = seen
         .iter()
         .copied()
         .filter(|t| window.contains(*t))
         .collect();
     dates.sort_unstable();
-    Weight::estimate(window, &dates).total() / page_size.max(1) as f64
+    dates
 }
 
 /// A window whose first page promises this many fair shares of pages is
