@@ -578,6 +578,7 @@ impl Worker {
         let useful = self.options.pacer.useful_concurrency(self.concurrency);
         let hungry = self.queue.hungry(useful);
         let page_size = self.options.page_size as usize;
+        let estimated = || estimated_pages(window, seen, page_size);
         let pieces = if hungry > 0 {
             hungry + 1
         } else {
@@ -589,8 +590,7 @@ impl Worker {
             let Some(share) = self.queue.fair_share() else {
                 return Vec::new();
             };
-            let estimated = estimated_pages(window, seen, page_size);
-            match straggler_pieces(estimated, share, useful, pages_done) {
+            match straggler_pieces(estimated(), share, useful, pages_done) {
                 Some(pieces) => pieces,
                 None => return Vec::new(),
             }
@@ -609,9 +609,8 @@ impl Worker {
             pages_done,
             allowance,
         );
-        if windows.len() >= 2 {
-            self.queue
-                .set_fair_share(estimated_pages(window, seen, page_size) / useful as f64);
+        if windows.len() >= 2 && self.queue.fair_share().is_none() {
+            self.queue.set_fair_share(estimated() / useful as f64);
         }
         if windows.len() < 2 {
             tracing::trace!(job = %job.describe(), pages_done, hungry, "not worth splitting");
