@@ -12,8 +12,9 @@
 //!   crawl's age when it is younger: the first throttle often comes within a
 //!   few round trips, whose count a burst allowance inflates); from now on
 //!   the rate alone governs. It then probes upwards, doubling every
-//!   [`PROBE_DOUBLING`], until the next throttle settles it at [`CUT`] of what
-//!   got through (never below half the probe's rate).
+//!   [`PROBE_DOUBLING`] while calls wait for it, until the next throttle
+//!   settles it at [`CUT`] of what got through (never below half the
+//!   probe's rate).
 //! - **Steady.** Each success raises the rate by [`GROWTH`] (about 1.11x in
 //!   53 successes); a throttle of a call sent after the last cut cuts it to
 //!   [`CUT`]. Calls already in flight at a cut answer the old rate, so they do
@@ -265,8 +266,8 @@ impl Pacer {
 
     /// How many calls in flight are worth having, of `concurrency`: all of
     /// them until a rate is learned, then what the rate keeps busy (rate x
-    /// latency, with room for jitter once the rate is settled). Splitting windows for more workers
-    /// than that only costs calls.
+    /// latency, with room for jitter once the rate is settled). Splitting
+    /// windows for more workers than that only costs calls.
     pub fn useful_concurrency(&self, concurrency: usize) -> usize {
         let state = self.lock();
         match (state.rate, state.latency) {
