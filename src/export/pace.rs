@@ -6,8 +6,7 @@
 //! - **Start.** No rate yet, but a cap on calls in flight that starts at
 //!   [`START_IN_FLIGHT`] and grows by one per success (doubling every round
 //!   trip, as TCP's slow start does), so a fan-out to many windows does not
-//!   open with a storm. Calls waiting for a place get one in the order they
-//!   asked (a semaphore, not polling).
+//!   open with a storm.
 //! - **First throttle.** The cap is lifted and the rate becomes half of
 //!   what got through lately (successes over the last second, or over the
 //!   crawl's age when it is younger: the first throttle often comes within a
@@ -30,7 +29,6 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// Calls in flight allowed before anything is known of the rate.
@@ -46,24 +44,10 @@ const MIN_RATE: f64 = 0.2;
 /// How far back successes are counted to learn the first rate.
 const MEASURE: Duration = Duration::from_secs(1);
 
-/// How a call may start, as [`Pacer::start`] finds it.
-#[derive(Debug, Clone, Copy)]
-enum Next {
-    /// Take a place in flight (before the first throttle), waiting in line.
-    Place,
-    /// At this slot of the rate.
-    Slot(Instant),
-    /// Not yet: look again then.
-    LookAgain(Instant),
-}
-
 /// The pace of calls to one (account, region).
 #[derive(Debug)]
 pub struct Pacer {
     state: Mutex<State>,
-    /// The places in flight before the first throttle (FIFO); closed when
-    /// the rate takes over.
-    places: Semaphore,
 }
 
 #[derive(Debug)]
@@ -72,6 +56,9 @@ struct State {
     rate: Option<f64>,
     /// The earliest time the next call may start (with a rate).
     next_slot: Instant,
+    /// Calls in flight, and how many may be before the first throttle.
+    in_flight: usize,
+    in_flight_cap: usize,
     /// When the rate was last cut; throttles of calls sent before it are
     /// answers to the old rate.
     last_cut: Option<Instant>,
@@ -137,10 +124,11 @@ impl Default for Pacer {
 impl Pacer {
     pub fn new() -> Pacer {
         Pacer {
-            places: Semaphore::new(START_IN_FLIGHT),
             state: Mutex::new(State {
                 rate: None,
                 next_slot: Instant::now(),
+                in_flight: 0,
+                in_flight_cap: START_IN_FLIGHT,
                 last_cut: None,
                 successes: VecDeque::new(),
                 first_call: None,
@@ -160,11 +148,9 @@ impl Pacer {
     pub async fn start(&self) -> Slot {
         loop {
             let now = Instant::now();
-            let next = {
+            let wait = {
                 let mut state = self.lock();
                 match state.rate {
-                    // Before the first throttle: a place in flight.
-                    None => Next::Place,
                     Some(rate) => {
                         let interval = Duration::from_secs_f64(1.0 / rate);
                         let slot = state.next_slot.max(now);
@@ -172,39 +158,32 @@ impl Pacer {
                             // A slot claimed far ahead would hold this call
                             // to today's rate however the rate moves: look
                             // again when it is near.
-                            Next::LookAgain(slot - interval)
+                            Err(slot - interval)
                         } else {
                             state.next_slot = slot + interval;
-                            Next::Slot(slot)
+                            state.in_flight += 1;
+                            Ok(slot)
                         }
                     }
-                }
-            };
-            let slot = match next {
-                Next::Place => match self.places.acquire().await {
-                    Ok(place) => {
-                        place.forget();
-                        Instant::now()
+                    None if state.in_flight < state.in_flight_cap => {
+                        state.in_flight += 1;
+                        Ok(now)
                     }
-                    // The rate took over while this call waited: go by it.
-                    Err(_) => continue,
-                },
-                Next::Slot(slot) => slot,
-                Next::LookAgain(at) => {
-                    tokio::time::sleep_until(at).await;
-                    continue;
+                    // Full: look again shortly (a finished call frees a place).
+                    None => Err(now + Duration::from_millis(5)),
                 }
             };
-            self.lock().first_call.get_or_insert(slot);
-            tokio::time::sleep_until(slot).await;
-            return Slot {
-                sent: slot,
-                decided: match next {
-                    // Waiting for a place is not waiting for the rate.
-                    Next::Place => slot,
-                    _ => now,
-                },
-            };
+            match wait {
+                Ok(slot) => {
+                    self.lock().first_call.get_or_insert(slot);
+                    tokio::time::sleep_until(slot).await;
+                    return Slot {
+                        sent: slot,
+                        decided: now,
+                    };
+                }
+                Err(again) => tokio::time::sleep_until(again).await,
+            }
         }
     }
 
@@ -212,13 +191,7 @@ impl Pacer {
     pub fn finish(&self, slot: Slot, outcome: Outcome) {
         let mut state = self.lock();
         let now = Instant::now();
-        // Before the first throttle the call held a place: it comes back,
-        // with one more after a success. (Closed, this does nothing.)
-        match outcome {
-            Outcome::Succeeded => self.places.add_permits(2),
-            Outcome::Failed => self.places.add_permits(1),
-            Outcome::Throttled => {}
-        }
+        state.in_flight = state.in_flight.saturating_sub(1);
         let took = now.saturating_duration_since(slot.sent);
         state.latency = Some(match state.latency {
             Some(average) => average.mul_f64(0.8) + took.mul_f64(0.2),
@@ -252,7 +225,8 @@ impl Pacer {
                         state.probing_since = Some(now);
                     }
                     (Some(rate), None) if paced => state.rate = Some(rate * (1.0 + GROWTH)),
-                    (Some(_), None) | (None, _) => {}
+                    (Some(_), None) => {}
+                    (None, _) => state.in_flight_cap += 1,
                 }
             }
             Outcome::Throttled => {
@@ -279,9 +253,6 @@ impl Pacer {
                 let rate = rate.max(MIN_RATE);
                 tracing::debug!(rate, let_through, "throttled: pacing DescribeSessions");
                 state.rate = Some(rate);
-                // The rate alone governs from now on: calls waiting for a
-                // place go by it.
-                self.places.close();
                 state.last_cut = Some(now);
                 // The throttle means the service's bucket is empty: let it
                 // refill for one interval before the next call.
@@ -447,31 +418,5 @@ mod tests {
             .next_slot
             .saturating_duration_since(Instant::now());
         assert!(ahead <= Duration::from_millis(400), "{ahead:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn calls_waiting_for_a_place_get_one_in_the_order_they_asked() {
-        let pacer = std::sync::Arc::new(Pacer::new());
-        let a = pacer.start().await;
-        let _b = pacer.start().await;
-        let (started, mut order) = tokio::sync::mpsc::unbounded_channel();
-        for waiter in 0..3 {
-            let (pacer, started) = (pacer.clone(), started.clone());
-            tokio::spawn(async move {
-                let slot = pacer.start().await;
-                let _ = started.send((waiter, slot));
-            });
-            // Each asks before the next.
-            tokio::task::yield_now().await;
-        }
-        tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(order.try_recv().is_err(), "no place is free");
-        // A success frees its place and adds one: the first two in line go.
-        pacer.finish(a, Outcome::Succeeded);
-        let first = order.recv().await.map(|(waiter, _)| waiter);
-        let second = order.recv().await.map(|(waiter, _)| waiter);
-        assert_eq!((first, second), (Some(0), Some(1)));
-        tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(order.try_recv().is_err(), "the third still waits");
     }
 }
