@@ -590,7 +590,7 @@ impl Worker {
             let Some(share) = self.queue.fair_share() else {
                 return Vec::new();
             };
-            match straggler_pieces(estimated(), share, useful, pages_done) {
+            match straggler_pieces(estimated, share, useful, pages_done) {
                 Some(pieces) => pieces,
                 None => return Vec::new(),
             }

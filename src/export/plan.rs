@@ -190,21 +190,26 @@ pub const STRAGGLER_SHARES: f64 = 3.0;
 pub const STRAGGLER_PIECES: usize = 4;
 
 /// How many pieces to cut a window into when no worker waits: with
-/// `estimated` pages after its first page, it would page alone long after
+/// `estimated()` pages after its first page, it would page alone long after
 /// the others end (the hot minutes of a skewed month) if it promises
 /// [`STRAGGLER_SHARES`] times one worker's `share`. Now a split costs one
 /// page; by the time workers are free it has paged too far for a split to
 /// pay. None when not worth it, after the first page, or when the rate
-/// keeps fewer than two calls busy (`useful`).
+/// keeps fewer than two calls busy (`useful`). The estimate (a sort of the
+/// dates seen) is made only on a first page: the rule is asked on each of a
+/// window's first pages while no worker waits.
 pub fn straggler_pieces(
-    estimated: f64,
+    estimated: impl FnOnce() -> f64,
     share: f64,
     useful: usize,
     pages_done: u32,
 ) -> Option<usize> {
-    let shares = estimated / share;
+    if pages_done != 1 {
+        return None;
+    }
+    let shares = estimated() / share;
     let pieces = (shares as usize).min(STRAGGLER_PIECES).min(useful);
-    (pages_done == 1 && shares >= STRAGGLER_SHARES && pieces >= 2).then_some(pieces)
+    (shares >= STRAGGLER_SHARES && pieces >= 2).then_some(pieces)
 }
 
 fn to_ranges(edges: &[i64]) -> Vec<TimeRange> {
@@ -564,14 +569,17 @@ mod tests {
     #[test]
     fn a_window_promising_many_shares_on_its_first_page_is_split_without_a_waiting_worker() {
         // One worker's share is 6 pages: 73 pages are 12 shares, cut in 4.
-        assert_eq!(straggler_pieces(73.0, 6.0, 16, 1), Some(4));
-        assert_eq!(straggler_pieces(20.0, 6.0, 16, 1), Some(3));
+        assert_eq!(straggler_pieces(|| 73.0, 6.0, 16, 1), Some(4));
+        assert_eq!(straggler_pieces(|| 20.0, 6.0, 16, 1), Some(3));
         // Under three shares, after the first page, or when the rate keeps
         // one call busy: no.
-        assert_eq!(straggler_pieces(17.0, 6.0, 16, 1), None);
-        assert_eq!(straggler_pieces(73.0, 6.0, 16, 2), None);
-        assert_eq!(straggler_pieces(73.0, 6.0, 1, 1), None);
-        assert_eq!(straggler_pieces(73.0, 6.0, 2, 1), Some(2));
+        assert_eq!(straggler_pieces(|| 17.0, 6.0, 16, 1), None);
+        assert_eq!(straggler_pieces(|| 73.0, 6.0, 16, 2), None);
+        // After the first page the dates seen are not even estimated.
+        let not_estimated = || -> f64 { panic!("estimated after the first page") };
+        assert_eq!(straggler_pieces(not_estimated, 6.0, 16, 2), None);
+        assert_eq!(straggler_pieces(|| 73.0, 6.0, 1, 1), None);
+        assert_eq!(straggler_pieces(|| 73.0, 6.0, 2, 1), Some(2));
     }
 
     #[test]
