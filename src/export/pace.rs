@@ -6,29 +6,45 @@
 //! - **Start.** No rate yet, but a cap on calls in flight that starts at
 //!   [`START_IN_FLIGHT`] and grows by one per success (doubling every round
 //!   trip, as TCP's slow start does), so a fan-out to many windows does not
-//!   open with a storm.
+//!   open with a storm. The cap's calls leave spread over half a round trip
+//!   (as TCP paces its window), so the first throttle stops a fan-out
+//!   instead of meeting all of it at once.
 //! - **First throttle.** The cap is lifted and the rate becomes half of
 //!   what got through lately (successes over the last second, or over the
 //!   crawl's age when it is younger: the first throttle often comes within a
 //!   few round trips, whose count a burst allowance inflates); from now on
-//!   the rate alone governs. It then probes upwards, doubling every
-//!   [`PROBE_DOUBLING`] while calls wait for it, until the next throttle
-//!   settles it at [`CUT`] of what got through (never below half the
-//!   probe's rate).
+//!   the rate alone governs. It then probes upwards: each call that waited
+//!   for its slot and succeeded raises it one step, so that it doubles every
+//!   round trip (in no fewer than [`PROBE_CALLS`] calls, and no more often
+//!   than every [`PROBE_DOUBLING`]). The probe moves with the calls it sends.
+//! - **End of the probe.** The next throttle settles the rate one step below
+//!   the rate that spaced the throttled call: the last step that got
+//!   through, at or just below the allowed rate when the service allows no
+//!   burst. A burst allowance hides the limit until it is spent, so the
+//!   probe overshoots further; the steady cuts bring it down.
 //! - **Steady.** Each success raises the rate by [`GROWTH`] (about 1.11x in
 //!   53 successes); a throttle of a call sent after the last cut cuts it to
-//!   [`CUT`]. Calls already in flight at a cut answer the old rate, so they do
-//!   not cut again. The rate then saws between 0.9 and 1 of the allowed rate,
-//!   about 0.95 on average, with about one call in 50 throttled.
+//!   [`CUT`], or to what provably got through when that is lower (at most
+//!   halving it): the service's bucket was empty at the last counted
+//!   throttle, so the calls sent since that got through are at most the
+//!   allowed rate (and near it, since calls were waiting). A rate learned
+//!   in a burst allowance thus comes down in one cut, not in many. Calls
+//!   already in flight at a cut answer the old rate, so they do not cut
+//!   again. The rate then saws between 0.9 and 1 of the allowed rate, about
+//!   0.95 on average, with about one call in 50 throttled.
 //! - **Untested rates.** The rate grows (probe or steady) only on calls
 //!   that waited for their slot: a crawl using less than the rate (one
 //!   window paging alone) never meets the limit, and a rate grown unopposed
 //!   meanwhile would be a storm of throttles once the windows split.
+//! - **Slots.** A call is spaced by the rate of the moment it is due, and
+//!   calls waiting are woken when the rate rises, so a rising rate reaches
+//!   them at once rather than a slot later.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Calls in flight allowed before anything is known of the rate.
@@ -37,32 +53,48 @@ pub const START_IN_FLIGHT: usize = 2;
 pub const CUT: f64 = 0.9;
 /// The rate's growth per successful call, once steady.
 pub const GROWTH: f64 = 0.002;
-/// While probing, the rate doubles this often.
+/// While probing, the rate doubles in no fewer than this many calls that
+/// waited for their slot: each step is then at most 1.26x, which is how far
+/// past the allowed rate the probe goes.
+pub const PROBE_CALLS: f64 = 3.0;
+/// Nor more often than this, however short the round trip: a burst
+/// allowance hides the limit until it is spent, and a faster probe would be
+/// further past it by then.
 pub const PROBE_DOUBLING: Duration = Duration::from_millis(250);
 /// The slowest the crawl ever goes, in calls per second.
 const MIN_RATE: f64 = 0.2;
 /// How far back successes are counted to learn the first rate.
 const MEASURE: Duration = Duration::from_secs(1);
+/// Calls that must get through after a throttle before what got through
+/// proves a rate (see `State::proven`): fewer say too little.
+const PROVING_CALLS: u32 = 10;
 
 /// The pace of calls to one (account, region).
 #[derive(Debug)]
 pub struct Pacer {
     state: Mutex<State>,
+    /// Told when the rate rises, so that calls waiting for their slot take
+    /// up the new rate at once.
+    rate_rose: Notify,
 }
 
 #[derive(Debug)]
 struct State {
     /// Calls per second; None until the first throttle.
     rate: Option<f64>,
-    /// The earliest time the next call may start (with a rate).
-    next_slot: Instant,
+    /// When the last call started: the next is due one interval of the
+    /// current rate later (before the first throttle, a spread of the cap).
+    last_sent: Instant,
+    /// No call before this (the service's bucket refilling after a
+    /// throttle).
+    not_before: Instant,
     /// Calls in flight, and how many may be before the first throttle.
     in_flight: usize,
     in_flight_cap: usize,
     /// When the rate was last cut; throttles of calls sent before it are
     /// answers to the old rate.
     last_cut: Option<Instant>,
-    /// When recent calls succeeded, for the rate after a probe.
+    /// When recent calls succeeded, for the rate the probe starts from.
     successes: VecDeque<Instant>,
     /// When the first call started: a crawl younger than [`MEASURE`]
     /// measures what got through over its own age.
@@ -70,15 +102,39 @@ struct State {
     /// Average time a call takes, for how many calls in flight the rate
     /// can use.
     latency: Option<Duration>,
-    /// Probing upwards since this instant (after the first throttle, until
-    /// the second).
-    probing_since: Option<Instant>,
-    /// The rate when probing started.
-    probe_base: f64,
+    /// Probing upwards (after the first throttle, until the second).
+    probing: bool,
+    /// The last counted throttle, when the service's bucket was empty; the
+    /// calls sent since that got through, and when the last of them was
+    /// sent: what proves a rate (see [`State::proven`]).
+    drained_at: Option<Instant>,
+    through_since_drained: u32,
+    last_through_sent: Option<Instant>,
 }
 
-/// What the pacer is told about a call's outcome.
 impl State {
+    /// The probe's growth per call that waited and succeeded at `rate`:
+    /// doubling every round trip (the calls a round trip holds at this
+    /// rate), in no fewer than [`PROBE_CALLS`] calls and no less than
+    /// [`PROBE_DOUBLING`].
+    fn probe_step(&self, rate: f64) -> f64 {
+        let round_trip = self.latency.unwrap_or_default().max(PROBE_DOUBLING);
+        let per_doubling = (rate * round_trip.as_secs_f64()).max(PROBE_CALLS);
+        (1.0 / per_doubling).exp2()
+    }
+
+    /// The rate that provably got through since the last counted throttle,
+    /// once [`PROVING_CALLS`] calls sent since got through: the service's
+    /// bucket was empty then, so `n` calls sent after it and let through by
+    /// the time the last of them was sent mean an allowed rate of at least
+    /// `n - 1` over that time (close to it while calls wait for the rate).
+    fn proven(&self) -> Option<f64> {
+        let (drained, last) = (self.drained_at?, self.last_through_sent?);
+        let span = last.saturating_duration_since(drained).as_secs_f64();
+        (self.through_since_drained >= PROVING_CALLS && span > 0.0)
+            .then(|| f64::from(self.through_since_drained - 1) / span)
+    }
+
     /// The calls per second that succeeded lately: over the last
     /// [`MEASURE`], or over the crawl's age when it is younger (the first
     /// throttle often comes within the first round trips), never over less
@@ -108,11 +164,14 @@ pub enum Outcome {
 #[derive(Debug)]
 #[must_use = "report the call's outcome with Pacer::finish"]
 pub struct Slot {
-    /// When the call may start.
+    /// When the call started: a call sent before a cut was spaced by the
+    /// old rate, so its throttle is no news.
     sent: Instant,
-    /// When its start was decided: a slot decided before a cut was spaced
-    /// by the old rate, so its throttle is no news.
-    decided: Instant,
+    /// Whether it waited for the rate (a call that did not was not held
+    /// back by it).
+    waited: bool,
+    /// The rate that spaced it; None before the first throttle.
+    rate: Option<f64>,
 }
 
 impl Default for Pacer {
@@ -126,16 +185,20 @@ impl Pacer {
         Pacer {
             state: Mutex::new(State {
                 rate: None,
-                next_slot: Instant::now(),
+                last_sent: Instant::now(),
+                not_before: Instant::now(),
                 in_flight: 0,
                 in_flight_cap: START_IN_FLIGHT,
                 last_cut: None,
                 successes: VecDeque::new(),
                 first_call: None,
                 latency: None,
-                probing_since: None,
-                probe_base: 0.0,
+                probing: false,
+                drained_at: None,
+                through_since_drained: 0,
+                last_through_sent: None,
             }),
+            rate_rose: Notify::new(),
         }
     }
 
@@ -146,43 +209,63 @@ impl Pacer {
     /// Waits until a call may start. Cancel-safe: a dropped wait takes no
     /// place in flight.
     pub async fn start(&self) -> Slot {
+        let asked = Instant::now();
         loop {
+            // Registered before the check, so a rise in between wakes it.
+            let rate_rose = self.rate_rose.notified();
             let now = Instant::now();
             let wait = {
                 let mut state = self.lock();
                 match state.rate {
                     Some(rate) => {
-                        let interval = Duration::from_secs_f64(1.0 / rate);
-                        let slot = state.next_slot.max(now);
-                        if slot > now + interval {
-                            // A slot claimed far ahead would hold this call
-                            // to today's rate however the rate moves: look
-                            // again when it is near.
-                            Err(slot - interval)
+                        // Spaced by the rate of the moment it is due, not of
+                        // the moment it began to wait: a rate that rises
+                        // reaches calls already waiting.
+                        let due = (state.last_sent + Duration::from_secs_f64(1.0 / rate))
+                            .max(state.not_before);
+                        if due > now {
+                            Err(due)
                         } else {
-                            state.next_slot = slot + interval;
+                            state.last_sent = now;
                             state.in_flight += 1;
-                            Ok(slot)
+                            Ok(Some(rate))
                         }
                     }
                     None if state.in_flight < state.in_flight_cap => {
-                        state.in_flight += 1;
-                        Ok(now)
+                        // The cap's calls spread over a round trip, as TCP
+                        // paces its window: the first throttle then stops
+                        // the rest of a fan-out instead of meeting all of it.
+                        let spread = state
+                            .latency
+                            .map_or(Duration::ZERO, |l| l / (2 * state.in_flight_cap as u32));
+                        let due = state.last_sent + spread;
+                        if due > now {
+                            Err(due)
+                        } else {
+                            state.last_sent = now;
+                            state.in_flight += 1;
+                            Ok(None)
+                        }
                     }
                     // Full: look again shortly (a finished call frees a place).
                     None => Err(now + Duration::from_millis(5)),
                 }
             };
             match wait {
-                Ok(slot) => {
-                    self.lock().first_call.get_or_insert(slot);
-                    tokio::time::sleep_until(slot).await;
+                Ok(rate) => {
+                    self.lock().first_call.get_or_insert(now);
                     return Slot {
-                        sent: slot,
-                        decided: now,
+                        sent: now,
+                        waited: now > asked,
+                        rate,
                     };
                 }
-                Err(again) => tokio::time::sleep_until(again).await,
+                Err(due) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(due) => {}
+                        () = rate_rose => {}
+                    }
+                }
             }
         }
     }
@@ -212,43 +295,60 @@ impl Pacer {
                 // paging alone), so the rate was not tested. Growing it
                 // anyway would let it run far past the limit unopposed, a
                 // storm of throttles once the windows split.
-                let paced = slot.sent > slot.decided;
-                match (state.rate, state.probing_since) {
-                    (Some(_), Some(since)) if paced => {
-                        let doublings =
-                            now.duration_since(since).as_secs_f64() / PROBE_DOUBLING.as_secs_f64();
-                        state.rate = Some(state.probe_base * doublings.exp2());
+                let paced = slot.waited;
+                if state.drained_at.is_some_and(|drained| slot.sent > drained) {
+                    state.through_since_drained += 1;
+                    state.last_through_sent = state.last_through_sent.max(Some(slot.sent));
+                }
+                match (state.rate, state.probing) {
+                    (Some(rate), true) if paced => {
+                        state.rate = Some(rate * state.probe_step(rate));
+                        drop(state);
+                        self.rate_rose.notify_waiters();
                     }
-                    (Some(rate), Some(_)) => {
-                        // The probe holds here and goes on when calls wait.
-                        state.probe_base = rate;
-                        state.probing_since = Some(now);
+                    (Some(rate), false) if paced => {
+                        state.rate = Some(rate * (1.0 + GROWTH));
+                        drop(state);
+                        self.rate_rose.notify_waiters();
                     }
-                    (Some(rate), None) if paced => state.rate = Some(rate * (1.0 + GROWTH)),
-                    (Some(_), None) => {}
+                    (Some(_), _) => {}
                     (None, _) => state.in_flight_cap += 1,
                 }
             }
             Outcome::Throttled => {
-                if state.last_cut.is_some_and(|cut| slot.decided <= cut) {
+                if state.last_cut.is_some_and(|cut| slot.sent <= cut) {
                     return;
                 }
                 let let_through = state.let_through(now);
-                let rate = match (state.rate, state.probing_since) {
+                let proven = state.proven();
+                // The bucket was empty when the throttled call reached it.
+                state.drained_at = Some(slot.sent);
+                state.through_since_drained = 0;
+                state.last_through_sent = None;
+                let rate = match (state.rate, state.probing) {
                     // The first throttle: start probing from half of what got
                     // through (measured over a young crawl's few round trips,
                     // which a burst allowance inflates).
                     (None, _) => {
-                        state.probing_since = Some(now);
-                        state.probe_base = (let_through * 0.5).max(MIN_RATE);
-                        state.probe_base
+                        state.probing = true;
+                        let_through * 0.5
                     }
-                    // The probe overshot: settle below what got through.
-                    (Some(rate), Some(_)) => {
-                        state.probing_since = None;
-                        let_through.max(rate * 0.5) * CUT
+                    // The probe overshot: the throttled call was spaced by a
+                    // rate at most a step above the allowed one.
+                    (Some(rate), true) => {
+                        state.probing = false;
+                        let throttled = slot.rate.unwrap_or(rate);
+                        throttled / state.probe_step(throttled)
                     }
-                    (Some(rate), None) => rate * CUT,
+                    // Steady: what got through since the last throttle is
+                    // the allowed rate, or close below it, when calls kept
+                    // waiting; a rate far above it (one learned in a burst
+                    // allowance) comes down in one cut, not in many.
+                    // At most halved in one cut: a span in which another
+                    // tool took the whole limit proves next to nothing.
+                    (Some(rate), false) => proven.map_or(rate * CUT, |proven| {
+                        (rate * CUT).min(proven.max(rate * 0.5))
+                    }),
                 };
                 let rate = rate.max(MIN_RATE);
                 tracing::debug!(rate, let_through, "throttled: pacing DescribeSessions");
@@ -256,9 +356,7 @@ impl Pacer {
                 state.last_cut = Some(now);
                 // The throttle means the service's bucket is empty: let it
                 // refill for one interval before the next call.
-                state.next_slot = state
-                    .next_slot
-                    .max(now + Duration::from_secs_f64(1.0 / rate));
+                state.not_before = now + Duration::from_secs_f64(1.0 / rate);
             }
             Outcome::Failed => {}
         }
@@ -275,11 +373,7 @@ impl Pacer {
                 // While probing, the rate is a guess the next throttle may
                 // refute: enough windows to use it, no room for jitter
                 // (each window split costs calls).
-                let room = if state.probing_since.is_some() {
-                    1.0
-                } else {
-                    1.5
-                };
+                let room = if state.probing { 1.0 } else { 1.5 };
                 let busy = (rate * latency.as_secs_f64() * room).ceil() as usize;
                 busy.clamp(1, concurrency)
             }
@@ -297,99 +391,156 @@ impl Pacer {
 mod tests {
     use super::*;
 
+    /// A pacer whose first throttle has come: `a` and `b` started at once,
+    /// `a` succeeded after 100 ms (10 calls/s got through) and `b` was
+    /// throttled, so the probe starts at 5 calls/s. Returns the instant the
+    /// calls started.
+    async fn probing_at_five_per_second() -> (Pacer, Instant) {
+        let pacer = Pacer::new();
+        let origin = Instant::now();
+        let a = pacer.start().await;
+        let b = pacer.start().await;
+        tokio::time::advance(Duration::from_millis(100)).await;
+        pacer.finish(a, Outcome::Succeeded);
+        pacer.finish(b, Outcome::Throttled);
+        let probe = pacer.rate().expect("a rate");
+        assert!((probe - 5.0).abs() < 1e-9, "{probe}");
+        (pacer, origin)
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn calls_start_slowly_then_follow_the_rate_learned_from_throttling() {
+    async fn calls_start_slowly_and_spread_over_a_round_trip() {
         let pacer = Pacer::new();
         // Before any throttle: two in flight, then one more per success.
         let a = pacer.start().await;
         let b = pacer.start().await;
-        let third = tokio::time::timeout(Duration::from_millis(50), pacer.start()).await;
+        let third = tokio::time::timeout(Duration::from_millis(60), pacer.start()).await;
         assert!(third.is_err(), "a third call waits for a place");
         pacer.finish(a, Outcome::Succeeded);
         let c = pacer.start().await;
         let d = pacer.start().await;
         assert_eq!(pacer.rate(), None);
+        // Three may be in flight; they leave half a round trip (60 ms) apart
+        // over the cap, so a throttle stops a fan-out before all of it.
+        let gap = d.sent.duration_since(c.sent);
+        assert!(gap >= Duration::from_millis(10), "{gap:?}");
+        for call in [b, c, d] {
+            pacer.finish(call, Outcome::Succeeded);
+        }
+        assert_eq!(pacer.rate(), None, "successes set no rate");
+    }
 
-        // The first throttle sets the rate from what succeeded, and probes:
-        // one success in the crawl's first 50 ms is 20 calls/s, halved.
-        pacer.finish(b, Outcome::Throttled);
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_is_learned_from_throttling_probed_upwards_and_settled() {
+        let (pacer, _) = probing_at_five_per_second().await;
         let first = pacer.rate().expect("a rate");
-        assert!((first - 10.0).abs() < 1e-9, "{first}");
-        // A call sent before that cut does not cut again.
-        pacer.finish(c, Outcome::Throttled);
-        assert_eq!(pacer.rate(), Some(first));
-        // A call that started before the rate was not held back by it: the
-        // probe holds.
-        pacer.finish(d, Outcome::Succeeded);
-        assert_eq!(pacer.rate(), Some(first));
-        let held = Instant::now();
-        // A call that waits for its slot grows the probe, doubling every
-        // PROBE_DOUBLING.
+
+        // The next call waits out one interval of the new rate (the
+        // service's bucket refilling); a call sent before the cut was
+        // spaced by the old pace, so its throttle is no news.
         let x = pacer.start().await;
-        let y = pacer.start().await;
-        assert!(y.sent > y.decided, "the second call waits for its slot");
-        pacer.finish(x, Outcome::Failed);
-        tokio::time::advance(PROBE_DOUBLING).await;
-        pacer.finish(y, Outcome::Succeeded);
-        let probed = pacer.rate().expect("a rate");
-        let doublings = held.elapsed().as_secs_f64() / PROBE_DOUBLING.as_secs_f64();
-        assert!(doublings >= 1.0);
+        assert!(x.waited);
+        let stale = Slot {
+            sent: x.sent - Duration::from_secs(1),
+            waited: true,
+            rate: None,
+        };
+        pacer.finish(stale, Outcome::Throttled);
+        assert_eq!(pacer.rate(), Some(first));
+
+        // A call that waited for its slot and succeeded is one step of the
+        // probe: at 5 calls/s a round trip holds less than PROBE_CALLS, so
+        // the rate doubles in PROBE_CALLS steps.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        pacer.finish(x, Outcome::Succeeded);
+        let stepped = pacer.rate().expect("a rate");
         assert!(
-            (probed - first * doublings.exp2()).abs() < 1e-6,
-            "doubles while probing: {probed}"
+            (stepped - first * (1.0 / PROBE_CALLS).exp2()).abs() < 1e-9,
+            "{stepped}"
         );
+
+        // A call that did not wait was not held back by the rate: no step.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let idle = pacer.start().await;
+        assert!(!idle.waited);
+        pacer.finish(idle, Outcome::Succeeded);
+        assert_eq!(pacer.rate(), Some(stepped));
 
         // Calls are spaced by the rate.
-        let before = Instant::now();
         let e = pacer.start().await;
         let f = pacer.start().await;
-        assert!(f.sent.duration_since(e.sent) >= Duration::from_secs_f64(0.99 / probed));
-        assert!(e.sent >= before);
-        // A throttle of a call sent after the cut ends the probe below what
-        // got through (two successes in the crawl's 0.3 s, under 7 calls/s),
-        // but never below half the probe's rate.
+        assert!(f.sent.duration_since(e.sent) >= Duration::from_secs_f64(0.999 / stepped));
+        assert_eq!(f.rate, Some(stepped));
+        // A throttle ends the probe one step below the rate that spaced the
+        // throttled call: the last step that got through.
         pacer.finish(f, Outcome::Throttled);
         let settled = pacer.rate().expect("a rate");
-        assert!(
-            (settled - probed * 0.5 * CUT).abs() < 1e-6,
-            "{settled} after {probed}"
-        );
+        assert!((settled - first).abs() < 1e-9, "{settled}");
         pacer.finish(e, Outcome::Failed);
         assert_eq!(
             pacer.rate(),
             Some(settled),
             "other failures say nothing of the rate"
         );
+
         // Steady: successes raise the rate a little, a throttle cuts it.
         let g = pacer.start().await;
         pacer.finish(g, Outcome::Succeeded);
         let raised = pacer.rate().expect("a rate");
         assert!((raised - settled * (1.0 + GROWTH)).abs() < 1e-9);
+        // A second of calls at the rate, all through: the cut keeps CUT.
+        let since = Instant::now();
+        while since.elapsed() < Duration::from_secs(1) {
+            let call = pacer.start().await;
+            pacer.finish(call, Outcome::Succeeded);
+        }
+        let raised = pacer.rate().expect("a rate");
         let h = pacer.start().await;
         pacer.finish(h, Outcome::Throttled);
-        assert!((pacer.rate().expect("a rate") - raised * CUT).abs() < 1e-9);
+        let cut = pacer.rate().expect("a rate");
+        assert!((cut - raised * CUT).abs() < 1e-9, "{cut} after {raised}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_far_above_what_got_through_comes_down_in_one_cut() {
+        let (pacer, _) = probing_at_five_per_second().await;
+        let x = pacer.start().await;
+        pacer.finish(x, Outcome::Throttled);
+        let settled = pacer.rate().expect("a rate");
+        // Every other call fails without a throttle (as if the rest of the
+        // limit were someone else's): half the rate gets through.
+        for call_number in 0..2 * PROVING_CALLS {
+            let call = pacer.start().await;
+            let outcome = if call_number % 2 == 0 {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed
+            };
+            pacer.finish(call, outcome);
+        }
+        let rate = pacer.rate().expect("a rate");
+        assert!(rate > settled, "successes raised it");
+        let y = pacer.start().await;
+        pacer.finish(y, Outcome::Throttled);
+        let cut = pacer.rate().expect("a rate");
+        assert!(cut < rate * CUT * 0.8, "{cut} after {rate}");
+        assert!(cut >= rate * 0.5, "at most halved: {cut} after {rate}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_rate_the_crawl_does_not_use_does_not_grow_and_asks_for_no_windows() {
         let pacer = Pacer::new();
         assert_eq!(pacer.useful_concurrency(16), 16, "all, before any throttle");
-        let a = pacer.start().await;
-        let b = pacer.start().await;
-        tokio::time::advance(Duration::from_millis(100)).await;
-        pacer.finish(a, Outcome::Succeeded);
-        // One success in 100 ms: 10 calls/s got through, the probe starts
-        // at 5; at 100 ms a call, one window keeps that busy.
-        pacer.finish(b, Outcome::Throttled);
+        let (pacer, _) = probing_at_five_per_second().await;
         let probe = pacer.rate().expect("a rate");
-        assert!((probe - 5.0).abs() < 1e-9, "{probe}");
+        // At 100 ms a call, one window keeps 5 calls/s busy.
         assert_eq!(pacer.useful_concurrency(16), 1);
         // A second later a call finds its slot free (one window paging
         // alone uses less than the rate): however long the probe has run,
         // the rate stays where it was.
         tokio::time::advance(Duration::from_secs(1)).await;
         let c = pacer.start().await;
-        assert_eq!(c.sent, c.decided);
+        assert!(!c.waited);
         tokio::time::advance(Duration::from_millis(100)).await;
         pacer.finish(c, Outcome::Succeeded);
         assert_eq!(pacer.rate(), Some(probe));
@@ -397,26 +548,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn waiting_calls_take_up_a_faster_rate_instead_of_slots_claimed_at_the_old_one() {
-        let pacer = Pacer::new();
-        let a = pacer.start().await;
-        let b = pacer.start().await;
-        tokio::time::advance(Duration::from_millis(100)).await;
-        pacer.finish(a, Outcome::Succeeded);
-        pacer.finish(b, Outcome::Throttled);
-        // 16 windows wait at 5 calls/s. Had each claimed its slot, the last
-        // would be bound to start 3 s from now whatever the rate became;
-        // at most two slots ahead are claimed.
-        let mut waiting: futures_util::stream::FuturesUnordered<_> =
-            (0..16).map(|_| pacer.start()).collect();
-        let _ = tokio::time::timeout(Duration::from_millis(1), async {
-            while futures_util::StreamExt::next(&mut waiting).await.is_some() {}
-        })
-        .await;
-        let ahead = pacer
-            .lock()
-            .next_slot
-            .saturating_duration_since(Instant::now());
-        assert!(ahead <= Duration::from_millis(400), "{ahead:?}");
+    async fn a_rate_that_rises_reaches_the_calls_already_waiting() {
+        let (pacer, origin) = probing_at_five_per_second().await;
+        // The first call after the throttle waits out one interval (200 ms
+        // at 5 calls/s, until 300 ms); the next would be due 200 ms later.
+        let x = pacer.start().await;
+        assert_eq!(x.sent.duration_since(origin), Duration::from_millis(300));
+        // While it waits, x succeeds and the probe steps up: it starts one
+        // interval of the new rate after x, not of the old.
+        let (waiting, ()) = tokio::join!(pacer.start(), async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            pacer.finish(x, Outcome::Succeeded);
+        });
+        let stepped = pacer.rate().expect("a rate");
+        let expected = Duration::from_millis(300) + Duration::from_secs_f64(1.0 / stepped);
+        let sent = waiting.sent.duration_since(origin);
+        assert!(
+            sent >= expected && sent < expected + Duration::from_millis(2),
+            "{sent:?}, expected {expected:?}"
+        );
+        assert!(sent < Duration::from_millis(500));
     }
 }
