@@ -4,6 +4,7 @@
 //! (as a TLS-intercepting proxy's are) is trusted only through `--ca-bundle`
 //! or AWS_CA_BUNDLE.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -200,6 +201,9 @@ impl Proxy {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: proxy.py runs its worker in a child
+            // process, which must go with it.
+            .process_group(0)
             .spawn()
             .expect("proxy.py starts");
         let mut proxy = Proxy {
@@ -272,6 +276,10 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        // The whole group: killing proxy.py alone leaves its worker running.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
