@@ -1,4 +1,4 @@
-# Sourced by scripts/demo.sh and scripts/bench.sh: starts ssm-sim in the
+# Sourced by scripts/demo.sh and the benchmarks (scripts/bench*.sh): starts ssm-sim in the
 # background and waits (polling its address file) until it serves, and sets
 # an AWS environment that reaches only the simulator.
 # Needs: $BIN (folder of the binaries). Sets: $work, $sim_pid, $endpoint.
