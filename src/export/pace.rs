@@ -24,11 +24,14 @@
 //!   probe overshoots further; the steady cuts bring it down.
 //! - **Steady.** Each success raises the rate by [`GROWTH`] (about 1.11x in
 //!   53 successes); a throttle of a call sent after the last cut cuts it to
-//!   [`CUT`], or to what provably got through when that is lower (at most
+//!   [`CUT`]. Deeper when the rate is clearly above what gets through: by
+//!   the share of the calls sent since the last cut that this throttle
+//!   shows over the limit (down to [`DEEPEST_CUT`]), or to what provably
+//!   got through when that is lower (at most
 //!   halving it): the service's bucket was empty at the last counted
 //!   throttle, so the calls sent since that got through are at most the
 //!   allowed rate (and near it, since calls were waiting). A rate learned
-//!   in a burst allowance thus comes down in one cut, not in many. Calls
+//!   in a burst allowance thus comes down in a few cuts, not in many. Calls
 //!   already in flight at a cut answer the old rate, so they do not cut
 //!   again. The rate then saws between 0.9 and 1 of the allowed rate, about
 //!   0.95 on average, with about one call in 50 throttled.
@@ -51,6 +54,9 @@ use tokio::time::Instant;
 pub const START_IN_FLIGHT: usize = 2;
 /// The share of the rate kept when a call is throttled.
 pub const CUT: f64 = 0.9;
+/// The deepest a steady cut goes on the share of calls throttled since the
+/// last one (see `Pacer::finish`).
+pub const DEEPEST_CUT: f64 = 0.8;
 /// The rate's growth per successful call, once steady.
 pub const GROWTH: f64 = 0.002;
 /// While probing, the rate doubles in no fewer than this many calls that
@@ -110,6 +116,8 @@ struct State {
     drained_at: Option<Instant>,
     through_since_drained: u32,
     last_through_sent: Option<Instant>,
+    /// Calls sent at a rate since the last cut.
+    sent_since_cut: u32,
 }
 
 impl State {
@@ -197,6 +205,7 @@ impl Pacer {
                 drained_at: None,
                 through_since_drained: 0,
                 last_through_sent: None,
+                sent_since_cut: 0,
             }),
             rate_rose: Notify::new(),
         }
@@ -228,6 +237,7 @@ impl Pacer {
                         } else {
                             state.last_sent = now;
                             state.in_flight += 1;
+                            state.sent_since_cut += 1;
                             Ok(Some(rate))
                         }
                     }
@@ -346,10 +356,27 @@ impl Pacer {
                     // allowance) comes down in one cut, not in many.
                     // At most halved in one cut: a span in which another
                     // tool took the whole limit proves next to nothing.
-                    (Some(rate), false) => proven.map_or(rate * CUT, |proven| {
-                        (rate * CUT).min(proven.max(rate * 0.5))
-                    }),
+                    (Some(rate), false) => {
+                        // This is the first of the calls sent since the
+                        // last cut to be throttled: one in that many is
+                        // over the limit, so a rate that still throttles
+                        // soon after a cut (a burst allowance spent) is cut
+                        // by that share, down to DEEPEST_CUT. Only when
+                        // less got through over the last second than CUT
+                        // leaves: a throttle near the allowed rate (a call
+                        // arriving late, the next on time) is no storm.
+                        // The first call after a cut says less: it meets a
+                        // bucket that had one interval to refill.
+                        let over = match state.sent_since_cut {
+                            0 | 1 => 0.0,
+                            _ if let_through >= rate * CUT => 0.0,
+                            sent => 1.0 / f64::from(sent),
+                        };
+                        let cut = rate * CUT.min((1.0 - over).max(DEEPEST_CUT));
+                        proven.map_or(cut, |proven| cut.min(proven.max(rate * 0.5)))
+                    }
                 };
+                state.sent_since_cut = 0;
                 let rate = rate.max(MIN_RATE);
                 tracing::debug!(rate, let_through, "throttled: pacing DescribeSessions");
                 state.rate = Some(rate);
@@ -525,6 +552,34 @@ mod tests {
         let cut = pacer.rate().expect("a rate");
         assert!(cut < rate * CUT * 0.8, "{cut} after {rate}");
         assert!(cut >= rate * 0.5, "at most halved: {cut} after {rate}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_that_still_throttles_soon_after_a_cut_is_cut_by_the_share_throttled() {
+        let (pacer, _) = probing_at_five_per_second().await;
+        let x = pacer.start().await;
+        pacer.finish(x, Outcome::Throttled);
+        let settled = pacer.rate().expect("a rate");
+        // The first call after a cut meets a bucket that had one interval
+        // to refill: its throttle is an ordinary cut.
+        let first = pacer.start().await;
+        pacer.finish(first, Outcome::Throttled);
+        let cut = pacer.rate().expect("a rate");
+        assert!((cut - settled * CUT).abs() < 1e-9, "{cut} after {settled}");
+        // The third of three calls throttled, with little getting through
+        // (the others fail otherwise): a third over the limit, cut to
+        // DEEPEST_CUT rather than CUT.
+        for _ in 0..2 {
+            let call = pacer.start().await;
+            pacer.finish(call, Outcome::Failed);
+        }
+        let third = pacer.start().await;
+        pacer.finish(third, Outcome::Throttled);
+        let deeper = pacer.rate().expect("a rate");
+        assert!(
+            (deeper - cut * DEEPEST_CUT).abs() < 1e-9,
+            "{deeper} after {cut}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
