@@ -435,6 +435,16 @@ mod tests {
         (pacer, origin)
     }
 
+    /// A pacer whose probe (see [`probing_at_five_per_second`]) ended on
+    /// its first call, and the rate it settled at.
+    async fn settled_after_the_probe() -> (Pacer, f64) {
+        let (pacer, _) = probing_at_five_per_second().await;
+        let x = pacer.start().await;
+        pacer.finish(x, Outcome::Throttled);
+        let settled = pacer.rate().expect("a rate");
+        (pacer, settled)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn calls_start_slowly_and_spread_over_a_round_trip() {
         let pacer = Pacer::new();
@@ -530,10 +540,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_rate_far_above_what_got_through_comes_down_in_one_cut() {
-        let (pacer, _) = probing_at_five_per_second().await;
-        let x = pacer.start().await;
-        pacer.finish(x, Outcome::Throttled);
-        let settled = pacer.rate().expect("a rate");
+        let (pacer, settled) = settled_after_the_probe().await;
         // Every other call fails without a throttle (as if the rest of the
         // limit were someone else's): half the rate gets through.
         for call_number in 0..2 * PROVING_CALLS {
@@ -556,10 +563,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_rate_that_still_throttles_soon_after_a_cut_is_cut_by_the_share_throttled() {
-        let (pacer, _) = probing_at_five_per_second().await;
-        let x = pacer.start().await;
-        pacer.finish(x, Outcome::Throttled);
-        let settled = pacer.rate().expect("a rate");
+        let (pacer, settled) = settled_after_the_probe().await;
         // The first call after a cut meets a bucket that had one interval
         // to refill: its throttle is an ordinary cut.
         let first = pacer.start().await;
