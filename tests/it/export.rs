@@ -191,13 +191,13 @@ fn throttling_500s_and_dropped_connections_are_retried_without_loss() {
 }
 
 /// Exports `data` at 16 workers against a simulator limited to `rate`
-/// calls/s (burst 1) with `latency` per call; checks every session arrived
-/// and at most a tenth of the calls were throttled (counted, not timed).
-/// Returns the calls.
-fn export_against_a_rate_limit(data: &[SimSession], rate: &str, latency: &str) -> u64 {
+/// calls/s (a token bucket of `burst` calls) with `latency` per call;
+/// checks every session arrived and at most a tenth of the calls were
+/// throttled (counted, not timed). Returns the calls.
+fn export_against_a_rate_limit(data: &[SimSession], rate: &str, burst: &str, latency: &str) -> u64 {
     let (sim, _d) = Sim::with_sessions(
         data,
-        &["--rate-limit", rate, "--burst", "1", "--latency", latency],
+        &["--rate-limit", rate, "--burst", burst, "--latency", latency],
     );
     let out = tempfile::tempdir().expect("tempdir");
     let result = export(
@@ -222,7 +222,7 @@ fn the_crawl_paces_itself_to_the_rate_limit_instead_of_storming_it() {
     // 16 workers against 20 calls/s would throttle most calls if nothing
     // paced them.
     let data = generated(3000, 6, &["--bursts", "0"]);
-    let calls = export_against_a_rate_limit(&data, "20", "20ms");
+    let calls = export_against_a_rate_limit(&data, "20", "1", "20ms");
     assert!(calls >= 60, "{calls} calls");
 }
 
@@ -233,7 +233,16 @@ fn a_rate_learned_low_while_windows_wait_does_not_run_away_into_a_storm() {
     // A rate that grew meanwhile unopposed (or slots claimed seconds ahead
     // at the first rate) ended in hundreds of throttles and a failed run.
     let data = generated(4000, 7, &["--bursts", "0", "--active-share", "0.002"]);
-    export_against_a_rate_limit(&data, "40", "100ms");
+    export_against_a_rate_limit(&data, "40", "1", "100ms");
+}
+
+#[test]
+fn a_burst_allowance_that_hides_the_limit_does_not_end_in_a_storm() {
+    // A bucket of 10 calls lets the probe run far past 40 calls/s before
+    // its first throttle; cutting 10% a throttle from there threw a tenth
+    // of the calls at the limit.
+    let data = generated(4000, 8, &["--bursts", "0", "--active-share", "0.002"]);
+    export_against_a_rate_limit(&data, "40", "10", "100ms");
 }
 
 #[test]
