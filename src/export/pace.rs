@@ -24,14 +24,11 @@
 //!   probe overshoots further; the steady cuts bring it down.
 //! - **Steady.** Each success raises the rate by [`GROWTH`] (about 1.11x in
 //!   53 successes); a throttle of a call sent after the last cut cuts it to
-//!   [`CUT`]. Deeper when the rate is clearly above what gets through: by
-//!   the share of the calls sent since the last cut that this throttle
-//!   shows over the limit (down to [`DEEPEST_CUT`]), or to what provably
-//!   got through when that is lower (at most
-//!   halving it): the service's bucket was empty at the last counted
-//!   throttle, so the calls sent since that got through are at most the
-//!   allowed rate (and near it, since calls were waiting). A rate learned
-//!   in a burst allowance thus comes down in a few cuts, not in many. Calls
+//!   [`CUT`]. Deeper when the rate is clearly above what gets through (less
+//!   got through over the last second than [`CUT`] of it): by the share of
+//!   the calls sent since the last cut that this throttle shows over the
+//!   limit, down to [`DEEPEST_CUT`]. A rate learned in a burst allowance
+//!   thus comes down in a few cuts, not in many. Calls
 //!   already in flight at a cut answer the old rate, so they do not cut
 //!   again. The rate then saws between 0.9 and 1 of the allowed rate, about
 //!   0.95 on average, with about one call in 50 throttled.
@@ -71,9 +68,6 @@ pub const PROBE_DOUBLING: Duration = Duration::from_millis(250);
 const MIN_RATE: f64 = 0.2;
 /// How far back successes are counted to learn the first rate.
 const MEASURE: Duration = Duration::from_secs(1);
-/// Calls that must get through after a throttle before what got through
-/// proves a rate (see `State::proven`): fewer say too little.
-const PROVING_CALLS: u32 = 10;
 
 /// The pace of calls to one (account, region).
 #[derive(Debug)]
@@ -100,7 +94,8 @@ struct State {
     /// When the rate was last cut; throttles of calls sent before it are
     /// answers to the old rate.
     last_cut: Option<Instant>,
-    /// When recent calls succeeded, for the rate the probe starts from.
+    /// When recent calls succeeded: what got through lately, for the rate
+    /// the probe starts from and whether a steady cut goes deeper.
     successes: VecDeque<Instant>,
     /// When the first call started: a crawl younger than [`MEASURE`]
     /// measures what got through over its own age.
@@ -110,12 +105,6 @@ struct State {
     latency: Option<Duration>,
     /// Probing upwards (after the first throttle, until the second).
     probing: bool,
-    /// The last counted throttle, when the service's bucket was empty; the
-    /// calls sent since that got through, and when the last of them was
-    /// sent: what proves a rate (see [`State::proven`]).
-    drained_at: Option<Instant>,
-    through_since_drained: u32,
-    last_through_sent: Option<Instant>,
     /// Calls sent at a rate since the last cut.
     sent_since_cut: u32,
 }
@@ -129,18 +118,6 @@ impl State {
         let round_trip = self.latency.unwrap_or_default().max(PROBE_DOUBLING);
         let per_doubling = (rate * round_trip.as_secs_f64()).max(PROBE_CALLS);
         (1.0 / per_doubling).exp2()
-    }
-
-    /// The rate that provably got through since the last counted throttle,
-    /// once [`PROVING_CALLS`] calls sent since got through: the service's
-    /// bucket was empty then, so `n` calls sent after it and let through by
-    /// the time the last of them was sent mean an allowed rate of at least
-    /// `n - 1` over that time (close to it while calls wait for the rate).
-    fn proven(&self) -> Option<f64> {
-        let (drained, last) = (self.drained_at?, self.last_through_sent?);
-        let span = last.saturating_duration_since(drained).as_secs_f64();
-        (self.through_since_drained >= PROVING_CALLS && span > 0.0)
-            .then(|| f64::from(self.through_since_drained - 1) / span)
     }
 
     /// The calls per second that succeeded lately: over the last
@@ -202,9 +179,6 @@ impl Pacer {
                 first_call: None,
                 latency: None,
                 probing: false,
-                drained_at: None,
-                through_since_drained: 0,
-                last_through_sent: None,
                 sent_since_cut: 0,
             }),
             rate_rose: Notify::new(),
@@ -306,10 +280,6 @@ impl Pacer {
                 // anyway would let it run far past the limit unopposed, a
                 // storm of throttles once the windows split.
                 let paced = slot.waited;
-                if state.drained_at.is_some_and(|drained| slot.sent > drained) {
-                    state.through_since_drained += 1;
-                    state.last_through_sent = state.last_through_sent.max(Some(slot.sent));
-                }
                 match (state.rate, state.probing) {
                     (Some(rate), true) if paced => {
                         state.rate = Some(rate * state.probe_step(rate));
@@ -330,11 +300,6 @@ impl Pacer {
                     return;
                 }
                 let let_through = state.let_through(now);
-                let proven = state.proven();
-                // The bucket was empty when the throttled call reached it.
-                state.drained_at = Some(slot.sent);
-                state.through_since_drained = 0;
-                state.last_through_sent = None;
                 let rate = match (state.rate, state.probing) {
                     // The first throttle: start probing from half of what got
                     // through (measured over a young crawl's few round trips,
@@ -350,12 +315,9 @@ impl Pacer {
                         let throttled = slot.rate.unwrap_or(rate);
                         throttled / state.probe_step(throttled)
                     }
-                    // Steady: what got through since the last throttle is
-                    // the allowed rate, or close below it, when calls kept
-                    // waiting; a rate far above it (one learned in a burst
-                    // allowance) comes down in one cut, not in many.
-                    // At most halved in one cut: a span in which another
-                    // tool took the whole limit proves next to nothing.
+                    // Steady: CUT, or deeper for a rate far above the
+                    // limit (one learned in a burst allowance), so that it
+                    // comes down in a few cuts, not in many.
                     (Some(rate), false) => {
                         // This is the first of the calls sent since the
                         // last cut to be throttled: one in that many is
@@ -372,8 +334,7 @@ impl Pacer {
                             _ if let_through >= rate * CUT => 0.0,
                             sent => 1.0 / f64::from(sent),
                         };
-                        let cut = rate * CUT.min((1.0 - over).max(DEEPEST_CUT));
-                        proven.map_or(cut, |proven| cut.min(proven.max(rate * 0.5)))
+                        rate * CUT.min((1.0 - over).max(DEEPEST_CUT))
                     }
                 };
                 state.sent_since_cut = 0;
@@ -536,29 +497,6 @@ mod tests {
         pacer.finish(h, Outcome::Throttled);
         let cut = pacer.rate().expect("a rate");
         assert!((cut - raised * CUT).abs() < 1e-9, "{cut} after {raised}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_rate_far_above_what_got_through_comes_down_in_one_cut() {
-        let (pacer, settled) = settled_after_the_probe().await;
-        // Every other call fails without a throttle (as if the rest of the
-        // limit were someone else's): half the rate gets through.
-        for call_number in 0..2 * PROVING_CALLS {
-            let call = pacer.start().await;
-            let outcome = if call_number % 2 == 0 {
-                Outcome::Succeeded
-            } else {
-                Outcome::Failed
-            };
-            pacer.finish(call, outcome);
-        }
-        let rate = pacer.rate().expect("a rate");
-        assert!(rate > settled, "successes raised it");
-        let y = pacer.start().await;
-        pacer.finish(y, Outcome::Throttled);
-        let cut = pacer.rate().expect("a rate");
-        assert!(cut < rate * CUT * 0.8, "{cut} after {rate}");
-        assert!(cut >= rate * 0.5, "at most halved: {cut} after {rate}");
     }
 
     #[tokio::test(start_paused = true)]
