@@ -47,8 +47,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Calls in flight allowed before anything is known of the rate.
-pub const START_IN_FLIGHT: usize = 2;
+/// Calls in flight allowed before anything is known of the rate. The
+/// spread over half a round trip, not this cap, is what keeps a fan-out
+/// from meeting a limit all at once (the first throttle is answered before
+/// the next call leaves), so it is as large as that allows: 2 cost a 20,000
+/// session crawl at 16 about 0.2 s of ramp and no throttle less (see
+/// BENCHMARKS.md).
+pub const START_IN_FLIGHT: usize = 16;
 /// The share of the rate kept when a call is throttled.
 pub const CUT: f64 = 0.9;
 /// The deepest a steady cut goes on the share of calls throttled since the
@@ -409,20 +414,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn calls_start_slowly_and_spread_over_a_round_trip() {
         let pacer = Pacer::new();
-        // Before any throttle: two in flight, then one more per success.
-        let a = pacer.start().await;
-        let b = pacer.start().await;
-        let third = tokio::time::timeout(Duration::from_millis(60), pacer.start()).await;
-        assert!(third.is_err(), "a third call waits for a place");
-        pacer.finish(a, Outcome::Succeeded);
+        // Before any throttle: START_IN_FLIGHT in flight, then one more per
+        // success.
+        let mut first = Vec::new();
+        for _ in 0..START_IN_FLIGHT {
+            first.push(pacer.start().await);
+        }
+        let next = tokio::time::timeout(Duration::from_millis(60), pacer.start()).await;
+        assert!(next.is_err(), "one more call waits for a place");
+        pacer.finish(first.pop().expect("a call"), Outcome::Succeeded);
         let c = pacer.start().await;
         let d = pacer.start().await;
         assert_eq!(pacer.rate(), None);
-        // Three may be in flight; they leave half a round trip (60 ms) apart
-        // over the cap, so a throttle stops a fan-out before all of it.
+        // The cap's calls leave half a round trip (60 ms) apart over the
+        // cap, so a throttle stops a fan-out before all of it.
         let gap = d.sent.duration_since(c.sent);
-        assert!(gap >= Duration::from_millis(10), "{gap:?}");
-        for call in [b, c, d] {
+        let cap = START_IN_FLIGHT as u32 + 1;
+        assert!(gap >= Duration::from_millis(60) / (2 * cap), "{gap:?}");
+        for call in first.into_iter().chain([c, d]) {
             pacer.finish(call, Outcome::Succeeded);
         }
         assert_eq!(pacer.rate(), None, "successes set no rate");
