@@ -27,7 +27,7 @@ use crate::config::UserFilter;
 use crate::dataset::record::SessionRecord;
 use crate::export::pace::{Outcome, Pacer};
 use crate::export::plan::{
-    estimated_pages, split_window, straggler_pieces, CrawlJob, FIRST_WINDOW_ALLOWANCE,
+    estimated_pages, split_window, straggler_pieces, CrawlJob, Found, FIRST_WINDOW_ALLOWANCE,
 };
 use crate::progress::PairProgress;
 use crate::shutdown::CancellationToken;
@@ -207,6 +207,8 @@ struct QueueState {
     next_id: u32,
     /// One worker's share of the pages, as the first split estimated them.
     fair_share: Option<f64>,
+    /// The pages the first split estimated for the whole state.
+    first_estimate: Option<f64>,
 }
 
 impl Queue {
@@ -217,6 +219,7 @@ impl Queue {
                 held: 0,
                 next_id,
                 fair_share: None,
+                first_estimate: None,
             }),
             changed: Notify::new(),
         }
@@ -259,11 +262,19 @@ impl Queue {
         self.lock().fair_share
     }
 
-    /// Sets the fair share from the first split (later ones keep it).
-    fn set_fair_share(&self, pages_per_worker: f64) {
+    /// The pages the first split estimated for the whole state.
+    fn first_estimate(&self) -> Option<f64> {
+        self.lock().first_estimate
+    }
+
+    /// Keeps the first split's estimate of the state's `pages` and one
+    /// worker's share of them (later splits keep them).
+    fn set_first_estimate(&self, pages: f64, workers: usize) {
         let mut state = self.lock();
-        if state.fair_share.is_none() && pages_per_worker >= 1.0 {
-            state.fair_share = Some(pages_per_worker);
+        if state.first_estimate.is_none() {
+            state.first_estimate = Some(pages);
+            let pages_per_worker = pages / workers.max(1) as f64;
+            state.fair_share = (pages_per_worker >= 1.0).then_some(pages_per_worker);
         }
     }
 
@@ -292,6 +303,9 @@ impl Queue {
 /// StartDates to choose split points from; after that the pages thrown away
 /// by a split would cost more than it could save.
 const MAX_SAMPLED_PAGES: u32 = 20;
+/// How many times the state's first estimate a window must promise, at its
+/// page's density, for that density to count as local (see `Worker::split`).
+const LOCAL_DENSITY: f64 = 4.0;
 
 /// The largest window id or page number a crawl reaches: far beyond any
 /// (a million sessions take 5,000 pages), and far from where `u32`
@@ -600,17 +614,29 @@ impl Worker {
         } else {
             0.0
         };
-        let windows = split_window(
+        // A window whose page, were the rest of it as dense, would hold
+        // many times what the first split found in the whole state holds a
+        // dense stretch that ends inside it (the hot hour of a skewed month,
+        // met from its edge): its pieces double in width away from it.
+        let dense_is_local = self
+            .queue
+            .first_estimate()
+            .is_some_and(|whole| estimated() > LOCAL_DENSITY * whole);
+        let found = Found {
             window,
             seen,
+            pages_done,
+            dense_is_local,
+        };
+        let windows = split_window(
+            found,
             pieces,
             self.options.min_split_ms,
             page_size,
-            pages_done,
             allowance,
         );
-        if windows.len() >= 2 && self.queue.fair_share().is_none() {
-            self.queue.set_fair_share(estimated() / useful as f64);
+        if windows.len() >= 2 && self.queue.first_estimate().is_none() {
+            self.queue.set_first_estimate(estimated(), useful);
         }
         if windows.len() < 2 {
             tracing::trace!(job = %job.describe(), pages_done, hungry, "not worth splitting");

@@ -79,6 +79,19 @@ pub const SPARE_SHARE: f64 = 0.15;
 /// data is (see [`SPARE_SHARE`]).
 pub const FIRST_WINDOW_ALLOWANCE: f64 = 4.0;
 
+/// What a window's pages have shown, for [`split_window`].
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    pub window: TimeRange,
+    /// The `StartDate`s its pages returned, in any order.
+    pub seen: &'a [i64],
+    /// The pages it has fetched (a split fetches them again).
+    pub pages_done: u32,
+    /// Whether the seen density is known to be local: the whole state
+    /// holds far less than the window would at that density.
+    pub dense_is_local: bool,
+}
+
 /// Cuts a heavy `window` into at most `pieces` contiguous sub-windows of
 /// about equal estimated weight, none narrower than `min_width_ms` (so a
 /// window narrower than twice that is returned whole); edges fall on whole
@@ -100,15 +113,24 @@ pub const FIRST_WINDOW_ALLOWANCE: f64 = 4.0;
 /// sooner. A sample that reaches across the window says nothing of how
 /// much remains: it is cut into `pieces` on its first page only, unless its
 /// dates came in time order (then they are the window's edge).
+///
+/// When the density is known to be local ([`Found::dense_is_local`]), a
+/// page in time order is the edge of a dense stretch however evenly dense
+/// the page itself is, and the pieces double away from it (see
+/// [`hot_edge_pieces`]).
 pub fn split_window(
-    window: TimeRange,
-    seen: &[i64],
+    found: Found<'_>,
     pieces: usize,
     min_width_ms: i64,
     page_size: usize,
-    pages_done: u32,
     allowance: f64,
 ) -> Vec<TimeRange> {
+    let Found {
+        window,
+        seen,
+        pages_done,
+        dense_is_local,
+    } = found;
     let width = window.end - window.start;
     if pieces < 2 || width < 2 * min_width_ms.max(1000) {
         return vec![window];
@@ -134,7 +156,14 @@ pub fn split_window(
         (affordable as usize).min(pieces)
     };
     if pages_done >= 2 || in_time_order {
-        if let Some(edges) = hot_edge_pieces(window, &weight, pieces, min_width_ms, page_size) {
+        if let Some(edges) = hot_edge_pieces(
+            window,
+            &weight,
+            pieces,
+            min_width_ms,
+            page_size,
+            dense_is_local,
+        ) {
             return to_ranges(&edges);
         }
     }
@@ -224,7 +253,8 @@ fn to_ranges(edges: &[i64]) -> Vec<TimeRange> {
 
 /// A later page (or a first page listed in time order) that reached a
 /// stretch much denser than the pages before it (a hot hour behind
-/// ordinary sessions) says the stretch starts there,
+/// ordinary sessions), or any page in time order whose density is known to
+/// be local (`dense_is_local`), says the stretch starts there,
 /// not how far it goes. Cutting the unseen rest at equal estimated weight
 /// would assume it all that dense and cut it into pieces of a few sessions
 /// each. Pieces instead double in width away from the dense edge: the first
@@ -242,19 +272,23 @@ fn hot_edge_pieces(
     pieces: usize,
     min_width_ms: i64,
     page_size: usize,
+    dense_is_local: bool,
 ) -> Option<Vec<i64>> {
     let (first, last) = (weight.first_seen(), weight.last_seen());
     let seen_span = (last - first).max(1000) as f64;
     let average = weight.dates.len() as f64 / seen_span;
     // Which edge is dense with an unseen stretch beyond it, and its density.
-    let (edge, density, backwards) =
-        if first - window.start >= min_width_ms && weight.density_before > 4.0 * average {
-            (first, weight.density_before, true)
-        } else if window.end - last >= min_width_ms && weight.density_after > 4.0 * average {
-            (last, weight.density_after, false)
-        } else {
-            return None;
-        };
+    let (edge, density, backwards) = if first - window.start >= min_width_ms
+        && (dense_is_local || weight.density_before > 4.0 * average)
+    {
+        (first, weight.density_before, true)
+    } else if window.end - last >= min_width_ms
+        && (dense_is_local || weight.density_after > 4.0 * average)
+    {
+        (last, weight.density_after, false)
+    } else {
+        return None;
+    };
     let mut width = ((PAGES_AT_THE_EDGE * page_size as f64 / density) as i64)
         .max(min_width_ms)
         .max(1000);
@@ -366,6 +400,15 @@ mod tests {
     const HOUR: i64 = 3_600_000;
     const MINUTE: i64 = 60_000;
 
+    fn found(window: TimeRange, seen: &[i64], pages_done: u32, dense_is_local: bool) -> Found<'_> {
+        Found {
+            window,
+            seen,
+            pages_done,
+            dense_is_local,
+        }
+    }
+
     fn assert_covers(window: TimeRange, pieces: &[TimeRange], min_width: i64) {
         assert_eq!(pieces.first().map(|p| p.start), Some(window.start));
         assert_eq!(pieces.last().map(|p| p.end), Some(window.end));
@@ -396,13 +439,13 @@ mod tests {
                 .collect::<Vec<_>>(),
             (0..200).map(|i| window.start + i * step).collect(),
         ] {
-            let pieces = split_window(window, &seen, 16, MINUTE, 200, 1, 0.0);
+            let pieces = split_window(found(window, &seen, 1, false), 16, MINUTE, 200, 0.0);
             assert_eq!(pieces.len(), 16, "100 estimated pages fill 16 workers");
             assert_covers(window, &pieces, MINUTE);
             let (narrowest, widest) = spread(&pieces);
             assert!(widest < 2 * narrowest, "{pieces:?}");
         }
-        let nothing_seen = split_window(window, &[], 4, MINUTE, 200, 1, 0.0);
+        let nothing_seen = split_window(found(window, &[], 1, false), 4, MINUTE, 200, 0.0);
         assert_eq!(nothing_seen.len(), 4);
     }
 
@@ -417,23 +460,36 @@ mod tests {
         let step = 10 * 24 * HOUR / 200;
         let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * step).collect();
         assert_eq!(
-            split_window(window, &seen, 16, MINUTE, 200, 1, 0.0),
+            split_window(found(window, &seen, 1, false), 16, MINUTE, 200, 0.0),
             vec![window]
         );
         // A state's first window may spend its allowance on finding the
         // data: the same three pages are cut in two.
         assert_eq!(
-            split_window(window, &seen, 16, MINUTE, 200, 1, FIRST_WINDOW_ALLOWANCE).len(),
+            split_window(
+                found(window, &seen, 1, false),
+                16,
+                MINUTE,
+                200,
+                FIRST_WINDOW_ALLOWANCE
+            )
+            .len(),
             2
         );
         // About 3,000: fifteen pages; a sub-window's spare calls (15%) pay
         // for two pieces, a first window's for ten.
         let step = 2 * 24 * HOUR / 200;
         let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * step).collect();
-        let pieces = split_window(window, &seen, 16, MINUTE, 200, 1, 0.0);
+        let pieces = split_window(found(window, &seen, 1, false), 16, MINUTE, 200, 0.0);
         assert_eq!(pieces.len(), 2, "{pieces:?}");
         assert_covers(window, &pieces, MINUTE);
-        let pieces = split_window(window, &seen, 16, MINUTE, 200, 1, FIRST_WINDOW_ALLOWANCE);
+        let pieces = split_window(
+            found(window, &seen, 1, false),
+            16,
+            MINUTE,
+            200,
+            FIRST_WINDOW_ALLOWANCE,
+        );
         assert_eq!(pieces.len(), 10, "{pieces:?}");
         assert_covers(window, &pieces, MINUTE);
     }
@@ -449,13 +505,13 @@ mod tests {
         let mut seen: Vec<i64> = (0..400).map(|i| window.end - 1 - i * 1_080_000).collect();
         let hot = window.end - 5 * 24 * HOUR;
         seen.extend((0..200).map(|i| hot - i * 3_000));
-        let pieces = split_window(window, &seen, 16, MINUTE, 200, 3, 0.0);
+        let pieces = split_window(found(window, &seen, 3, false), 16, MINUTE, 200, 0.0);
         assert_covers(window, &pieces, MINUTE);
         assert_hot_edge_pieces(&pieces, hot - 199 * 3_000, 4 * 200 * 3_000);
         // The same pages spread evenly promise too little for the waste.
         let even: Vec<i64> = (0..600).map(|i| window.end - 1 - i * 1_000_000).collect();
         assert_eq!(
-            split_window(window, &even, 16, MINUTE, 200, 3, 0.0),
+            split_window(found(window, &even, 3, false), 16, MINUTE, 200, 0.0),
             vec![window]
         );
         // A page in no order from across the whole window is a sample, cut
@@ -463,16 +519,16 @@ mod tests {
         // window's edge, and say that little is left.
         let mut across: Vec<i64> = (0..200).map(|i| i * (10 * 24 * HOUR / 200)).collect();
         assert_eq!(
-            split_window(window, &across, 8, MINUTE, 200, 1, 0.0),
+            split_window(found(window, &across, 1, false), 8, MINUTE, 200, 0.0),
             vec![window]
         );
         fastrand::Rng::with_seed(3).shuffle(&mut across);
         assert_eq!(
-            split_window(window, &across, 8, MINUTE, 200, 1, 0.0).len(),
+            split_window(found(window, &across, 1, false), 8, MINUTE, 200, 0.0).len(),
             8
         );
         assert_eq!(
-            split_window(window, &across, 8, MINUTE, 200, 2, 0.0),
+            split_window(found(window, &across, 2, false), 8, MINUTE, 200, 0.0),
             vec![window]
         );
     }
@@ -488,7 +544,7 @@ mod tests {
         let mut seen: Vec<i64> = (0..150).map(|i| hot + i * 24_000).collect();
         seen.extend((0..50).map(|i| i * (30 * 24 * HOUR / 50) + 7));
         fastrand::Rng::with_seed(1).shuffle(&mut seen);
-        let pieces = split_window(window, &seen, 16, MINUTE, 200, 1, 0.0);
+        let pieces = split_window(found(window, &seen, 1, false), 16, MINUTE, 200, 0.0);
         assert_covers(window, &pieces, MINUTE);
         let in_hot_hour = pieces
             .iter()
@@ -533,7 +589,13 @@ mod tests {
                 end: days * 24 * HOUR,
             };
             let seen = ordinary_then_hot(window, ordinary, hot, (count, spacing));
-            let pieces = split_window(window, &seen, asked, MINUTE, 200, pages_done, 0.0);
+            let pieces = split_window(
+                found(window, &seen, pages_done, false),
+                asked,
+                MINUTE,
+                200,
+                0.0,
+            );
             assert_covers(window, &pieces, MINUTE);
             let edge = hot - (count - 1) * spacing;
             assert_hot_edge_pieces(&pieces, edge, 4 * 200 * spacing);
@@ -543,6 +605,31 @@ mod tests {
                 "{pieces:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_page_all_from_a_hot_stretch_doubles_away_from_it_only_when_the_density_is_local() {
+        // Two days, and a first page in time order (newest first) of 200
+        // sessions 0.4 s apart at the window's end: the edge of a hot hour,
+        // or a month that busy throughout.
+        let window = TimeRange {
+            start: 0,
+            end: 2 * 24 * HOUR,
+        };
+        let spacing = 400;
+        let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * spacing).collect();
+        let edge = window.end - 1 - 199 * spacing;
+        // Known to be local (the whole state holds far less than two days
+        // at this density): pieces double in width away from the edge.
+        let pieces = split_window(found(window, &seen, 1, true), 12, MINUTE, 200, 0.0);
+        assert_covers(window, &pieces, MINUTE);
+        assert_hot_edge_pieces(&pieces, edge, 4 * 200 * spacing);
+        // Otherwise an even split by time, as for a busy month.
+        let pieces = split_window(found(window, &seen, 1, false), 12, MINUTE, 200, 0.0);
+        assert_covers(window, &pieces, MINUTE);
+        let (narrowest, widest) = spread(&pieces);
+        assert_eq!(pieces.len(), 12, "{pieces:?}");
+        assert!(widest - narrowest <= widest / 100, "{pieces:?}");
     }
 
     /// Pieces that double in width away from a dense edge at `edge` (the
@@ -589,7 +676,7 @@ mod tests {
             end: 2 * HOUR,
         };
         let burst = vec![HOUR + 500; 200];
-        let pieces = split_window(window, &burst, 8, MINUTE, 200, 1, 0.0);
+        let pieces = split_window(found(window, &burst, 1, false), 8, MINUTE, 200, 0.0);
         assert_covers(window, &pieces, MINUTE);
         assert_eq!(
             pieces.iter().filter(|p| p.contains(HOUR + 500)).count(),
@@ -601,11 +688,11 @@ mod tests {
             end: MINUTE + 59_000,
         };
         assert_eq!(
-            split_window(narrow, &burst, 8, MINUTE, 200, 1, 0.0),
+            split_window(found(narrow, &burst, 1, false), 8, MINUTE, 200, 0.0),
             vec![narrow]
         );
         assert_eq!(
-            split_window(window, &burst, 1, MINUTE, 200, 1, 0.0),
+            split_window(found(window, &burst, 1, false), 1, MINUTE, 200, 0.0),
             vec![window]
         );
     }
