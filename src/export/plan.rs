@@ -108,9 +108,10 @@ pub struct Found<'a> {
 /// How many pieces the calls pay for: `pages_done` pages were fetched and
 /// will be fetched again, and each piece's last page is part-full, so the
 /// window's spare calls ([`SPARE_SHARE`] of its estimated pages, plus
-/// `allowance`) buy about two pieces each after the pages thrown away. A
-/// window with fewer than two pages left is never split: it would not end
-/// sooner. A sample that reaches across the window says nothing of how
+/// `allowance`) buy about two pieces each after the pages thrown away, and
+/// no piece is planned with fewer than `1 / (2 x SPARE_SHARE)` pages (its
+/// last page alone would cost more than its share). A window with fewer
+/// than two pages left is never split: it would not end sooner. A sample that reaches across the window says nothing of how
 /// much remains: it is cut into `pieces` on its first page only, unless its
 /// dates came in time order (then they are the window's edge).
 ///
@@ -149,7 +150,12 @@ pub fn split_window(
         let pages = weight.total() / page_size.max(1) as f64;
         let done = f64::from(pages_done);
         let spare = SPARE_SHARE * pages + allowance - done;
-        let affordable = (2.0 * spare).floor().min((pages - done).floor());
+        // Each piece ends on a part-full page, half a page on average: a
+        // piece of fewer than 1 / (2 x SPARE_SHARE) pages spends more than
+        // its spare share on it, whatever the allowance.
+        let affordable = (2.0 * spare)
+            .floor()
+            .min(((pages - done) * 2.0 * SPARE_SHARE).floor());
         if pages - done < 2.0 || affordable < 2.0 {
             return vec![window];
         }
@@ -463,8 +469,9 @@ mod tests {
             split_window(found(window, &seen, 1, false), 16, MINUTE, 200, 0.0),
             vec![window]
         );
-        // A state's first window may spend its allowance on finding the
-        // data: the same three pages are cut in two.
+        // Nor does a state's first window's allowance: a piece must hold
+        // pages enough for its part-full last page to stay within the
+        // spare share (about 3.3), and two pages are left.
         assert_eq!(
             split_window(
                 found(window, &seen, 1, false),
@@ -472,12 +479,12 @@ mod tests {
                 MINUTE,
                 200,
                 FIRST_WINDOW_ALLOWANCE
-            )
-            .len(),
-            2
+            ),
+            vec![window]
         );
         // About 3,000: fifteen pages; a sub-window's spare calls (15%) pay
-        // for two pieces, a first window's for ten.
+        // for two pieces, a first window's for ten, but the fourteen pages
+        // left fill only four that pay their own last pages.
         let step = 2 * 24 * HOUR / 200;
         let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * step).collect();
         let pieces = split_window(found(window, &seen, 1, false), 16, MINUTE, 200, 0.0);
@@ -490,7 +497,7 @@ mod tests {
             200,
             FIRST_WINDOW_ALLOWANCE,
         );
-        assert_eq!(pieces.len(), 10, "{pieces:?}");
+        assert_eq!(pieces.len(), 4, "{pieces:?}");
         assert_covers(window, &pieces, MINUTE);
     }
 
