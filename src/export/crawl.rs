@@ -643,7 +643,7 @@ impl Worker {
             return Vec::new();
         }
         let first_id = self.queue.reserve_ids(windows.len());
-        tracing::debug!(job = %job.describe(), into = windows.len(), "splitting a heavy window");
+        tracing::debug!(job = %job.describe(), into = windows.len(), hungry, pages_done, "splitting a heavy window");
         windows
             .into_iter()
             .enumerate()
