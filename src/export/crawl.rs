@@ -592,7 +592,9 @@ impl Worker {
         let useful = self.options.pacer.useful_concurrency(self.concurrency);
         let hungry = self.queue.hungry(useful);
         let page_size = self.options.page_size as usize;
-        let estimated = || estimated_pages(window, seen, page_size);
+        // Sorts the dates seen: made once, and only when a split is asked.
+        let estimate = std::cell::OnceCell::new();
+        let estimated = || *estimate.get_or_init(|| estimated_pages(window, seen, page_size));
         let pieces = if hungry > 0 {
             hungry + 1
         } else {

@@ -51,8 +51,9 @@ use tokio::time::Instant;
 /// spread over half a round trip, not this cap, is what keeps a fan-out
 /// from meeting a limit all at once (the first throttle is answered before
 /// the next call leaves), so it is as large as that allows: 2 cost a 20,000
-/// session crawl at 16 about 0.2 s of ramp and no throttle less (see
-/// BENCHMARKS.md).
+/// session crawl at 16 about 0.2 s of ramp and no throttle less without a
+/// burst allowance; with one that a fan-out spends at once, 16 cost about
+/// one throttle more (see BENCHMARKS.md).
 pub const START_IN_FLIGHT: usize = 16;
 /// The share of the rate kept when a call is throttled.
 pub const CUT: f64 = 0.9;
