@@ -111,14 +111,19 @@ pub struct Found<'a> {
 /// `allowance`) buy about two pieces each after the pages thrown away, and
 /// no piece is planned with fewer than `1 / (2 x SPARE_SHARE)` pages (its
 /// last page alone would cost more than its share). A window with fewer
-/// than two pages left is never split: it would not end sooner. A sample that reaches across the window says nothing of how
-/// much remains: it is cut into `pieces` on its first page only, unless its
+/// than two pages left is never split: it would not end sooner. A sample
+/// that reaches across the window says nothing of how much remains: it is cut into `pieces` on its first page only, unless its
 /// dates came in time order (then they are the window's edge).
 ///
 /// When the density is known to be local ([`Found::dense_is_local`]), a
 /// page in time order is the edge of a dense stretch however evenly dense
 /// the page itself is, and the pieces double away from it (see
-/// [`hot_edge_pieces`]).
+/// [`hot_edge_pieces`]) towards the window's start when the page leaves a
+/// slice of it unseen: the right side for a page listed newest first; for
+/// one listed oldest first after a gap, the pieces cover the gap and the
+/// dense rest stays one piece, split again on its own first page (leading
+/// into the longer stretch instead measured 143 to 149 calls at 64 on a
+/// skewed month listed oldest first, against 126 to 128).
 pub fn split_window(
     found: Found<'_>,
     pieces: usize,

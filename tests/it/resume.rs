@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use ssm_audit::api::SessionState;
 use ssm_audit::dataset::record::SessionRecord;
+use ssm_audit::export::checkpoint::Checkpoint;
+use ssm_audit::export::stage::part_key;
 
 fn spawn_export(sim: &Sim, output: &Path, extra: &[&str]) -> Child {
     export_command(sim, output, extra)
@@ -317,34 +319,17 @@ fn vouched_parts(out: &Path) -> Vec<PathBuf> {
     let Ok(bytes) = std::fs::read(checkpoint_path(out)) else {
         return Vec::new();
     };
-    let Ok(saved) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+    let Ok(saved) = serde_json::from_slice::<Checkpoint>(&bytes) else {
         return Vec::new();
-    };
-    let pages_done = |id: u64| {
-        saved["jobs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|j| j["id"].as_u64() == Some(id))
-            .and_then(|j| j["pages_done"].as_u64())
-            .unwrap_or(0)
     };
     let staged = out.join(format!("_checkpoint/{ACCOUNT}_{REGION}/staged"));
-    let Ok(entries) = std::fs::read_dir(&staged) else {
-        return Vec::new();
-    };
-    let mut parts: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|path| {
-            // {state}-{job:05}-{seq:06}.parquet
-            let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or("");
-            let mut fields = name.rsplit('-');
-            let seq = fields.next().and_then(|f| f.parse::<u64>().ok());
-            let job = fields.next().and_then(|f| f.parse::<u64>().ok());
-            path.extension().is_some_and(|x| x == "parquet")
-                && matches!((job, seq), (Some(job), Some(seq)) if seq < pages_done(job))
-        })
+    let mut parts: Vec<PathBuf> = saved
+        .jobs
+        .iter()
+        .flat_map(|job| (0..job.pages_done).map(move |seq| part_key("", job.state, job.id, seq)))
+        .map(|key| staged.join(key))
+        // An empty page is done but has no part.
+        .filter(|path| path.exists())
         .collect();
     parts.sort();
     parts
