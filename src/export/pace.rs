@@ -25,10 +25,13 @@
 //! - **Steady.** Each success raises the rate by [`GROWTH`] (about 1.11x in
 //!   53 successes); a throttle of a call sent after the last cut cuts it to
 //!   [`CUT`]. Deeper when the rate is clearly above what gets through (less
-//!   got through over the last second than [`CUT`] of it): by the share of
-//!   the calls sent since the last cut that this throttle shows over the
-//!   limit, down to [`DEEPEST_CUT`]. A rate learned in a burst allowance
-//!   thus comes down in a few cuts, not in many. Calls
+//!   got through over the last second, or since the first throttle when
+//!   that is sooner, than [`CUT`] of it): by the share of the calls sent
+//!   since the last cut that this throttle shows over the limit, down to
+//!   [`DEEPEST_CUT`]. A rate learned in a burst allowance thus comes down in
+//!   a few cuts, not in many. Never on the first throttle after the probe:
+//!   the probe settled at or just above the limit, and a call late by a
+//!   timer tick then the next on time is no storm. Calls
 //!   already in flight at a cut answer the old rate, so they do not cut
 //!   again. The rate then saws between 0.9 and 1 of the allowed rate, about
 //!   0.95 on average, with about one call in 50 throttled.
@@ -58,8 +61,11 @@ pub const START_IN_FLIGHT: usize = 16;
 /// The share of the rate kept when a call is throttled.
 pub const CUT: f64 = 0.9;
 /// The deepest a steady cut goes on the share of calls throttled since the
-/// last one (see `Pacer::finish`).
-pub const DEEPEST_CUT: f64 = 0.8;
+/// last one (see `Pacer::finish`): a probe that a burst allowance hid from
+/// the limit ends at twice the allowed rate or more, and 0.8 took four cuts
+/// (four throttles) to come down from there, 0.65 takes two or three (see
+/// BENCHMARKS.md).
+pub const DEEPEST_CUT: f64 = 0.65;
 /// The rate's growth per successful call, once steady.
 pub const GROWTH: f64 = 0.002;
 /// While probing, the rate doubles in no fewer than this many calls that
@@ -103,9 +109,11 @@ struct State {
     /// When recent calls succeeded: what got through lately, for the rate
     /// the probe starts from and whether a steady cut goes deeper.
     successes: VecDeque<Instant>,
-    /// When the first call started: a crawl younger than [`MEASURE`]
-    /// measures what got through over its own age.
-    first_call: Option<Instant>,
+    /// Since when successes count: the first call, then the first
+    /// throttle (a burst allowance spent before it says nothing of the
+    /// rate). What got through is measured over the time since, when that
+    /// is shorter than [`MEASURE`].
+    measured_from: Option<Instant>,
     /// Average time a call takes, for how many calls in flight the rate
     /// can use.
     latency: Option<Duration>,
@@ -113,6 +121,8 @@ struct State {
     probing: bool,
     /// Calls sent at a rate since the last cut.
     sent_since_cut: u32,
+    /// The probe has just ended: the next throttle cuts by [`CUT`] only.
+    settled_by_probe: bool,
 }
 
 impl State {
@@ -132,13 +142,17 @@ impl State {
     /// than a round trip.
     fn let_through(&self, now: Instant) -> f64 {
         let age = self
-            .first_call
-            .map_or(MEASURE, |first| now.saturating_duration_since(first));
+            .measured_from
+            .map_or(MEASURE, |from| now.saturating_duration_since(from));
         let span = age
             .min(MEASURE)
             .max(self.latency.unwrap_or(MEASURE))
             .max(Duration::from_millis(1));
-        self.successes.len() as f64 / span.as_secs_f64()
+        // Successes are dropped as they age only when one comes.
+        let stale = self
+            .successes
+            .partition_point(|t| now.saturating_duration_since(*t) > MEASURE);
+        (self.successes.len() - stale) as f64 / span.as_secs_f64()
     }
 }
 
@@ -182,10 +196,11 @@ impl Pacer {
                 in_flight_cap: START_IN_FLIGHT,
                 last_cut: None,
                 successes: VecDeque::new(),
-                first_call: None,
+                measured_from: None,
                 latency: None,
                 probing: false,
                 sent_since_cut: 0,
+                settled_by_probe: false,
             }),
             rate_rose: Notify::new(),
         }
@@ -243,7 +258,7 @@ impl Pacer {
             };
             match wait {
                 Ok(rate) => {
-                    self.lock().first_call.get_or_insert(now);
+                    self.lock().measured_from.get_or_insert(now);
                     return Slot {
                         sent: now,
                         waited: now > asked,
@@ -272,7 +287,9 @@ impl Pacer {
         });
         match outcome {
             Outcome::Succeeded => {
-                state.successes.push_back(now);
+                if state.measured_from.is_none_or(|from| slot.sent >= from) {
+                    state.successes.push_back(now);
+                }
                 while state
                     .successes
                     .front()
@@ -312,12 +329,20 @@ impl Pacer {
                     // which a burst allowance inflates).
                     (None, _) => {
                         state.probing = true;
+                        // From now on what got through is measured from
+                        // here: the bucket is empty, and what a burst
+                        // allowance let through before (answered later,
+                        // too) would hide a rate far above the limit from
+                        // the steady cuts.
+                        state.measured_from = Some(now);
+                        state.successes.clear();
                         let_through * 0.5
                     }
                     // The probe overshot: the throttled call was spaced by a
                     // rate at most a step above the allowed one.
                     (Some(rate), true) => {
                         state.probing = false;
+                        state.settled_by_probe = true;
                         let throttled = slot.rate.unwrap_or(rate);
                         throttled / state.probe_step(throttled)
                     }
@@ -335,7 +360,12 @@ impl Pacer {
                         // arriving late, the next on time) is no storm.
                         // The first call after a cut says less: it meets a
                         // bucket that had one interval to refill.
+                        // The probe settled at the last step that got
+                        // through, at or just above the limit: its first
+                        // throttle is no news of a burst allowance.
+                        let after_probe = std::mem::take(&mut state.settled_by_probe);
                         let over = match state.sent_since_cut {
+                            _ if after_probe => 0.0,
                             0 | 1 => 0.0,
                             _ if let_through >= rate * CUT => 0.0,
                             sent => 1.0 / f64::from(sent),
@@ -496,7 +526,8 @@ mod tests {
         pacer.finish(g, Outcome::Succeeded);
         let raised = pacer.rate().expect("a rate");
         assert!((raised - settled * (1.0 + GROWTH)).abs() < 1e-9);
-        // A second of calls at the rate, all through: the cut keeps CUT.
+        // A second of calls at the rate, all through, then the first
+        // throttle since the probe: CUT.
         let since = Instant::now();
         while since.elapsed() < Duration::from_secs(1) {
             let call = pacer.start().await;
@@ -510,23 +541,131 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_throttle_while_the_last_second_got_through_at_the_rate_is_an_ordinary_cut() {
+        // Steady at 100 calls/s, and the last second's 100 calls got
+        // through.
+        let pacer = Pacer::new();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let now = Instant::now();
+        {
+            let mut state = pacer.lock();
+            state.rate = Some(100.0);
+            state.measured_from = Some(now - Duration::from_secs(2));
+            state.successes = (0..100)
+                .rev()
+                .map(|i| now - Duration::from_millis(10 * i))
+                .collect();
+        }
+        // The second of the next two calls throttled says half of them
+        // were over the limit, but the last second says otherwise: a call
+        // late and the next on time, no storm, so CUT.
+        let late = pacer.start().await;
+        pacer.finish(late, Outcome::Failed);
+        let on_time = pacer.start().await;
+        pacer.finish(on_time, Outcome::Throttled);
+        let cut = pacer.rate().expect("a rate");
+        assert!((cut - 100.0 * CUT).abs() < 1e-9, "{cut}");
+        // Two seconds on, nothing got through meanwhile: the same
+        // throttle now cuts by its share, down to DEEPEST_CUT.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let late = pacer.start().await;
+        pacer.finish(late, Outcome::Failed);
+        let on_time = pacer.start().await;
+        pacer.finish(on_time, Outcome::Throttled);
+        let deeper = pacer.rate().expect("a rate");
+        assert!(
+            (deeper - cut * DEEPEST_CUT).abs() < 1e-9,
+            "{deeper} after {cut}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_rate_that_still_throttles_soon_after_a_cut_is_cut_by_the_share_throttled() {
         let (pacer, settled) = settled_after_the_probe().await;
+        // The probe settled at or just above the limit: its first throttle,
+        // even the second of two calls, is an ordinary cut.
+        let late = pacer.start().await;
+        pacer.finish(late, Outcome::Failed);
+        let on_time = pacer.start().await;
+        pacer.finish(on_time, Outcome::Throttled);
+        let cut = pacer.rate().expect("a rate");
+        assert!((cut - settled * CUT).abs() < 1e-9, "{cut} after {settled}");
         // The first call after a cut meets a bucket that had one interval
         // to refill: its throttle is an ordinary cut.
         let first = pacer.start().await;
         pacer.finish(first, Outcome::Throttled);
-        let cut = pacer.rate().expect("a rate");
-        assert!((cut - settled * CUT).abs() < 1e-9, "{cut} after {settled}");
-        // The third of three calls throttled, with little getting through
-        // (the others fail otherwise): a third over the limit, cut to
-        // DEEPEST_CUT rather than CUT.
+        let second_cut = pacer.rate().expect("a rate");
+        assert!(
+            (second_cut - cut * CUT).abs() < 1e-9,
+            "{second_cut} after {cut}"
+        );
+        // The third of three calls throttled, with nothing getting through
+        // since the first throttle (the others fail otherwise): a third
+        // over the limit, cut by that share rather than by CUT.
         for _ in 0..2 {
             let call = pacer.start().await;
             pacer.finish(call, Outcome::Failed);
         }
         let third = pacer.start().await;
         pacer.finish(third, Outcome::Throttled);
+        let by_share = pacer.rate().expect("a rate");
+        assert!(
+            (by_share - second_cut * 2.0 / 3.0).abs() < 1e-9,
+            "{by_share} after {second_cut}"
+        );
+        // The second of two: half over the limit, but no cut goes deeper
+        // than DEEPEST_CUT.
+        let other = pacer.start().await;
+        pacer.finish(other, Outcome::Failed);
+        let second = pacer.start().await;
+        pacer.finish(second, Outcome::Throttled);
+        let deepest = pacer.rate().expect("a rate");
+        assert!(
+            (deepest - by_share * DEEPEST_CUT).abs() < 1e-9,
+            "{deepest} after {by_share}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_a_burst_let_through_before_the_first_throttle_does_not_stop_a_deeper_cut() {
+        // A fan-out of 16 meets a burst allowance: after 100 ms ten calls
+        // have succeeded (100 calls/s got through, so the probe starts at
+        // 50) and one is throttled; five more, let through by the burst,
+        // succeed after it.
+        let pacer = Pacer::new();
+        let mut through = Vec::new();
+        for _ in 0..10 {
+            through.push(pacer.start().await);
+        }
+        let mut answered_late = Vec::new();
+        for _ in 0..5 {
+            answered_late.push(pacer.start().await);
+        }
+        let b = pacer.start().await;
+        tokio::time::advance(Duration::from_millis(100)).await;
+        for call in through {
+            pacer.finish(call, Outcome::Succeeded);
+        }
+        pacer.finish(b, Outcome::Throttled);
+        for call in answered_late {
+            pacer.finish(call, Outcome::Succeeded);
+        }
+        // The probe ends on its first call, and its first throttle is an
+        // ordinary cut.
+        for _ in 0..2 {
+            let call = pacer.start().await;
+            pacer.finish(call, Outcome::Throttled);
+        }
+        let cut = pacer.rate().expect("a rate");
+        // The second of two calls throttled, within a second of the burst:
+        // nothing got through since the first throttle, so the cut goes
+        // deeper. Counted from the first call, the burst's 15 would be
+        // more than CUT of the rate, and the cut would stay at CUT.
+        let other = pacer.start().await;
+        pacer.finish(other, Outcome::Failed);
+        let second = pacer.start().await;
+        assert!(second.sent.elapsed() < Duration::from_millis(500));
+        pacer.finish(second, Outcome::Throttled);
         let deeper = pacer.rate().expect("a rate");
         assert!(
             (deeper - cut * DEEPEST_CUT).abs() < 1e-9,
