@@ -442,6 +442,16 @@ mod tests {
         (pacer, settled)
     }
 
+    /// Two calls: the first fails otherwise (a call late, say nothing of
+    /// the rate), the second is throttled; returns the rate after.
+    async fn second_of_two_throttled(pacer: &Pacer) -> f64 {
+        let other = pacer.start().await;
+        pacer.finish(other, Outcome::Failed);
+        let second = pacer.start().await;
+        pacer.finish(second, Outcome::Throttled);
+        pacer.rate().expect("a rate")
+    }
+
     #[tokio::test(start_paused = true)]
     async fn calls_start_slowly_and_spread_over_a_round_trip() {
         let pacer = Pacer::new();
@@ -559,20 +569,12 @@ mod tests {
         // The second of the next two calls throttled says half of them
         // were over the limit, but the last second says otherwise: a call
         // late and the next on time, no storm, so CUT.
-        let late = pacer.start().await;
-        pacer.finish(late, Outcome::Failed);
-        let on_time = pacer.start().await;
-        pacer.finish(on_time, Outcome::Throttled);
-        let cut = pacer.rate().expect("a rate");
+        let cut = second_of_two_throttled(&pacer).await;
         assert!((cut - 100.0 * CUT).abs() < 1e-9, "{cut}");
         // Two seconds on, nothing got through meanwhile: the same
         // throttle now cuts by its share, down to DEEPEST_CUT.
         tokio::time::advance(Duration::from_secs(2)).await;
-        let late = pacer.start().await;
-        pacer.finish(late, Outcome::Failed);
-        let on_time = pacer.start().await;
-        pacer.finish(on_time, Outcome::Throttled);
-        let deeper = pacer.rate().expect("a rate");
+        let deeper = second_of_two_throttled(&pacer).await;
         assert!(
             (deeper - cut * DEEPEST_CUT).abs() < 1e-9,
             "{deeper} after {cut}"
@@ -584,11 +586,7 @@ mod tests {
         let (pacer, settled) = settled_after_the_probe().await;
         // The probe settled at or just above the limit: its first throttle,
         // even the second of two calls, is an ordinary cut.
-        let late = pacer.start().await;
-        pacer.finish(late, Outcome::Failed);
-        let on_time = pacer.start().await;
-        pacer.finish(on_time, Outcome::Throttled);
-        let cut = pacer.rate().expect("a rate");
+        let cut = second_of_two_throttled(&pacer).await;
         assert!((cut - settled * CUT).abs() < 1e-9, "{cut} after {settled}");
         // The first call after a cut meets a bucket that had one interval
         // to refill: its throttle is an ordinary cut.
@@ -615,11 +613,7 @@ mod tests {
         );
         // The second of two: half over the limit, but no cut goes deeper
         // than DEEPEST_CUT.
-        let other = pacer.start().await;
-        pacer.finish(other, Outcome::Failed);
-        let second = pacer.start().await;
-        pacer.finish(second, Outcome::Throttled);
-        let deepest = pacer.rate().expect("a rate");
+        let deepest = second_of_two_throttled(&pacer).await;
         assert!(
             (deepest - by_share * DEEPEST_CUT).abs() < 1e-9,
             "{deepest} after {by_share}"
@@ -650,6 +644,7 @@ mod tests {
         for call in answered_late {
             pacer.finish(call, Outcome::Succeeded);
         }
+        let burst_answered = Instant::now();
         // The probe ends on its first call, and its first throttle is an
         // ordinary cut.
         for _ in 0..2 {
@@ -661,12 +656,8 @@ mod tests {
         // nothing got through since the first throttle, so the cut goes
         // deeper. Counted from the first call, the burst's 15 would be
         // more than CUT of the rate, and the cut would stay at CUT.
-        let other = pacer.start().await;
-        pacer.finish(other, Outcome::Failed);
-        let second = pacer.start().await;
-        assert!(second.sent.elapsed() < Duration::from_millis(500));
-        pacer.finish(second, Outcome::Throttled);
-        let deeper = pacer.rate().expect("a rate");
+        let deeper = second_of_two_throttled(&pacer).await;
+        assert!(burst_answered.elapsed() < Duration::from_millis(500));
         assert!(
             (deeper - cut * DEEPEST_CUT).abs() < 1e-9,
             "{deeper} after {cut}"
