@@ -137,9 +137,9 @@ impl State {
     }
 
     /// The calls per second that succeeded lately: over the last
-    /// [`MEASURE`], or over the crawl's age when it is younger (the first
-    /// throttle often comes within the first round trips), never over less
-    /// than a round trip.
+    /// [`MEASURE`], or since `measured_from` when that is sooner (the first
+    /// throttle often comes within the first round trips, and the probe
+    /// ends within a second of it), never over less than a round trip.
     fn let_through(&self, now: Instant) -> f64 {
         let age = self
             .measured_from
