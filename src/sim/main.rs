@@ -131,6 +131,10 @@ struct ServeArgs {
     /// Calls that may arrive at once under the rate limit (token bucket size).
     #[arg(long, default_value_t = 5.0)]
     burst: f64,
+    /// How long a ThrottlingException takes to come back (a network round
+    /// trip; by default at once).
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    throttle_latency: Duration,
     /// Share (0..1) of calls answered with InternalServerError (HTTP 500).
     #[arg(long, default_value_t = 0.0)]
     error_share: f64,
@@ -292,6 +296,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             jitter: args.jitter,
             rate_limit: args.rate_limit,
             burst: args.burst,
+            throttle_latency: args.throttle_latency,
             error_share: args.error_share,
             drop_share: args.drop_share,
             churn_every: args.churn_every,

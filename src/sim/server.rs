@@ -34,6 +34,10 @@ pub struct FaultOptions {
     pub rate_limit: Option<f64>,
     /// Token-bucket size: how many requests may arrive at once.
     pub burst: f64,
+    /// How long a `ThrottlingException` takes to come back: the service
+    /// refuses a call without the work of answering it, but not without a
+    /// network round trip.
+    pub throttle_latency: Duration,
     /// Share (0..=1) of calls answered with `InternalServerError`.
     pub error_share: f64,
     /// Share (0..=1) of calls whose connection is dropped without an answer.
@@ -395,6 +399,9 @@ async fn describe_sessions_in_flight(
     });
     if !take_token(state, metered_as) {
         stats.throttled.fetch_add(1, Ordering::Relaxed);
+        if !faults.throttle_latency.is_zero() {
+            tokio::time::sleep(faults.throttle_latency).await;
+        }
         return Ok(api_error(&ApiError {
             status: 400,
             error_type: "ThrottlingException",
