@@ -9,6 +9,8 @@
 # whole export achieved (calls that got through / wall time / rate; start-up
 # and publishing included, so short runs score lower).
 # CASES overrides the matrix: "RATE:BURST:LATENCY_MS:CONCURRENCY[:SESSIONS] ...".
+# THROTTLE_LATENCY (e.g. 20ms) delays every ThrottlingException by that much
+# (the simulator's --throttle-latency; at once by default).
 # PROFILE=debug reuses the debug build; BIN=DIR runs the binaries in DIR
 # as they are (another commit's build, to compare).
 set -euo pipefail
@@ -32,7 +34,8 @@ for spec in $cases; do
   IFS=: read -r rate burst latency concurrency sessions <<<"$spec"
   sessions=${sessions:-20000}
   start_sim --sessions "$sessions" --seed 5 --skew-share 0 --bursts 0 --active-share 0.002 \
-    --latency "${latency}ms" --rate-limit "$rate" --burst "$burst"
+    --latency "${latency}ms" --rate-limit "$rate" --burst "$burst" \
+    --throttle-latency "${THROTTLE_LATENCY:-0ms}"
   start=$(date +%s.%N)
   "$BIN/ssm-audit" export --output "$work/out-$RANDOM" --endpoint-url "$endpoint" \
     --concurrency "$concurrency" >/dev/null 2>&1
