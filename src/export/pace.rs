@@ -8,7 +8,9 @@
 //!   trip, as TCP's slow start does), so a fan-out to many windows does not
 //!   open with a storm. The cap's calls leave spread over half a round trip
 //!   (as TCP paces its window), so the first throttle stops a fan-out
-//!   instead of meeting all of it at once.
+//!   instead of meeting all of it at once; its first few leave at least
+//!   [`FAN_OUT_GUARD`] apart, since a throttle takes a network round trip
+//!   to come back.
 //! - **First throttle.** The cap is lifted and the rate becomes half of
 //!   what got through lately (successes over the last second, or over the
 //!   crawl's age when it is younger: the first throttle often comes within a
@@ -58,6 +60,14 @@ use tokio::time::Instant;
 /// burst allowance; with one that a fan-out spends at once, 16 cost about
 /// one throttle more (see BENCHMARKS.md).
 pub const START_IN_FLIGHT: usize = 16;
+/// Before the first throttle, a call that would be the 2nd to the
+/// [`FAN_OUT_GUARDED`]th in flight leaves at least this long after the one
+/// before: a throttle comes back after a network round trip, and at the
+/// spread alone (3 ms at 100 ms a call) five more calls left within a
+/// 20 ms one, all throttled. Costs a fan-out 30 ms (see BENCHMARKS.md).
+pub const FAN_OUT_GUARD: Duration = Duration::from_millis(10);
+/// See [`FAN_OUT_GUARD`].
+pub const FAN_OUT_GUARDED: usize = 4;
 /// The share of the rate kept when a call is throttled.
 pub const CUT: f64 = 0.9;
 /// The deepest a steady cut goes on the share of calls throttled since the
@@ -243,6 +253,14 @@ impl Pacer {
                         let spread = state
                             .latency
                             .map_or(Duration::ZERO, |l| l / (2 * state.in_flight_cap as u32));
+                        // The first calls of a fan-out leave further apart:
+                        // a throttle that takes a network round trip then
+                        // stops it after one or two more, not a handful.
+                        let spread = if (1..FAN_OUT_GUARDED).contains(&state.in_flight) {
+                            spread.max(FAN_OUT_GUARD)
+                        } else {
+                            spread
+                        };
                         let due = state.last_sent + spread;
                         if due > now {
                             Err(due)
@@ -415,17 +433,17 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    /// A pacer whose first throttle has come: `a` and `b` started at once,
-    /// `a` succeeded after 100 ms (10 calls/s got through) and `b` was
-    /// throttled, so the probe starts at 5 calls/s. Returns the instant the
-    /// calls started.
+    /// A pacer whose first throttle has come: `a` succeeded after 100 ms
+    /// (10 calls/s got through), then `b` started and was throttled at
+    /// once, so the probe starts at 5 calls/s. Returns the instant `a`
+    /// started.
     async fn probing_at_five_per_second() -> (Pacer, Instant) {
         let pacer = Pacer::new();
         let origin = Instant::now();
         let a = pacer.start().await;
-        let b = pacer.start().await;
         tokio::time::advance(Duration::from_millis(100)).await;
         pacer.finish(a, Outcome::Succeeded);
+        let b = pacer.start().await;
         pacer.finish(b, Outcome::Throttled);
         let probe = pacer.rate().expect("a rate");
         assert!((probe - 5.0).abs() < 1e-9, "{probe}");
@@ -461,6 +479,14 @@ mod tests {
         for _ in 0..START_IN_FLIGHT {
             first.push(pacer.start().await);
         }
+        // The first of them leave FAN_OUT_GUARD apart (a throttle takes a
+        // round trip to come back); the rest at the spread, none while no
+        // call has come back to measure a round trip by.
+        for pair in first[..FAN_OUT_GUARDED].windows(2) {
+            let gap = pair[1].sent.duration_since(pair[0].sent);
+            assert!(gap >= FAN_OUT_GUARD, "{gap:?}");
+        }
+        assert_eq!(first[FAN_OUT_GUARDED].sent, first[FAN_OUT_GUARDED - 1].sent);
         let next = tokio::time::timeout(Duration::from_millis(60), pacer.start()).await;
         assert!(next.is_err(), "one more call waits for a place");
         pacer.finish(first.pop().expect("a call"), Outcome::Succeeded);
@@ -622,10 +648,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn what_a_burst_let_through_before_the_first_throttle_does_not_stop_a_deeper_cut() {
-        // A fan-out of 16 meets a burst allowance: after 100 ms ten calls
-        // have succeeded (100 calls/s got through, so the probe starts at
-        // 50) and one is throttled; five more, let through by the burst,
-        // succeed after it.
+        // A fan-out of 16 meets a burst allowance: 100 ms after the last
+        // of them left, ten have succeeded (the probe starts at half of
+        // what got through) and one is throttled; five more, let through
+        // by the burst, succeed after it.
         let pacer = Pacer::new();
         let mut through = Vec::new();
         for _ in 0..10 {
