@@ -195,9 +195,31 @@ fn throttling_500s_and_dropped_connections_are_retried_without_loss() {
 /// checks every session arrived and at most a tenth of the calls were
 /// throttled (counted, not timed). Returns the calls.
 fn export_against_a_rate_limit(data: &[SimSession], rate: &str, burst: &str, latency: &str) -> u64 {
+    export_against_a_slow_refusing_limit(data, rate, burst, latency, "0ms").0
+}
+
+/// As [`export_against_a_rate_limit`], with every ThrottlingException
+/// coming back `throttle_latency` after its call. Returns the calls and
+/// how many were throttled.
+fn export_against_a_slow_refusing_limit(
+    data: &[SimSession],
+    rate: &str,
+    burst: &str,
+    latency: &str,
+    throttle_latency: &str,
+) -> (u64, u64) {
     let (sim, _d) = Sim::with_sessions(
         data,
-        &["--rate-limit", rate, "--burst", burst, "--latency", latency],
+        &[
+            "--rate-limit",
+            rate,
+            "--burst",
+            burst,
+            "--latency",
+            latency,
+            "--throttle-latency",
+            throttle_latency,
+        ],
     );
     let out = tempfile::tempdir().expect("tempdir");
     let result = export(
@@ -214,7 +236,7 @@ fn export_against_a_rate_limit(data: &[SimSession], rate: &str, burst: &str, lat
     );
     let m = manifest(out.path());
     assert_eq!(m["api"]["throttled"].as_u64(), Some(throttled), "{m}");
-    calls
+    (calls, throttled)
 }
 
 #[test]
@@ -243,6 +265,21 @@ fn a_burst_allowance_that_hides_the_limit_does_not_end_in_a_storm() {
     // of the calls at the limit.
     let data = generated(4000, 8, &["--bursts", "0", "--active-share", "0.002"]);
     export_against_a_rate_limit(&data, "40", "10", "100ms");
+}
+
+#[test]
+fn a_throttle_that_takes_a_round_trip_does_not_meet_a_whole_fan_out() {
+    // The service refuses a call only after a network round trip: the
+    // calls a fan-out sends meanwhile meet the limit too, unless its first
+    // ones leave far enough apart. Without that, 9 of 100 calls were
+    // throttled here in three runs; with it, 5 of 94 to 96.
+    let data = generated(4000, 9, &["--bursts", "0", "--active-share", "0.002"]);
+    let (calls, throttled) =
+        export_against_a_slow_refusing_limit(&data, "40", "1", "100ms", "20ms");
+    assert!(
+        throttled * 100 <= calls * 7,
+        "{throttled} of {calls} calls throttled"
+    );
 }
 
 #[test]
