@@ -373,8 +373,9 @@ impl Pacer {
                         // over the limit, so a rate that still throttles
                         // soon after a cut (a burst allowance spent) is cut
                         // by that share, down to DEEPEST_CUT. Only when
-                        // less got through over the last second than CUT
-                        // leaves: a throttle near the allowed rate (a call
+                        // less got through over the last second (or since
+                        // the first throttle) than CUT leaves: a throttle
+                        // near the allowed rate (a call
                         // arriving late, the next on time) is no storm.
                         // The first call after a cut says less: it meets a
                         // bucket that had one interval to refill.
