@@ -115,15 +115,19 @@ pub struct Found<'a> {
 /// that reaches across the window says nothing of how much remains: it is cut into `pieces` on its first page only, unless its
 /// dates came in time order (then they are the window's edge).
 ///
-/// When the density is known to be local ([`Found::dense_is_local`]), a
-/// page in time order is the edge of a dense stretch however evenly dense
-/// the page itself is, and the pieces double away from it (see
-/// [`hot_edge_pieces`]) towards the window's start when the page leaves a
-/// slice of it unseen: the right side for a page listed newest first; for
-/// one listed oldest first after a gap, the pieces cover the gap and the
-/// dense rest stays one piece, split again on its own first page (leading
-/// into the longer stretch instead measured 143 to 149 calls at 64 on a
-/// skewed month listed oldest first, against 126 to 128).
+/// Pieces double away from an edge that the pages show dense (see
+/// [`hot_edge_pieces`]): the tenth of the dates nearest it is much denser
+/// than the rest, or a short run of dates there is (a hot stretch that the
+/// page only just reached; its density, not the page's, is then assumed
+/// beyond that edge). Failing that, when the density is known to be local
+/// ([`Found::dense_is_local`]), a page in time order is the edge of a dense
+/// stretch however evenly dense the page itself is, and the pieces double
+/// towards the window's start when the page leaves a slice of it unseen:
+/// the right side for a page listed newest first; for one listed oldest
+/// first after a gap, the pieces cover the gap and the dense rest stays one
+/// piece, split again on its own first page (leading into the longer
+/// stretch instead measured 143 to 149 calls at 64 on a skewed month listed
+/// oldest first, against 126 to 128).
 pub fn split_window(
     found: Found<'_>,
     pieces: usize,
@@ -262,21 +266,43 @@ fn to_ranges(edges: &[i64]) -> Vec<TimeRange> {
         .collect()
 }
 
-/// A later page (or a first page listed in time order) that reached a
-/// stretch much denser than the pages before it (a hot hour behind
-/// ordinary sessions), or any page in time order whose density is known to
-/// be local (`dense_is_local`), says the stretch starts there,
-/// not how far it goes. Cutting the unseen rest at equal estimated weight
-/// would assume it all that dense and cut it into pieces of a few sessions
-/// each. Pieces instead double in width away from the dense edge: the first
-/// holds [`PAGES_AT_THE_EDGE`] pages at the edge's density, and a piece that proves
-/// heavy is split again on its own first page. None when no such edge.
 /// Estimated pages the piece next to a dense edge holds (see
 /// [`hot_edge_pieces`]); measured on a skewed month at concurrency 16 and 64,
 /// two gave the fewest calls at 20,000 sessions and six the fastest crawl at
 /// 100,000.
 const PAGES_AT_THE_EDGE: f64 = 4.0;
 
+/// At most this many pieces double away from a dense edge (the first holds
+/// [`PAGES_AT_THE_EDGE`] pages at the edge's density, the five 31 times
+/// that); the rest of the window stays one piece, split again on its own
+/// first page when heavy. Past a handful, doubling pieces mostly cover what
+/// lies beyond the dense stretch, a call each: on a skewed month of 20,000
+/// sessions listed newest first, 13 of them at concurrency 64 took 135 to
+/// 139 calls, 5 took 115 to 119, in the same time.
+const DOUBLING_PIECES: usize = 5;
+
+/// A run of dates at a page's edge this many times denser than the page is
+/// the edge of a dense stretch (see [`edge_run_density`]): among
+/// dates spread at random, five in a row this close together (four gaps
+/// adding up to a quarter of one average gap) come at about one edge in
+/// 7,000 (simulated over 100,000 edges); a hot hour is thousands of times
+/// denser than the rest.
+const EDGE_RUN_CONTRAST: f64 = 16.0;
+/// The fewest distinct dates, and the most dates, such a run holds.
+const EDGE_RUN_DISTINCT: usize = 5;
+const EDGE_RUN_DATES: usize = 20;
+
+/// A later page (or a first page listed in time order) that reached a
+/// stretch much denser than the pages before it (a hot hour behind
+/// ordinary sessions), or any page in time order whose density is known to
+/// be local (`dense_is_local`), says the stretch starts there, not how far
+/// it goes. Cutting the unseen rest at equal estimated weight would assume
+/// it all that dense and cut it into pieces of a few sessions each. Pieces
+/// instead double in width away from the dense edge: the first holds
+/// [`PAGES_AT_THE_EDGE`] pages at the edge's density, at most
+/// [`DOUBLING_PIECES`] of them, and a piece that proves heavy (the rest of
+/// the window among them) is split again on its own first page. None when
+/// no such edge.
 fn hot_edge_pieces(
     window: TimeRange,
     weight: &Weight<'_>,
@@ -286,25 +312,31 @@ fn hot_edge_pieces(
     dense_is_local: bool,
 ) -> Option<Vec<i64>> {
     let (first, last) = (weight.first_seen(), weight.last_seen());
-    let seen_span = (last - first).max(1000) as f64;
-    let average = weight.dates.len() as f64 / seen_span;
+    let average = weight.average;
     // Which edge is dense with an unseen stretch beyond it, and its density.
-    let (edge, density, backwards) = if first - window.start >= min_width_ms
-        && (dense_is_local || weight.density_before > 4.0 * average)
-    {
-        (first, weight.density_before, true)
-    } else if window.end - last >= min_width_ms
-        && (dense_is_local || weight.density_after > 4.0 * average)
-    {
-        (last, weight.density_after, false)
-    } else {
-        return None;
+    // An edge the page itself shows dense comes first: the tenth of the page
+    // nearest it is denser than the page, or a short run of dates there is
+    // (a dense stretch that the page only just reached). Only then one that
+    // is dense because the whole page is and the density is local.
+    let room_before = first - window.start >= min_width_ms;
+    let room_after = window.end - last >= min_width_ms;
+    let shown_dense = |density: f64, run: bool| run || density > 4.0 * average;
+    let candidates = [
+        (room_before && shown_dense(weight.density_before, weight.run_before)),
+        (room_after && shown_dense(weight.density_after, weight.run_after)),
+        (room_before && dense_is_local),
+        (room_after && dense_is_local),
+    ];
+    let (edge, density, backwards) = match candidates.iter().position(|dense| *dense) {
+        Some(0 | 2) => (first, weight.density_before, true),
+        Some(_) => (last, weight.density_after, false),
+        None => return None,
     };
     let mut width = ((PAGES_AT_THE_EDGE * page_size as f64 / density) as i64)
         .max(min_width_ms)
         .max(1000);
     let mut cuts = vec![edge.div_euclid(1000) * 1000];
-    while cuts.len() < pieces {
+    while cuts.len() < pieces.min(DOUBLING_PIECES + 1) {
         let from = *cuts.last()?;
         let next = if backwards {
             from - width
@@ -349,11 +381,17 @@ struct Weight<'a> {
     /// seen date.
     density_before: f64,
     density_after: f64,
+    /// Sessions per millisecond over the seen span.
+    average: f64,
+    /// Whether a run of dates at the first (last) seen date is the edge of
+    /// a dense stretch, and `density_before` (`density_after`) its density.
+    run_before: bool,
+    run_after: bool,
 }
 
 impl<'a> Weight<'a> {
     fn estimate(window: TimeRange, dates: &'a [i64]) -> Weight<'a> {
-        let (density_before, density_after) = match (dates.first(), dates.last()) {
+        let (mut density_before, mut density_after) = match (dates.first(), dates.last()) {
             (Some(&first), Some(&last)) => {
                 // The density of the dates nearest each edge: a tenth of a
                 // page's worth at most, so that a dense stretch just reached
@@ -369,11 +407,30 @@ impl<'a> Weight<'a> {
             // Nothing seen: weight by time alone.
             _ => (1.0, 1.0),
         };
+        // A run of dates at an edge far denser than the page (a few
+        // sessions of a hot hour that the page only just reached) is the
+        // density beyond that edge, which the tenth of a page averages away.
+        let average = match (dates.first(), dates.last()) {
+            (Some(&first), Some(&last)) => dates.len() as f64 / (last - first).max(1000) as f64,
+            _ => f64::INFINITY,
+        };
+        let dense_run = |density: &mut f64, run: f64| {
+            let dense = run > EDGE_RUN_CONTRAST * average;
+            if dense {
+                *density = density.max(run);
+            }
+            dense
+        };
+        let run_before = dense_run(&mut density_before, edge_run_density(dates.iter()));
+        let run_after = dense_run(&mut density_after, edge_run_density(dates.iter().rev()));
         Weight {
             window,
             dates,
             density_before,
             density_after,
+            average,
+            run_before,
+            run_after,
         }
     }
 
@@ -402,6 +459,34 @@ impl<'a> Weight<'a> {
     fn total(&self) -> f64 {
         self.before(self.window.end)
     }
+}
+
+/// The highest density (per millisecond) of a run of `dates` (sorted from
+/// one edge inward), over runs that hold at least [`EDGE_RUN_DISTINCT`]
+/// distinct dates and at most [`EDGE_RUN_DATES`] dates; 0 when none does.
+/// Distinct, because sessions that share one `StartDate` are a burst that
+/// no split by time divides, not the edge of a dense stretch.
+fn edge_run_density<'d>(dates: impl Iterator<Item = &'d i64>) -> f64 {
+    let mut run = dates.take(EDGE_RUN_DATES).copied().peekable();
+    let Some(&edge) = run.peek() else {
+        return 0.0;
+    };
+    let mut distinct = 0;
+    let mut previous = None;
+    let mut highest: f64 = 0.0;
+    for (index, date) in run.enumerate() {
+        if previous != Some(date) {
+            distinct += 1;
+            previous = Some(date);
+        }
+        if distinct >= EDGE_RUN_DISTINCT {
+            // Gaps over their span: exact for evenly spaced dates, where a
+            // count over the span would overstate a short run's density.
+            let span = (date - edge).abs().max(1000);
+            highest = highest.max(index as f64 / span as f64);
+        }
+    }
+    highest
 }
 
 #[cfg(test)]
@@ -642,6 +727,113 @@ mod tests {
         let (narrowest, widest) = spread(&pieces);
         assert_eq!(pieces.len(), 12, "{pieces:?}");
         assert!(widest - narrowest <= widest / 100, "{pieces:?}");
+    }
+
+    #[test]
+    fn a_page_that_just_reaches_a_hot_stretch_measures_it_from_the_run_at_its_edge() {
+        let window = TimeRange {
+            start: 0,
+            end: 5 * 24 * HOUR,
+        };
+        // Newest first: 185 ordinary sessions over the last 36 hours, then
+        // 15 of a hot hour 0.15 s apart. The tenth of the page nearest the
+        // edge (those 15 and 5 ordinary ones) is not four times denser than
+        // the page; the run of 15 is thousands of times.
+        let hot_end = window.end - 185 * 700_000;
+        let seen = ordinary_then_hot(window, (185, 700_000), hot_end, (15, 150));
+        let edge = hot_end - 14 * 150;
+        let pieces = split_window(found(window, &seen, 1, false), 10, MINUTE, 200, 0.0);
+        assert_covers(window, &pieces, MINUTE);
+        assert_hot_edge_pieces(&pieces, edge, 4 * 200 * 150);
+        // The seen stretch, the pieces doubling away from the edge, and the
+        // rest: the run, not the tenth of the page, says how much work the
+        // window holds.
+        assert_eq!(pieces.len(), DOUBLING_PIECES + 2, "{pieces:?}");
+    }
+
+    #[test]
+    fn a_dense_stretch_the_page_reached_wins_over_a_gap_before_its_first_date() {
+        // Oldest first: ten minutes without sessions, 55 ordinary ones ten
+        // minutes apart, then 145 of a hot hour 0.25 s apart. Known local
+        // or not, the pieces double forward from the hot edge; the gap
+        // before the first date says nothing.
+        let window = TimeRange {
+            start: 0,
+            end: 3 * 24 * HOUR,
+        };
+        let mut seen: Vec<i64> = (0..55).map(|i| 10 * MINUTE + i * 10 * MINUTE).collect();
+        let hot_start = 10 * MINUTE + 55 * 10 * MINUTE;
+        seen.extend((0..145).map(|i| hot_start + i * 250));
+        let edge = (hot_start + 144 * 250) / 1000 * 1000;
+        for dense_is_local in [false, true] {
+            let pieces = split_window(found(window, &seen, 1, dense_is_local), 8, MINUTE, 200, 4.0);
+            assert_covers(window, &pieces, MINUTE);
+            let next = pieces
+                .iter()
+                .find(|p| p.start == edge)
+                .unwrap_or_else(|| panic!("a piece starts at the edge: {pieces:?}"));
+            let near = 4 * 200 * 250;
+            assert!(
+                (next.end - next.start - near).abs() <= near / 10 + 1000,
+                "{pieces:?}"
+            );
+            assert!(
+                pieces[0].end >= edge,
+                "the seen stretch stays one piece: {pieces:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sessions_sharing_one_start_date_at_the_edge_are_no_dense_stretch() {
+        let window = TimeRange {
+            start: 0,
+            end: 5 * 24 * HOUR,
+        };
+        // 188 ordinary sessions, then 12 that started at one instant.
+        let burst_at = window.end - 188 * 700_000;
+        let seen = ordinary_then_hot(window, (188, 700_000), burst_at, (12, 0));
+        let pieces = split_window(found(window, &seen, 1, false), 10, MINUTE, 200, 4.0);
+        assert_covers(window, &pieces, MINUTE);
+        assert!(
+            pieces.iter().all(|p| p.end - p.start >= HOUR),
+            "no narrow pieces at the burst: {pieces:?}"
+        );
+    }
+
+    #[test]
+    fn a_run_at_an_edge_is_measured_by_its_gaps_and_needs_five_distinct_dates() {
+        let even: Vec<i64> = (0..30).map(|i| 1_000_000 + i * 300).collect();
+        let density = edge_run_density(even.iter());
+        assert!((density - 1.0 / 300.0).abs() < 1e-9, "{density}");
+        assert!((edge_run_density(even.iter().rev()) - density).abs() < 1e-9);
+        // Four distinct dates, however many sessions share them: no run.
+        let four: Vec<i64> = [5_000; 10]
+            .into_iter()
+            .chain([6_000; 5])
+            .chain([7_000, 8_000])
+            .collect();
+        assert_eq!(edge_run_density(four.iter()), 0.0);
+        assert_eq!(edge_run_density([].iter()), 0.0);
+    }
+
+    #[test]
+    fn dates_spread_at_random_seldom_make_a_dense_edge() {
+        // 1,000 pages of 200 dates drawn at random over a day: a dense
+        // run at either edge is a false alarm, about one edge in 7,000.
+        let mut rng = fastrand::Rng::with_seed(11);
+        let window = TimeRange {
+            start: 0,
+            end: 24 * HOUR,
+        };
+        let mut alarms = 0;
+        for _ in 0..1000 {
+            let mut dates: Vec<i64> = (0..200).map(|_| rng.i64(0..24 * HOUR)).collect();
+            dates.sort_unstable();
+            let weight = Weight::estimate(window, &dates);
+            alarms += usize::from(weight.run_before) + usize::from(weight.run_after);
+        }
+        assert!(alarms <= 3, "{alarms} false alarms in 2,000 edges");
     }
 
     /// Pieces that double in width away from a dense edge at `edge` (the
