@@ -44,11 +44,13 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # The adaptive crawl against the AWS CLI and a boto3 script, the pacer
-# against rate limits (every case of BENCHMARKS.md), then a million sessions
-# for memory, then an organization of mostly empty accounts.
+# against rate limits (every case of BENCHMARKS.md), skewed months in both
+# orders run after run, then a million sessions for memory, then an
+# organization of mostly empty accounts.
 bench: venv
 	PY=$(PY) bash scripts/bench-adaptive.sh
 	bash scripts/bench-pace.sh
+	bash scripts/bench-skew.sh
 	bash scripts/bench.sh
 	bash scripts/bench-org.sh
 

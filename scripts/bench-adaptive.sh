@@ -79,8 +79,7 @@ bench_case() {
     start_sim --sessions "$sessions" --seed 5 --skew-share "$skew" --bursts 0 \
       --active-share "$active_share" --latency "${latency_ms}ms" "${limit[@]}"
     run "$tool" "$name" "$concurrency" "$sessions" "$latency_ms" "$rate"
-    kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=
-    rm -f "$work/endpoint"
+    stop_sim
   done
 }
 

@@ -52,6 +52,5 @@ print(f"| {sessions:,} | {rate:g}/s | {burst} | {latency} ms | {concurrency} | {
       f"{throttled} ({throttled / calls:.1%}) | {wall:.2f} s | {through / rate:.2f} s | "
       f"{through / wall / rate:.2f} |")
 PY
-  kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=
-  rm -f "$work/endpoint"
+  stop_sim
 done

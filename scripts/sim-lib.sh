@@ -2,6 +2,7 @@
 # background and waits (polling its address file) until it serves, and sets
 # an AWS environment that reaches only the simulator.
 # Needs: $BIN (folder of the binaries). Sets: $work, $sim_pid, $endpoint.
+# stop_sim stops it, so that a script can start one per case.
 
 work=$(mktemp -d)
 sim_pid=
@@ -21,6 +22,15 @@ start_sim() {
     sleep 0.01
   done
   endpoint=$(cat "$work/endpoint")
+}
+
+# stop_sim: stops the simulator start_sim started and forgets its address,
+# so that the next start_sim waits for a new one.
+stop_sim() {
+  kill "$sim_pid" 2>/dev/null || true
+  wait "$sim_pid" 2>/dev/null || true
+  sim_pid=
+  rm -f "$work/endpoint"
 }
 
 # Test credentials: the simulator does not check signatures, and nothing here
