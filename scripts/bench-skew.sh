@@ -19,21 +19,27 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 . scripts/sim-lib.sh
 RUNS=${RUNS:-4}
 builds=("$BIN")
-[ -n "${BASELINE:-}" ] && builds=("$BASELINE" "$BIN")
+if [ -n "${BASELINE:-}" ]; then
+  [ "$(realpath "$BASELINE")" != "$(realpath "$BIN")" ] \
+    || { echo "BASELINE is this build's folder ($BIN): copy the baseline's binaries elsewhere" >&2; exit 2; }
+  builds=("$BASELINE" "$BIN")
+fi
 
 # one AUDIT_BIN SESSIONS ORDER CONCURRENCY: one export against a fresh
 # simulator; sets $run_wall and $run_calls.
 one() {
-  local audit=$1 sessions=$2 order=$3 concurrency=$4 start end
+  local audit=$1 sessions=$2 order=$3 concurrency=$4 start end out="$work/out"
   start_sim --sessions "$sessions" --seed 5 --skew-share 0.8 --bursts 0 \
     --active-share 0.002 --latency 100ms --order "$order"
   start=$(date +%s.%N)
-  "$audit/ssm-audit" export --output "$work/out-$RANDOM" --endpoint-url "$endpoint" \
+  "$audit/ssm-audit" export --output "$out" --endpoint-url "$endpoint" \
     --concurrency "$concurrency" --progress off >/dev/null 2>"$work/export.log" \
     || { tail -5 "$work/export.log" >&2; exit 1; }
   end=$(date +%s.%N)
   run_calls=$(curl -fsS "$endpoint/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["describe_calls"])')
   stop_sim
+  # 96 exports of up to 100,000 sessions: each one's output goes when it ends.
+  rm -rf "$out"
   run_wall=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$start" "$end")
 }
 
