@@ -375,8 +375,8 @@ impl Pacer {
                         // by that share, down to DEEPEST_CUT. Only when
                         // less got through over the last second (or since
                         // the first throttle) than CUT leaves: a throttle
-                        // near the allowed rate (a call
-                        // arriving late, the next on time) is no storm.
+                        // near the allowed rate (a call arriving late, the
+                        // next on time) is no storm.
                         // The first call after a cut says less: it meets a
                         // bucket that had one interval to refill.
                         // The probe settled at the last step that got
