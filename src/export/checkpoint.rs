@@ -730,8 +730,13 @@ mod tests {
             "create-only"
         );
         theirs.load().await.expect("load");
+        // Another writer is another run: its checkpoint differs in content,
+        // which is what a version (the content's digest) tells apart. The
+        // same checkpoint saved by both within one tick of the clock would
+        // be the same bytes.
+        let mut their_checkpoint = Checkpoint::new(&config(), "1", "r", "their run", &[]);
         theirs
-            .save(&mut checkpoint)
+            .save(&mut their_checkpoint)
             .await
             .expect("theirs, after reading");
         assert!(matches!(
