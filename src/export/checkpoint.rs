@@ -730,10 +730,10 @@ mod tests {
             "create-only"
         );
         theirs.load().await.expect("load");
-        // Another writer is another run: its checkpoint differs in content,
-        // which is what a version (the content's digest) tells apart. The
-        // same checkpoint saved by both within one tick of the clock would
-        // be the same bytes.
+        // Another writer is another run, whose checkpoint differs. The same
+        // checkpoint saved by both within one millisecond would be the same
+        // bytes, and a conditional write that meets its own bytes is done
+        // (the storage's rule for a retry whose answer was lost).
         let mut their_checkpoint = Checkpoint::new(&config(), "1", "r", "their run", &[]);
         theirs
             .save(&mut their_checkpoint)
