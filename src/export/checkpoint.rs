@@ -720,21 +720,21 @@ mod tests {
         let ours = CheckpointStore::new(storage.clone(), "", "1", "r", Clock::system());
         let theirs = CheckpointStore::new(storage.clone(), "", "1", "r", Clock::system());
         let mut checkpoint = Checkpoint::new(&config(), "1", "r", "run", &[]);
-        assert!(ours.load().await.expect("load").is_none());
-        ours.save(&mut checkpoint).await.expect("create");
-        assert!(
-            matches!(
-                theirs.save(&mut checkpoint).await,
-                Err(CheckpointError::Conflict { .. })
-            ),
-            "create-only"
-        );
-        theirs.load().await.expect("load");
         // Another writer is another run, whose checkpoint differs. The same
         // checkpoint saved by both within one millisecond would be the same
         // bytes, and a conditional write that meets its own bytes is done
         // (the storage's rule for a retry whose answer was lost).
         let mut their_checkpoint = Checkpoint::new(&config(), "1", "r", "their run", &[]);
+        assert!(ours.load().await.expect("load").is_none());
+        ours.save(&mut checkpoint).await.expect("create");
+        assert!(
+            matches!(
+                theirs.save(&mut their_checkpoint).await,
+                Err(CheckpointError::Conflict { .. })
+            ),
+            "create-only"
+        );
+        theirs.load().await.expect("load");
         theirs
             .save(&mut their_checkpoint)
             .await
