@@ -271,15 +271,15 @@ fn a_burst_allowance_that_hides_the_limit_does_not_end_in_a_storm() {
 fn a_throttle_that_takes_a_round_trip_does_not_meet_a_whole_fan_out() {
     // The service refuses a call only after a network round trip: the
     // calls a fan-out sends meanwhile meet the limit too, unless its first
-    // ones leave far enough apart. Without that, 9 of 100 calls were
-    // throttled here in three runs; with it, 5 of 94 to 96.
+    // ones leave far enough apart (`pace::FAN_OUT_GUARD`, whose spacing the
+    // pacer's unit tests assert). Here the crawl must end exact and without
+    // a storm. A bound tight enough to tell the guard apart (5 of 94 to 96
+    // calls throttled with it, 8 or 9 of 98 or 99 without, on an idle
+    // machine) does not hold on a busy one: with two cores kept busy, 3 to
+    // 7 of 92 to 98 with the guard, 7 or 8 without; 7% failed one run of
+    // the whole suite in three.
     let data = generated(4000, 9, &["--bursts", "0", "--active-share", "0.002"]);
-    let (calls, throttled) =
-        export_against_a_slow_refusing_limit(&data, "40", "1", "100ms", "20ms");
-    assert!(
-        throttled * 100 <= calls * 7,
-        "{throttled} of {calls} calls throttled"
-    );
+    export_against_a_slow_refusing_limit(&data, "40", "1", "100ms", "20ms");
 }
 
 #[test]
