@@ -519,13 +519,16 @@ fn two_runs_at_once_on_one_output_exactly_one_proceeds() {
     let data = generated(500, 83, &[]);
     let (sim, _d) = Sim::with_sessions(&data, &["--latency", "150ms"]);
     let out = tempfile::tempdir().expect("tempdir");
+    // The holder renews during its 2 s crawl; each renewal may take a third
+    // of a second (a sixth of the lease) on a loaded disk before it counts
+    // as lost (the S3 twin of this test lost its lease at 600 ms).
     let flags = [
         "--page-size",
         "40",
         "--concurrency",
         "1",
         "--lock-lease",
-        "600ms",
+        "2s",
     ];
     let mut first = spawn_export(&sim, out.path(), &flags);
     assert!(wait_until(Duration::from_secs(60), || out

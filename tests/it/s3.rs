@@ -155,10 +155,14 @@ fn kill_9_and_resume_with_the_checkpoint_in_s3() {
 #[test]
 fn two_runs_at_once_on_one_prefix_exactly_one_proceeds() {
     let data = generated(400, 93, &[]);
-    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "150ms"]);
+    let (sim, _d) = Sim::with_sessions(&data, &["--latency", "300ms"]);
     let moto = Moto::start();
     moto.create_bucket("audit-bucket");
-    // A lease short enough that the holder renews while the other watches.
+    // A lease short enough that the holder renews while the other watches
+    // (the crawl takes about 3 s), and long enough that moto answers each
+    // renewal within its sixth on a loaded machine: at 600 ms, a renewal
+    // that took over 100 ms under two busy cores lost the lease, and the
+    // holder rightly refused to publish.
     let spawn = || {
         ssm_audit_with_s3(&sim, &moto)
             .args([
@@ -170,7 +174,7 @@ fn two_runs_at_once_on_one_prefix_exactly_one_proceeds() {
                 "--concurrency",
                 "1",
                 "--lock-lease",
-                "600ms",
+                "3s",
             ])
             .stderr(std::process::Stdio::piped())
             .spawn()
