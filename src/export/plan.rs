@@ -194,7 +194,7 @@ pub fn split_window(
     // state's first window, cut into the most pieces on a page of ordinary
     // density: in a dense stretch, whose estimate is one page's edge,
     // dropping them measured slower (100k skewed at 64, listed oldest
-    // first: 3.38 to 4.02 s against 3.41 to 3.51 s).
+    // first: 3.38 to 4.02 s against 3.16 to 3.51 s).
     let pieces = if calls_bound && allowance > 0.0 {
         fewest_pieces_for_the_same_rounds(weight.total() / page_size.max(1) as f64, pieces)
     } else {
