@@ -594,8 +594,8 @@ mod tests {
         let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * step).collect();
         // 64 workers wait; the spare calls (15% of the 105 pages estimated,
         // and the first window's 4) pay for 31 pieces of 3.4 pages, 4 calls
-        // each. The fewest pieces that still take 4 calls
-        // each (with the margin) are cut instead; one fewer would take 5.
+        // each. The fewest pieces that still take 4 calls each (with the
+        // margin) are cut instead; one fewer would take 5.
         let pieces = split_window(found(window, &seen, 1, false), 64, MINUTE, 200, 4.0);
         let pages = estimated_pages(window, &seen, 200);
         let calls_each = |n: usize| (pages / n as f64 * (1.0 + PAGE_MARGIN)).ceil();
