@@ -114,9 +114,10 @@ pub struct Found<'a> {
 /// the workers waiting, bound a state's first window, it is cut into the
 /// fewest pieces that take as many round trips
 /// ([`fewest_pieces_for_the_same_rounds`]). A window with fewer than two
-/// pages left is never split: it would not end sooner. A sample
-/// that reaches across the window says nothing of how much remains: it is cut into `pieces` on its first page only, unless its
-/// dates came in time order (then they are the window's edge).
+/// pages left is never split: it would not end sooner. A sample that
+/// reaches across the window says nothing of how much remains: it is cut
+/// into `pieces` on its first page only, unless its dates came in time
+/// order (then they are the window's edge).
 ///
 /// Pieces double away from an edge that the pages show dense (see
 /// [`hot_edge_pieces`]): the tenth of the dates nearest it is much denser
