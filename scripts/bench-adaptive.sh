@@ -3,12 +3,15 @@
 # simulator data set per case: the AWS CLI (paginating itself, both states),
 # a boto3 paginator script (scripts/boto3_export.py), and ssm-audit at
 # several concurrencies. 100 ms per call (near the real API), uniform and
-# 80%-in-one-hour months, an empty account, and the API limited to 10 calls/s
-# (50 ms per call), and 40 calls/s (100 ms). Prints one Markdown table row per run: calls, the share
-# of full pages, throttled calls, wall time, sessions/s, the ratio to the
-# ideal min(C / latency, rate) x 200 sessions/s and to the boto3 script, and
-# ssm-audit's peak RSS and CPU time (user + sys) per session. PROFILE=debug reuses the debug build; QUICK=1 skips
-# the 100,000-session cases and the AWS CLI.
+# 80%-in-one-hour months, an empty account, and the API limited to 10
+# calls/s (50 ms per call), and 40 calls/s (100 ms). Prints one Markdown
+# table row per run: calls, History's calls against the issue's budget for
+# that state (1.15 x ceil(sessions / 200) + 4), the share of full pages,
+# throttled calls, wall time, sessions/s, the ratio to the ideal
+# min(C / latency, rate) x 200 sessions/s and to the boto3 script, and
+# ssm-audit's peak RSS and CPU time (user + sys) per session. PROFILE=debug
+# reuses the debug build; QUICK=1 skips the 100,000-session cases and the
+# AWS CLI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${PROFILE:-release}
@@ -58,9 +61,12 @@ latency = float(sys.argv[7]) / 1000
 rate = float(sys.argv[8]) if sys.argv[8] != "-" else math.inf
 boto3 = float(sys.argv[9])
 ok = max(1, stats["describe_ok"])
+# The issue's call budget is per state: 1.15 x ceil(sessions / 200) + 4.
+held = stats["sessions_by_state"]["History"]
+history = f"{stats['calls_by_state']['History']} of {115 * math.ceil(held / 200) // 100 + 4}"
 ideal = min(concurrency / latency if latency else math.inf, rate) * 200
 speed = sessions / seconds
-print(f"| {case} | {tool} | {concurrency} | {stats['describe_calls']} | {stats['full_pages'] / ok:.0%} | "
+print(f"| {case} | {tool} | {concurrency} | {stats['describe_calls']} | {history} | {stats['full_pages'] / ok:.0%} | "
       f"{stats['throttled']} | {seconds:.2f} s | {speed:,.0f} | "
       f"{f'{speed / ideal:.2f}' if sessions and ideal != math.inf else '-'} | "
       f"{f'{boto3 / seconds:.1f}x' if boto3 and tool != 'boto3' else '-'} | {sys.argv[10] or '-'} | {sys.argv[11]} |")
@@ -91,8 +97,8 @@ bench_case() {
 # lasting about 22 hours), where Active's serial pages show.
 active_share=${ACTIVE_SHARE:-0.002}
 
-echo "| case | tool | concurrency | calls | full pages | throttled | wall | sessions/s | of ideal | vs boto3 | peak RSS | CPU µs/session |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| case | tool | concurrency | calls | History's, of its budget | full pages | throttled | wall | sessions/s | of ideal | vs boto3 | peak RSS | CPU µs/session |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 audit=(ssm-audit:1 ssm-audit:4 ssm-audit:16 ssm-audit:64)
 cli=()
 [ -z "${QUICK:-}" ] && cli=(aws-cli:1)

@@ -19,7 +19,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use ssm_audit::api::SessionState;
 use tokio::net::TcpListener;
 
 use super::store::{ApiError, DescribeSessionsRequest, QueryOptions, Store};
@@ -91,6 +92,16 @@ pub struct Stats {
     empty_pages: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    active_calls: AtomicU64,
+    history_calls: AtomicU64,
+}
+
+/// The one field of a DescribeSessions request that `/_stats` counts calls
+/// by, read before a throttle or a fault answers the call.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StateAsked {
+    state: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -113,6 +124,11 @@ struct StatsView {
     in_flight: u64,
     max_in_flight: u64,
     sessions: usize,
+    /// DescribeSessions calls per `State` asked, throttled and failed ones
+    /// included (the call budget of the adaptive-crawl benchmarks is per
+    /// state), and the sessions each list holds.
+    calls_by_state: std::collections::BTreeMap<&'static str, u64>,
+    sessions_by_state: std::collections::BTreeMap<&'static str, usize>,
 }
 
 #[derive(Debug)]
@@ -372,6 +388,14 @@ async fn describe_sessions(
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let stats = &state.stats;
     let calls = stats.describe_calls.fetch_add(1, Ordering::Relaxed) + 1;
+    let asked = serde_json::from_slice::<StateAsked>(body)
+        .ok()
+        .and_then(|r| r.state);
+    match asked.as_deref() {
+        Some("Active") => stats.active_calls.fetch_add(1, Ordering::Relaxed),
+        Some("History") => stats.history_calls.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
     let in_flight = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
     let result = describe_sessions_in_flight(state, caller, body, calls).await;
@@ -647,6 +671,7 @@ fn xml_escape(s: &str) -> String {
 
 fn stats_view(state: &State) -> StatsView {
     let s = &state.stats;
+    let store = state.store.read().unwrap_or_else(|e| e.into_inner());
     let load = |c: &AtomicU64| c.load(Ordering::SeqCst);
     StatsView {
         describe_calls: load(&s.describe_calls),
@@ -668,7 +693,17 @@ fn stats_view(state: &State) -> StatsView {
         empty_pages: load(&s.empty_pages),
         in_flight: load(&s.in_flight),
         max_in_flight: load(&s.max_in_flight),
-        sessions: state.store.read().unwrap_or_else(|e| e.into_inner()).len(),
+        sessions: store.len(),
+        calls_by_state: [
+            ("Active", load(&s.active_calls)),
+            ("History", load(&s.history_calls)),
+        ]
+        .into(),
+        sessions_by_state: [
+            ("Active", store.count(SessionState::Active)),
+            ("History", store.count(SessionState::History)),
+        ]
+        .into(),
     }
 }
 

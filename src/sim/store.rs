@@ -165,6 +165,11 @@ impl Store {
         self.active.len() + self.history.len()
     }
 
+    /// The sessions `state`'s list holds.
+    pub fn count(&self, state: SessionState) -> usize {
+        self.list(state).len()
+    }
+
     /// Every session, Active first, as a data file would hold them.
     pub fn all(&self) -> impl Iterator<Item = &SimSession> {
         self.active.iter().chain(self.history.iter())

@@ -365,6 +365,11 @@ fn an_empty_account_exports_nothing_and_succeeds() {
         2,
         "one call per state, whatever the window and concurrency"
     );
+    let by_state = &sim.stats()["calls_by_state"];
+    assert_eq!(
+        (by_state["Active"].as_u64(), by_state["History"].as_u64()),
+        (Some(1), Some(1))
+    );
 }
 
 #[test]
