@@ -391,11 +391,16 @@ async fn describe_sessions(
     let asked = serde_json::from_slice::<StateAsked>(body)
         .ok()
         .and_then(|r| r.state);
-    match asked.as_deref() {
-        Some("Active") => stats.active_calls.fetch_add(1, Ordering::Relaxed),
-        Some("History") => stats.history_calls.fetch_add(1, Ordering::Relaxed),
-        _ => 0,
-    };
+    let by_state = [
+        (SessionState::Active, &stats.active_calls),
+        (SessionState::History, &stats.history_calls),
+    ];
+    if let Some((_, counter)) = by_state
+        .iter()
+        .find(|(listed, _)| asked.as_deref() == Some(listed.as_str()))
+    {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
     let in_flight = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
     let result = describe_sessions_in_flight(state, caller, body, calls).await;
@@ -695,15 +700,13 @@ fn stats_view(state: &State) -> StatsView {
         max_in_flight: load(&s.max_in_flight),
         sessions: store.len(),
         calls_by_state: [
-            ("Active", load(&s.active_calls)),
-            ("History", load(&s.history_calls)),
+            (SessionState::Active.as_str(), load(&s.active_calls)),
+            (SessionState::History.as_str(), load(&s.history_calls)),
         ]
         .into(),
-        sessions_by_state: [
-            ("Active", store.count(SessionState::Active)),
-            ("History", store.count(SessionState::History)),
-        ]
-        .into(),
+        sessions_by_state: [SessionState::Active, SessionState::History]
+            .map(|listed| (listed.as_str(), store.count(listed)))
+            .into(),
     }
 }
 
