@@ -52,7 +52,7 @@ run() {
   seconds=$(python3 -c "print($end - $start)")
   [ "$tool" = boto3 ] && boto3_seconds=$seconds
   python3 - "$(curl -s "$endpoint/_stats")" "$seconds" "$tool" "$case" "$concurrency" \
-    "$sessions" "$latency_ms" "$rate" "${boto3_seconds:-0}" "$rss" "$cpu" <<'PY'
+    "$sessions" "$latency_ms" "$rate" "${boto3_seconds:-0}" "$rss" "$cpu" "$(history_budget)" <<'PY'
 import json, math, sys
 stats = json.loads(sys.argv[1])
 seconds = float(sys.argv[2])
@@ -61,12 +61,9 @@ latency = float(sys.argv[7]) / 1000
 rate = float(sys.argv[8]) if sys.argv[8] != "-" else math.inf
 boto3 = float(sys.argv[9])
 ok = max(1, stats["describe_ok"])
-# The issue's call budget is per state: 1.15 x ceil(sessions / 200) + 4.
-held = stats["sessions_by_state"]["History"]
-history = f"{stats['calls_by_state']['History']} of {115 * math.ceil(held / 200) // 100 + 4}"
 ideal = min(concurrency / latency if latency else math.inf, rate) * 200
 speed = sessions / seconds
-print(f"| {case} | {tool} | {concurrency} | {stats['describe_calls']} | {history} | {stats['full_pages'] / ok:.0%} | "
+print(f"| {case} | {tool} | {concurrency} | {stats['describe_calls']} | {sys.argv[12]} | {stats['full_pages'] / ok:.0%} | "
       f"{stats['throttled']} | {seconds:.2f} s | {speed:,.0f} | "
       f"{f'{speed / ideal:.2f}' if sessions and ideal != math.inf else '-'} | "
       f"{f'{boto3 / seconds:.1f}x' if boto3 and tool != 'boto3' else '-'} | {sys.argv[10] or '-'} | {sys.argv[11]} |")

@@ -33,6 +33,18 @@ stop_sim() {
   rm -f "$work/endpoint"
 }
 
+# history_budget: History's DescribeSessions calls on the running simulator
+# against the issue's call budget for that state, 1.15 x ceil(History's
+# sessions / 200) + 4, as "N of B".
+history_budget() {
+  curl -fsS "$endpoint/_stats" | python3 -c '
+import json, math, sys
+s = json.load(sys.stdin)
+calls = s["calls_by_state"]["History"]
+budget = 115 * math.ceil(s["sessions_by_state"]["History"] / 200) // 100 + 4
+print(f"{calls} of {budget}")'
+}
+
 # Test credentials: the simulator does not check signatures, and nothing here
 # may fall back to a real AWS profile or instance metadata.
 export AWS_ACCESS_KEY_ID=ssm-sim AWS_SECRET_ACCESS_KEY=ssm-sim AWS_REGION=eu-west-1 \
