@@ -566,7 +566,9 @@ impl<'a> ExistingRows<'a> {
 struct PartCache<'a, P> {
     storage: &'a P,
     keys: &'a [String],
-    recent: std::collections::VecDeque<(u32, Vec<SessionRecord>)>,
+    /// A row is taken out when it wins (each winner is asked for once; a
+    /// row asked for again reads its part again), so that no row is copied.
+    recent: std::collections::VecDeque<(u32, Vec<Option<SessionRecord>>)>,
 }
 
 /// Decoded parts one day keeps at once: at most 200 rows each. With
@@ -585,8 +587,16 @@ impl<'a, P: Storage> PartCache<'a, P> {
     /// The winning row, with the seen-at span of all its observations.
     async fn row(&mut self, winner: &Winner) -> Result<SessionRecord, PublishError> {
         let part_key = &self.keys[winner.part as usize];
-        let position = match self.recent.iter().position(|(p, _)| *p == winner.part) {
-            Some(position) => position,
+        let cached = self.recent.iter().position(|(part, rows)| {
+            *part == winner.part && rows.get(winner.row as usize).is_some_and(Option::is_some)
+        });
+        match cached {
+            Some(0) => {}
+            Some(position) => {
+                if let Some(entry) = self.recent.remove(position) {
+                    self.recent.push_front(entry);
+                }
+            }
             None => {
                 let bytes =
                     self.storage
@@ -600,22 +610,19 @@ impl<'a, P: Storage> PartCache<'a, P> {
                     key: part_key.clone(),
                     reason: e.to_string(),
                 })?;
+                // A part read again replaces the copy its taken rows left.
+                self.recent.retain(|(part, _)| *part != winner.part);
                 if self.recent.len() == PART_CACHE {
                     self.recent.pop_back();
                 }
-                self.recent.push_front((winner.part, rows));
-                0
-            }
-        };
-        if position > 0 {
-            if let Some(entry) = self.recent.remove(position) {
-                self.recent.push_front(entry);
+                self.recent
+                    .push_front((winner.part, rows.into_iter().map(Some).collect()));
             }
         }
         let mut record = self.recent[0]
             .1
-            .get(winner.row as usize)
-            .cloned()
+            .get_mut(winner.row as usize)
+            .and_then(Option::take)
             .ok_or_else(|| PublishError::Part {
                 key: part_key.clone(),
                 reason: format!("it has no row {}", winner.row),
@@ -662,6 +669,58 @@ mod tests {
         let rows = schema::read_parquet(bytes).expect("read");
         assert_eq!(written[0].rows, rows.len());
         rows
+    }
+
+    #[tokio::test]
+    async fn a_row_taken_from_the_part_cache_is_read_again_when_asked_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = std::sync::Arc::new(LocalStorage::new(dir.path()));
+        let mut stager = Stager::new(storage.clone(), "stage/".into());
+        for (seq, id) in ["a", "b"].into_iter().enumerate() {
+            stager
+                .stage(Page {
+                    job_id: 0,
+                    state: crate::api::SessionState::History,
+                    seq: seq as u32,
+                    records: vec![record(id, 10, "Terminated", 200)],
+                    next_token: None,
+                    outside_window: 0,
+                    split_into: Vec::new(),
+                    token_restarts: 0,
+                })
+                .await
+                .expect("stage");
+        }
+        let staged = stager.into_staged();
+        let mut parts = PartCache::new(storage.as_ref(), &staged.parts);
+        let winner = |part: u32, row: u16| Winner {
+            start_date: 10,
+            observed_at: 200,
+            first_seen_at: 150,
+            last_seen_at: 250,
+            part,
+            row,
+            ended: true,
+        };
+        let first = parts.row(&winner(0, 0)).await.expect("a row");
+        assert_eq!(
+            (
+                first.session_id.as_str(),
+                first.first_seen_at,
+                first.last_seen_at
+            ),
+            ("a", 150, 250)
+        );
+        assert_eq!(parts.row(&winner(1, 0)).await.expect("b").session_id, "b");
+        assert_eq!(
+            parts.row(&winner(0, 0)).await.expect("a again"),
+            first,
+            "a row already taken is read from its part again"
+        );
+        assert!(matches!(
+            parts.row(&winner(1, 1)).await,
+            Err(PublishError::Part { .. })
+        ));
     }
 
     #[tokio::test]
