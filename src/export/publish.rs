@@ -636,8 +636,9 @@ impl<'a, P: Storage> PartCache<'a, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::SessionState;
     use crate::dataset::record::tests::record;
-    use crate::export::crawl::Page;
+    use crate::export::stage::tests::page;
     use crate::export::stage::Stager;
     use crate::storage::LocalStorage;
 
@@ -678,16 +679,12 @@ mod tests {
         let mut stager = Stager::new(storage.clone(), "stage/".into());
         for (seq, id) in ["a", "b"].into_iter().enumerate() {
             stager
-                .stage(Page {
-                    job_id: 0,
-                    state: crate::api::SessionState::History,
-                    seq: seq as u32,
-                    records: vec![record(id, 10, "Terminated", 200)],
-                    next_token: None,
-                    outside_window: 0,
-                    split_into: Vec::new(),
-                    token_restarts: 0,
-                })
+                .stage(page(
+                    0,
+                    seq as u32,
+                    SessionState::History,
+                    vec![record(id, 10, "Terminated", 200)],
+                ))
                 .await
                 .expect("stage");
         }
@@ -734,16 +731,7 @@ mod tests {
             record("b", 5, "Terminated", 200),
         ];
         stager
-            .stage(Page {
-                job_id: 0,
-                state: crate::api::SessionState::History,
-                seq: 0,
-                records: fresh,
-                next_token: None,
-                outside_window: 0,
-                split_into: Vec::new(),
-                token_restarts: 0,
-            })
+            .stage(page(0, 0, SessionState::History, fresh))
             .await
             .expect("stage");
         let staged = Arc::new(stager.into_staged());

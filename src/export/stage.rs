@@ -269,12 +269,18 @@ impl<S: Storage> Stager<S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dataset::record::tests::record;
     use crate::storage::LocalStorage;
 
-    fn page(job_id: u32, seq: u32, state: SessionState, records: Vec<SessionRecord>) -> Page {
+    /// A window's last page, as the crawler hands it over.
+    pub(crate) fn page(
+        job_id: u32,
+        seq: u32,
+        state: SessionState,
+        records: Vec<SessionRecord>,
+    ) -> Page {
         Page {
             job_id,
             state,
