@@ -28,6 +28,53 @@ use super::{Conditional, Storage, StorageError, Versioned};
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
     root: PathBuf,
+    stale: StaleStaging,
+}
+
+/// Staging files that killed writers left, per directory, as found the
+/// first time this process wrote there: a put removes those of its key.
+/// Read once per directory, because reading it on every put made staging
+/// a crawl's parts quadratic (a part per page, all in one directory). Once
+/// is enough: a key is written by the run holding its output lock, so no
+/// writer of one of our keys can die in a directory after we first wrote
+/// there. Holds a path per directory written, not per file.
+#[derive(Debug, Clone, Default)]
+struct StaleStaging(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, Vec<String>>>>,
+);
+
+impl StaleStaging {
+    /// Removes the staging files of `name` in `dir` that another process
+    /// left, reading the directory if this is its first put here.
+    fn sweep(&self, dir: &Path, name: &str) {
+        let mut found = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = found
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| left_by_others(dir));
+        let of_key = format!(".{name}.tmp-");
+        stale.retain(|file| {
+            let ours = file.starts_with(&of_key);
+            if ours {
+                let _ = std::fs::remove_file(dir.join(file));
+            }
+            !ours
+        });
+    }
+}
+
+/// The staging files in `dir` that another process wrote (see
+/// [`LocalStorage::put_blocking`] for their names); readers skip dot-files,
+/// as Athena does, so until swept they are only clutter.
+fn left_by_others(dir: &Path) -> Vec<String> {
+    let ours = format!(".tmp-{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.') && name.contains(".tmp-") && !name.contains(&ours))
+        .collect()
 }
 
 /// Distinguishes staging files of concurrent puts within one process.
@@ -35,7 +82,10 @@ static STAGING_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
-        LocalStorage { root: root.into() }
+        LocalStorage {
+            root: root.into(),
+            stale: StaleStaging::default(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -91,7 +141,7 @@ impl LocalStorage {
         Ok((dir, name))
     }
 
-    fn put_blocking(path: &Path, data: &[u8]) -> Result<(), StorageError> {
+    fn put_blocking(stale: &StaleStaging, path: &Path, data: &[u8]) -> Result<(), StorageError> {
         let (dir, name) = Self::prepare_dir(path)?;
         let staging = dir.join(format!(
             ".{name}.tmp-{}-{}-{:016x}",
@@ -121,26 +171,8 @@ impl LocalStorage {
             let _ = std::fs::remove_file(&staging);
             return result;
         }
-        Self::sweep_stale_staging(dir, &name);
+        stale.sweep(dir, &name);
         result
-    }
-
-    /// Removes staging files of this key left by a process that was killed
-    /// mid-write. Readers skip dot-files (as Athena does), so these are only
-    /// clutter; the output lock means no other live process writes here.
-    fn sweep_stale_staging(dir: &Path, name: &str) {
-        let ours = format!(".{name}.tmp-{}-", std::process::id());
-        let any = format!(".{name}.tmp-");
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let file_name = entry.file_name();
-            let file_name = file_name.to_string_lossy();
-            if file_name.starts_with(&any) && !file_name.starts_with(&ours) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
     }
 
     /// Runs `f` holding an exclusive advisory lock on a sidecar file of
@@ -179,8 +211,12 @@ impl LocalStorage {
     }
 
     /// Writes `data` to `path`; its version.
-    fn write_versioned(path: &Path, data: &[u8]) -> Result<Conditional, StorageError> {
-        Self::put_blocking(path, data)?;
+    fn write_versioned(
+        stale: &StaleStaging,
+        path: &Path,
+        data: &[u8],
+    ) -> Result<Conditional, StorageError> {
+        Self::put_blocking(stale, path, data)?;
         Ok(Conditional::Done {
             version: content_version(data),
         })
@@ -358,7 +394,8 @@ impl Storage for LocalStorage {
 
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
         let path = self.path_of(key)?;
-        blocking(move || Self::put_blocking(&path, &data)).await
+        let stale = self.stale.clone();
+        blocking(move || Self::put_blocking(&stale, &path, &data)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
@@ -414,9 +451,10 @@ impl Storage for LocalStorage {
     // nothing) is done, as `Storage` documents.
     async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<Conditional, StorageError> {
         let path = self.path_of(key)?;
+        let stale = self.stale.clone();
         blocking(move || {
             Self::conditionally(&path, |current| match current {
-                None => Self::write_versioned(&path, &data),
+                None => Self::write_versioned(&stale, &path, &data),
                 Some(current) if current.data == data => Ok(Conditional::Done {
                     version: current.version,
                 }),
@@ -434,9 +472,12 @@ impl Storage for LocalStorage {
     ) -> Result<Conditional, StorageError> {
         let path = self.path_of(key)?;
         let version = version.to_owned();
+        let stale = self.stale.clone();
         blocking(move || {
             Self::conditionally(&path, |current| match current {
-                Some(current) if current.version == version => Self::write_versioned(&path, &data),
+                Some(current) if current.version == version => {
+                    Self::write_versioned(&stale, &path, &data)
+                }
                 Some(current) if current.data == data => Ok(Conditional::Done {
                     version: current.version,
                 }),
@@ -488,7 +529,11 @@ mod tests {
             ["a/b/one.txt"],
             "dot-files are not objects"
         );
-        store
+        let other_key = root.join("a/b/.two.txt.tmp-1-0");
+        std::fs::write(&other_key, "left by a killed writer").expect("write");
+        // The run after the killed writer's: a process of its own.
+        let next_run = LocalStorage::new(&root);
+        next_run
             .put("a/b/one.txt", Bytes::from_static(b"11"))
             .await
             .expect("replace");
@@ -496,6 +541,16 @@ mod tests {
             !stale.exists(),
             "the next put of the key sweeps the stale staging file"
         );
+        assert!(other_key.exists(), "another key's is that key's to sweep");
+        next_run
+            .put("a/b/two.txt", Bytes::from_static(b"2"))
+            .await
+            .expect("put");
+        assert!(
+            !other_key.exists(),
+            "the directory is read once, not forgotten"
+        );
+        next_run.delete("a/b/two.txt").await.expect("delete");
 
         store.delete("a/b/one.txt").await.expect("delete");
         assert!(!root.join("a").exists(), "emptied directories go too");
