@@ -14,6 +14,14 @@ use crate::progress::ProgressMode;
 use crate::storage::{Sse, StorageError};
 use crate::time::{Clock, TimeRange};
 
+/// The shortest `--lock-lease`. Local storage reads a directory again for
+/// killed writers' staging files once its last reading is this old: a run
+/// takes an output lock over only once the holder's lease has run out, so
+/// a holder that died writing there did so at least this long before the
+/// taker writes there.
+const MIN_LOCK_LEASE_MS: i64 = 100;
+const _: () = assert!(crate::storage::STALE_STAGING_REREAD.as_millis() as i64 <= MIN_LOCK_LEASE_MS);
+
 /// How long the service keeps History, in days.
 pub const HISTORY_DAYS: i64 = 30;
 const DAY_MS: i64 = 86_400_000;
@@ -803,9 +811,9 @@ impl ExportConfig {
             ));
         }
         let lock_lease_ms = parse_duration("--lock-lease", &args.lock_lease)?;
-        if !(100..=3_600_000).contains(&lock_lease_ms) {
+        if !(MIN_LOCK_LEASE_MS..=3_600_000).contains(&lock_lease_ms) {
             return Err(ConfigError::Flag(format!(
-                "--lock-lease {} is outside 100ms to 1h",
+                "--lock-lease {} is outside {MIN_LOCK_LEASE_MS}ms to 1h",
                 args.lock_lease
             )));
         }

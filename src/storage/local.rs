@@ -31,26 +31,38 @@ pub struct LocalStorage {
     stale: StaleStaging,
 }
 
-/// Staging files that killed writers left, per directory, as found the
-/// first time this process wrote there: a put removes those of its key.
-/// Read once per directory, because reading it on every put made staging
-/// a crawl's parts quadratic (a part per page, all in one directory). Once
-/// is enough: a key is written by the run holding its output lock, so no
-/// writer of one of our keys can die in a directory after we first wrote
-/// there. Holds a path per directory written, not per file.
+/// Staging files that killed writers left, per directory, as last read: a
+/// put removes those of its key. Reading the directory on every put made
+/// staging a crawl's parts quadratic (a part per page, all in one
+/// directory); it is read again only once [`REREAD_AFTER`] has passed. That
+/// is soon enough: a key is written only by the run holding its output
+/// lock, which it took over from a writer that died only once that
+/// writer's lease ran out, and no lease is shorter. Holds a path per
+/// directory written, not per file.
 #[derive(Debug, Clone, Default)]
-struct StaleStaging(
-    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, Vec<String>>>>,
-);
+struct StaleStaging(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, Reading>>>);
+
+/// When a directory was read, and the staging files of others it held then
+/// that no put has removed since.
+type Reading = (std::time::Instant, Vec<String>);
+
+/// How long a directory's staging files, as read, are trusted: no longer
+/// than the shortest output-lock lease (`config` asserts it).
+pub const REREAD_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl StaleStaging {
     /// Removes the staging files of `name` in `dir` that another process
-    /// left, reading the directory if this is its first put here.
+    /// left, reading the directory again if it was last read long enough
+    /// ago for a lease to have run out since.
     fn sweep(&self, dir: &Path, name: &str) {
         let mut found = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let stale = found
+        let (read_at, stale) = found
             .entry(dir.to_path_buf())
-            .or_insert_with(|| left_by_others(dir));
+            .or_insert_with(|| (std::time::Instant::now(), left_by_others(dir)));
+        if read_at.elapsed() >= REREAD_AFTER {
+            *read_at = std::time::Instant::now();
+            *stale = left_by_others(dir);
+        }
         let of_key = format!(".{name}.tmp-");
         stale.retain(|file| {
             let ours = file.starts_with(&of_key);
@@ -550,7 +562,18 @@ mod tests {
             !other_key.exists(),
             "the directory is read once, not forgotten"
         );
+        // One left after that reading is found by a reading old enough for
+        // a lease to have run out since.
+        let later = root.join("a/b/.three.txt.tmp-1-0");
+        std::fs::write(&later, "left by a killed writer").expect("write");
+        std::thread::sleep(REREAD_AFTER);
+        next_run
+            .put("a/b/three.txt", Bytes::from_static(b"3"))
+            .await
+            .expect("put");
+        assert!(!later.exists(), "the directory is read again");
         next_run.delete("a/b/two.txt").await.expect("delete");
+        next_run.delete("a/b/three.txt").await.expect("delete");
 
         store.delete("a/b/one.txt").await.expect("delete");
         assert!(!root.join("a").exists(), "emptied directories go too");
