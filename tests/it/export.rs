@@ -195,17 +195,19 @@ fn throttling_500s_and_dropped_connections_are_retried_without_loss() {
 /// checks every session arrived and at most a tenth of the calls were
 /// throttled (counted, not timed). Returns the calls.
 fn export_against_a_rate_limit(data: &[SimSession], rate: &str, burst: &str, latency: &str) -> u64 {
-    export_against_a_slow_refusing_limit(data, rate, burst, latency, "0ms")
+    export_against_a_slow_refusing_limit(data, rate, burst, latency, "0ms", 10)
 }
 
 /// As [`export_against_a_rate_limit`], with every ThrottlingException
-/// coming back `throttle_latency` after its call. Returns the calls.
+/// coming back `throttle_latency` after its call, and at most
+/// `throttled_percent` of the calls throttled. Returns the calls.
 fn export_against_a_slow_refusing_limit(
     data: &[SimSession],
     rate: &str,
     burst: &str,
     latency: &str,
     throttle_latency: &str,
+    throttled_percent: u64,
 ) -> u64 {
     let (sim, _d) = Sim::with_sessions(
         data,
@@ -230,7 +232,7 @@ fn export_against_a_slow_refusing_limit(
     assert_eq!(read_rows(out.path()).len(), data.len());
     let (calls, throttled) = (sim.stat("describe_calls"), sim.stat("throttled"));
     assert!(
-        throttled * 10 <= calls,
+        throttled * 100 <= calls * throttled_percent,
         "{throttled} of {calls} calls throttled"
     );
     let m = manifest(out.path());
@@ -261,9 +263,14 @@ fn a_rate_learned_low_while_windows_wait_does_not_run_away_into_a_storm() {
 fn a_burst_allowance_that_hides_the_limit_does_not_end_in_a_storm() {
     // A bucket of 10 calls lets the probe run far past 40 calls/s before
     // its first throttle; cutting 10% a throttle from there threw a tenth
-    // of the calls at the limit.
+    // of the calls at the limit (the cut itself is the pacer's unit test
+    // `what_a_burst_let_through_before_the_first_throttle_does_not_stop_a_deeper_cut`).
+    // Here: no storm, end to end. 6 or 7 of 97 or 98 calls are throttled
+    // on an idle machine, 8 to 13 of 99 to 104 with two cores kept busy
+    // (a tenth failed two runs of five); crawls without the pacer threw a
+    // third to a half of their calls at a limit.
     let data = generated(4000, 8, &["--bursts", "0", "--active-share", "0.002"]);
-    export_against_a_rate_limit(&data, "40", "10", "100ms");
+    export_against_a_slow_refusing_limit(&data, "40", "10", "100ms", "0ms", 15);
 }
 
 #[test]
@@ -278,7 +285,7 @@ fn a_throttle_that_takes_a_round_trip_ends_exact_and_without_a_storm() {
     // 7 of 92 to 98 with the guard, 7 or 8 without; 7% failed one run of
     // the whole suite in three.
     let data = generated(4000, 9, &["--bursts", "0", "--active-share", "0.002"]);
-    export_against_a_slow_refusing_limit(&data, "40", "1", "100ms", "20ms");
+    export_against_a_slow_refusing_limit(&data, "40", "1", "100ms", "20ms", 10);
 }
 
 #[test]
