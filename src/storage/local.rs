@@ -37,8 +37,8 @@ pub struct LocalStorage {
 /// directory); it is read again only once [`REREAD_AFTER`] has passed. That
 /// is soon enough: a key is written only by the run holding its output
 /// lock, which it took over from a writer that died only once that
-/// writer's lease ran out, and no lease is shorter. Holds a path per
-/// directory written, not per file.
+/// writer's lease ran out, and no lease is shorter. Holds the directories
+/// written in the last [`REREAD_AFTER`], not their files.
 #[derive(Debug, Clone, Default)]
 struct StaleStaging(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, Reading>>>);
 
@@ -55,14 +55,13 @@ impl StaleStaging {
     /// left, reading the directory again if it was last read long enough
     /// ago for a lease to have run out since.
     fn sweep(&self, dir: &Path, name: &str) {
-        let mut found = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (read_at, stale) = found
+        let mut readings = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // A reading that old would be read again; dropping it keeps one
+        // per directory written lately, however many a long process writes.
+        readings.retain(|_, (read_at, _)| read_at.elapsed() < REREAD_AFTER);
+        let (_, stale) = readings
             .entry(dir.to_path_buf())
             .or_insert_with(|| (std::time::Instant::now(), left_by_others(dir)));
-        if read_at.elapsed() >= REREAD_AFTER {
-            *read_at = std::time::Instant::now();
-            *stale = left_by_others(dir);
-        }
         let of_key = format!(".{name}.tmp-");
         stale.retain(|file| {
             let ours = file.starts_with(&of_key);
