@@ -34,11 +34,11 @@ pub struct LocalStorage {
 /// Staging files that killed writers left, per directory, as last read: a
 /// put removes those of its key. Reading the directory on every put made
 /// staging a crawl's parts quadratic (a part per page, all in one
-/// directory); it is read again only once [`REREAD_AFTER`] has passed. That
-/// is soon enough: a key is written only by the run holding its output
+/// directory); it is read again only once [`STALE_STAGING_REREAD`] has
+/// passed. That is soon enough: a key is written only by the run holding its output
 /// lock, which it took over from a writer that died only once that
 /// writer's lease ran out, and no lease is shorter. Holds the directories
-/// written in the last [`REREAD_AFTER`], not their files.
+/// written in the last [`STALE_STAGING_REREAD`], not their files.
 #[derive(Debug, Clone, Default)]
 struct StaleStaging(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, Reading>>>);
 
@@ -48,7 +48,7 @@ type Reading = (std::time::Instant, Vec<String>);
 
 /// How long a directory's staging files, as read, are trusted: no longer
 /// than the shortest output-lock lease (`config` asserts it).
-pub const REREAD_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+pub const STALE_STAGING_REREAD: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl StaleStaging {
     /// Removes the staging files of `name` in `dir` that another process
@@ -58,7 +58,7 @@ impl StaleStaging {
         let mut readings = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // A reading that old would be read again; dropping it keeps one
         // per directory written lately, however many a long process writes.
-        readings.retain(|_, (read_at, _)| read_at.elapsed() < REREAD_AFTER);
+        readings.retain(|_, (read_at, _)| read_at.elapsed() < STALE_STAGING_REREAD);
         let (_, stale) = readings
             .entry(dir.to_path_buf())
             .or_insert_with(|| (std::time::Instant::now(), left_by_others(dir)));
@@ -559,13 +559,13 @@ mod tests {
             .expect("put");
         assert!(
             !other_key.exists(),
-            "the directory is read once, not forgotten"
+            "a reading keeps other keys' files for their own puts"
         );
         // One left after that reading is found by a reading old enough for
         // a lease to have run out since.
         let later = root.join("a/b/.three.txt.tmp-1-0");
         std::fs::write(&later, "left by a killed writer").expect("write");
-        std::thread::sleep(REREAD_AFTER);
+        std::thread::sleep(STALE_STAGING_REREAD);
         next_run
             .put("a/b/three.txt", Bytes::from_static(b"3"))
             .await

@@ -25,7 +25,7 @@ mod local;
 mod s3;
 
 pub use key::{folder_prefix, object_key};
-pub use local::{LocalStorage, REREAD_AFTER as STALE_STAGING_REREAD};
+pub use local::{LocalStorage, STALE_STAGING_REREAD};
 pub use s3::{S3Options, S3Storage, Sse};
 
 /// Requests to storage a sequence of independent reads or deletes keeps in
