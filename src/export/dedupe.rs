@@ -166,9 +166,14 @@ impl DedupeSet {
         self.winners.iter()
     }
 
-    /// The winners without the lookup table.
+    /// The winners without the lookup table, their spare capacity (up to
+    /// half of what grew by doubling) given back.
     pub fn into_winners(self) -> Winners {
-        self.winners
+        let mut winners = self.winners;
+        winners.ids.shrink_to_fit();
+        winners.id_ends.shrink_to_fit();
+        winners.winners.shrink_to_fit();
+        winners
     }
 }
 
@@ -225,6 +230,11 @@ mod tests {
         }
         assert_eq!(set.iter().nth(7).map(|(_, w)| w.row), Some(99));
         let winners = set.into_winners();
+        assert_eq!(
+            (winners.ids.capacity(), winners.winners.capacity()),
+            (winners.ids.len(), winners.winners.len()),
+            "publishing holds no capacity the crawl grew into and left unused"
+        );
         assert_eq!(
             (winners.len(), winners.id(7), winners.winner(7).row),
             (10_002, ids[7].as_str(), 99)

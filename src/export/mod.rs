@@ -520,11 +520,13 @@ impl Locked<'_> {
         self.crawl_and_stage(jobs, &mut checkpoint, &mut stager, cancel)
             .await?;
 
-        let staged = Arc::new(stager.into_staged());
+        let staged = stager.into_staged();
+        let counts = staged.counts.clone();
+        let distinct = staged.winners.len() as u64;
         let published = publish::publish(
             self.output.clone(),
             self.checkpoints.storage().clone(),
-            staged.clone(),
+            staged,
             &self.account_id,
             &self.region,
             layout::days_around(config.window),
@@ -538,20 +540,20 @@ impl Locked<'_> {
 
         let calls = self.counters.snapshot();
         let api = ApiCounts {
-            calls: staged.counts.pages,
-            empty_pages: staged.counts.empty_pages,
+            calls: counts.pages,
+            empty_pages: counts.empty_pages,
             attempts: calls.attempts,
-            retries: calls.attempts.saturating_sub(staged.counts.pages),
+            retries: calls.attempts.saturating_sub(counts.pages),
             throttled: calls.throttled,
             server_errors: calls.server_errors,
             transport_errors: calls.transport_errors,
-            token_restarts: staged.counts.token_restarts,
+            token_restarts: counts.token_restarts,
         };
         let sessions = SessionCounts {
-            seen_active: staged.counts.seen_active,
-            seen_history: staged.counts.seen_history,
-            distinct: staged.winners.len() as u64,
-            outside_window: staged.counts.outside_window,
+            seen_active: counts.seen_active,
+            seen_history: counts.seen_history,
+            distinct,
+            outside_window: counts.outside_window,
         };
         let resumed_from =
             (checkpoint.first_run_id != self.run_id).then(|| checkpoint.first_run_id.clone());

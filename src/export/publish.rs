@@ -18,7 +18,7 @@ use crate::dataset::manifest::{PendingPartition, WrittenFile};
 use crate::dataset::record::{merge, SessionRecord};
 use crate::dataset::schema::{self, Packing, ParquetSink, ParquetSource, SchemaError};
 use crate::dataset::sha256_hex;
-use crate::export::dedupe::Winner;
+use crate::export::dedupe::{DedupeSet, Winner, Winners};
 use crate::export::stage::Staged;
 use crate::storage::{Storage, StorageError};
 use crate::text::printable;
@@ -68,15 +68,37 @@ pub enum PublishError {
 pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
     storage: Arc<S>,
     parts_storage: Arc<P>,
-    staged: Arc<Staged>,
+    staged: Staged,
     account_id: &str,
     region: &str,
     scan: std::ops::RangeInclusive<NaiveDate>,
     pending: &Pending,
 ) -> Result<Published, PublishError> {
+    let Staged {
+        parts: part_keys,
+        winners: dedupe,
+        ..
+    } = staged;
+    let moves = {
+        let mut parts = PartCache::new(parts_storage.as_ref(), &part_keys);
+        let moves = find_moves(
+            storage.as_ref(),
+            &dedupe,
+            &mut parts,
+            account_id,
+            region,
+            scan,
+        )
+        .await?;
+        Arc::new(moves)
+    };
+    // Only the moves look sessions up by id: the days walk the winners by
+    // index, so the id table (a tenth of the dedupe set) is freed before
+    // they start, where memory peaks.
+    let winners = Arc::new(dedupe.into_winners());
+    let part_keys: Arc<[String]> = part_keys.into();
     // Built here rather than kept during the crawl, so the crawl holds one
     // entry per session only; 4 bytes per session.
-    let winners = staged.winners.winners();
     let mut by_date: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
     for (index, (id, winner)) in winners.iter().enumerate() {
         let date = layout::partition_date(winner.start_date).ok_or_else(|| {
@@ -87,18 +109,6 @@ pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
         })?;
         by_date.entry(date).or_default().push(index as u32);
     }
-    let mut parts = PartCache::new(parts_storage.as_ref(), &staged.parts);
-    let moves = Arc::new(
-        find_moves(
-            storage.as_ref(),
-            &staged,
-            &mut parts,
-            account_id,
-            region,
-            scan,
-        )
-        .await?,
-    );
     let mut dates: std::collections::BTreeSet<NaiveDate> = by_date.keys().copied().collect();
     dates.extend(moves.days.iter().copied());
     // Days are independent, so they are merged and encoded on every core
@@ -117,7 +127,8 @@ pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
             let day = Day {
                 storage: storage.clone(),
                 parts_storage: parts_storage.clone(),
-                staged: staged.clone(),
+                winners: winners.clone(),
+                part_keys: part_keys.clone(),
                 moves: moves.clone(),
                 pending: pending.clone(),
                 date,
@@ -183,7 +194,8 @@ const ROWS_AT_ONCE: usize = schema::ROW_GROUP_SIZE;
 struct Day<S, P> {
     storage: Arc<S>,
     parts_storage: Arc<P>,
-    staged: Arc<Staged>,
+    winners: Arc<Winners>,
+    part_keys: Arc<[String]>,
     moves: Arc<Moves>,
     pending: Pending,
     date: NaiveDate,
@@ -204,14 +216,14 @@ impl<S: Storage, P: Storage> Day<S, P> {
         let Day {
             storage,
             parts_storage,
-            staged,
+            winners,
+            part_keys,
             moves,
             pending,
             date,
             key,
         } = self;
-        let winners = staged.winners.winners();
-        let mut parts = PartCache::new(parts_storage.as_ref(), &staged.parts);
+        let mut parts = PartCache::new(parts_storage.as_ref(), &part_keys);
         let existing = storage.get(&key).await?;
         let merged = if moves.touches(date) {
             // Rare: a session moved into or out of this day.
@@ -372,7 +384,7 @@ impl Moves {
 /// with its old row.
 async fn find_moves<S: Storage, P: Storage>(
     storage: &S,
-    staged: &Staged,
+    dedupe: &DedupeSet,
     parts: &mut PartCache<'_, P>,
     account_id: &str,
     region: &str,
@@ -395,8 +407,7 @@ async fn find_moves<S: Storage, P: Storage>(
         // Two columns first; the whole file only when a session moved.
         let mut moved_here = std::collections::HashSet::new();
         let scanned = schema::for_each_identity(bytes.clone(), |id, start_date| {
-            if staged
-                .winners
+            if dedupe
                 .find(id)
                 .is_some_and(|winner| winner.start_date != start_date)
             {
@@ -421,7 +432,7 @@ async fn find_moves<S: Storage, P: Storage>(
             .into_iter()
             .filter(|row| moved_here.contains(&row.session_id))
         {
-            let Some(winner) = staged.winners.find(&old.session_id) else {
+            let Some(winner) = dedupe.find(&old.session_id) else {
                 continue;
             };
             old.absorb(parts.row(winner).await?);
@@ -644,12 +655,12 @@ mod tests {
 
     async fn publish_and_read(
         storage: &std::sync::Arc<LocalStorage>,
-        staged: &Arc<Staged>,
+        staged: Staged,
     ) -> Vec<SessionRecord> {
         let written = publish(
             storage.clone(),
             storage.clone(),
-            staged.clone(),
+            staged,
             "123456789012",
             "eu-west-1",
             NaiveDate::MIN..=NaiveDate::MAX,
@@ -724,17 +735,20 @@ mod tests {
     async fn streaming_merge_keeps_order_and_old_rows_and_falls_back_on_unsorted_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = std::sync::Arc::new(LocalStorage::new(dir.path()));
-        let mut stager = Stager::new(storage.clone(), "stage/".into());
-        let fresh = vec![
-            record("c", 20, "Terminated", 200),
-            record("a", 10, "Terminated", 200),
-            record("b", 5, "Terminated", 200),
-        ];
-        stager
-            .stage(page(0, 0, SessionState::History, fresh))
-            .await
-            .expect("stage");
-        let staged = Arc::new(stager.into_staged());
+        // Publishing consumes what was staged; each publish stages anew.
+        let staged = || async {
+            let mut stager = Stager::new(storage.clone(), "stage/".into());
+            let fresh = vec![
+                record("c", 20, "Terminated", 200),
+                record("a", 10, "Terminated", 200),
+                record("b", 5, "Terminated", 200),
+            ];
+            stager
+                .stage(page(0, 0, SessionState::History, fresh))
+                .await
+                .expect("stage");
+            stager.into_staged()
+        };
         let key = PartitionKey {
             date: NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date"),
             account_id: "123456789012".into(),
@@ -756,7 +770,7 @@ mod tests {
             )
             .await
             .expect("put");
-        let rows = publish_and_read(&storage, &staged).await;
+        let rows = publish_and_read(&storage, staged().await).await;
         let ids: Vec<_> = rows.iter().map(|r| r.session_id.as_str()).collect();
         assert_eq!(ids, ["x", "b", "a", "c", "y"]);
         let a = &rows[2];
@@ -777,7 +791,7 @@ mod tests {
             .await
             .expect("put");
         assert_eq!(
-            publish_and_read(&storage, &staged).await,
+            publish_and_read(&storage, staged().await).await,
             rows,
             "the in-memory fallback gives the same file"
         );
