@@ -8,8 +8,10 @@
 //! [`evidence`]; [`evidence`] verifies it and measures its coverage, and
 //! [`report`] reads it back for auditors.
 //! [`exit`] turns any failure into the process's exit code; [`progress`]
-//! shows how far an export has got.
+//! shows how far an export has got. [`allocator`] holds the one setting the
+//! binaries give the C library's allocator.
 
+pub mod allocator;
 pub mod api;
 pub mod aws;
 pub mod cli;

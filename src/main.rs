@@ -16,6 +16,7 @@ use ssm_audit::time::Clock;
 use ssm_audit::{exit, export, report, shutdown};
 
 fn main() -> ExitCode {
+    ssm_audit::allocator::return_large_blocks_when_freed();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SSM_AUDIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ssm_audit=info"));

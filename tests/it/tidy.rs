@@ -9,13 +9,16 @@
 //! - the simulator (`src/sim/`, its own binary) is never imported by the
 //!   product;
 //! - every file starts with a `//!` doc of what it owns, and lint levels live
-//!   in `Cargo.toml`, not in `#![deny]` attributes.
+//!   in `Cargo.toml`, not in `#![deny]` attributes;
+//! - `unsafe` code is in `allocator.rs` only (`unsafe_code` is denied in
+//!   `Cargo.toml`, and allowed there for one call into glibc).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Which product modules each top-level module may import (`crate::…`).
 const ALLOWED: &[(&str, &[&str])] = &[
+    ("allocator", &[]),
     ("api", &[]),
     ("text", &[]),
     ("time", &[]),
@@ -252,6 +255,42 @@ fn every_file_says_what_it_owns_and_lints_live_in_cargo_toml() {
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
 
+/// The `unsafe` code a file's code (without comments) holds, if any.
+fn unsafe_uses(text: &str) -> Vec<&'static str> {
+    let code = code(text);
+    [
+        "unsafe {",
+        "unsafe fn",
+        "unsafe impl",
+        "unsafe extern",
+        "allow(unsafe_code)",
+    ]
+    .into_iter()
+    .filter(|needle| code.contains(needle))
+    .collect()
+}
+
+#[test]
+fn unsafe_code_is_in_the_allocator_module_only() {
+    let mut all = Vec::new();
+    rust_files(&src(), &src(), &mut all);
+    let mut violations = Vec::new();
+    for (path, text) in &all {
+        let uses = unsafe_uses(text);
+        if !uses.is_empty() && path != "allocator.rs" {
+            violations.push(format!(
+                "{path}: {uses:?}; unsafe code belongs in allocator.rs only"
+            ));
+        }
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    let allocator = all.iter().find(|(path, _)| path == "allocator.rs");
+    assert!(
+        allocator.is_some_and(|(_, text)| !unsafe_uses(text).is_empty()),
+        "allocator.rs is where the one call into glibc is"
+    );
+}
+
 /// The checks above must be able to fail: fed a file that breaks each rule,
 /// each finds it.
 #[test]
@@ -266,4 +305,8 @@ fn tidy_sees_what_it_looks_for() {
     assert_eq!(module_of("verify.rs"), Some("verify"));
     assert_eq!(module_of("main.rs"), None);
     assert!(code(bad).contains("std::fs"));
+    assert_eq!(
+        unsafe_uses("//! doc\n// unsafe { in a comment }\nfn f() { unsafe { g() } }\n"),
+        ["unsafe {"]
+    );
 }
