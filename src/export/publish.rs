@@ -223,6 +223,7 @@ impl<S: Storage, P: Storage> Day<S, P> {
             date,
             key,
         } = self;
+        tracing::trace!(partition = %key, rows = indexes.len(), "merging a partition");
         let mut parts = PartCache::new(parts_storage.as_ref(), &part_keys);
         let existing = storage.get(&key).await?;
         let merged = if moves.touches(date) {
@@ -275,6 +276,7 @@ impl<S: Storage, P: Storage> Day<S, P> {
             sha256: sha256_hex(&bytes),
         };
         storage.put(&key, Bytes::from(bytes)).await?;
+        tracing::debug!(partition = %key, rows, bytes = file.bytes, "partition written");
         Ok(DayOutcome::Written(file))
     }
 }
@@ -609,18 +611,7 @@ impl<'a, P: Storage> PartCache<'a, P> {
                 }
             }
             None => {
-                let bytes =
-                    self.storage
-                        .get(part_key)
-                        .await?
-                        .ok_or_else(|| PublishError::Part {
-                            key: part_key.clone(),
-                            reason: "it is gone".into(),
-                        })?;
-                let rows = schema::read_parquet(bytes).map_err(|e| PublishError::Part {
-                    key: part_key.clone(),
-                    reason: e.to_string(),
-                })?;
+                let rows = read_part(self.storage, part_key).await?;
                 // A part read again replaces the copy its taken rows left.
                 self.recent.retain(|(part, _)| *part != winner.part);
                 if self.recent.len() == PART_CACHE {
@@ -642,6 +633,18 @@ impl<'a, P: Storage> PartCache<'a, P> {
         record.last_seen_at = winner.last_seen_at;
         Ok(record)
     }
+}
+
+/// One staged part's rows.
+async fn read_part<P: Storage>(storage: &P, key: &str) -> Result<Vec<SessionRecord>, PublishError> {
+    let bytes = storage.get(key).await?.ok_or_else(|| PublishError::Part {
+        key: key.to_owned(),
+        reason: "it is gone".into(),
+    })?;
+    schema::read_parquet(bytes).map_err(|e| PublishError::Part {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
