@@ -9,7 +9,7 @@
 //! [`report`] reads it back for auditors.
 //! [`exit`] turns any failure into the process's exit code; [`progress`]
 //! shows how far an export has got. [`allocator`] holds the one setting the
-//! binaries give the C library's allocator.
+//! binary gives the C library's allocator.
 
 pub mod allocator;
 pub mod api;
