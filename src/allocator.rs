@@ -4,7 +4,7 @@
 //! glibc raises its mmap threshold each time a block above it is freed (up
 //! to 32 MiB), so after the dedupe set has grown by doubling, the buffers of
 //! a few MiB that publishing encodes come from the heap, not from mmap, and
-//! stay in the process when freed: peak RSS ran 45 to 65 MB above the peak
+//! stay in the process when freed: peak RSS ran 40 to 70 MB above the peak
 //! heap. Fixing the threshold at glibc's own starting value keeps large
 //! buffers returnable (BENCHMARKS.md, "A million sessions, one export", H).
 
