@@ -13,7 +13,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::api::SessionState;
@@ -511,16 +510,10 @@ impl<S: Storage> CheckpointStore<S> {
 
     /// Removes every staged part (the checkpoint file stays).
     pub async fn clear_staged(&self) -> Result<(), CheckpointError> {
-        // A crawl stages a part per page: hundreds of deletes, which on S3
-        // are round trips worth overlapping.
+        // A crawl stages a part per page: thousands at a million sessions,
+        // which S3 deletes a thousand to a request.
         let keys = self.staged_parts().await?;
-        let storage = &self.storage;
-        let mut deletes = stream::iter(keys)
-            .map(|key| async move { storage.delete(&key).await })
-            .buffer_unordered(crate::storage::REQUESTS_AT_ONCE);
-        while let Some(deleted) = deletes.next().await {
-            deleted?;
-        }
+        self.storage.delete_all(keys).await?;
         Ok(())
     }
 

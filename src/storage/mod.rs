@@ -33,6 +33,9 @@ pub use s3::{S3Options, S3Storage, Sse};
 /// would make an organization's verify, or a crawl's clean-up, take hours.
 pub const REQUESTS_AT_ONCE: usize = 16;
 
+/// Objects deleted in one request, at most (S3's `DeleteObjects` limit).
+pub const DELETES_PER_REQUEST: usize = 1000;
+
 /// A storage operation that failed, with the object it was about.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -84,6 +87,25 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Deletes every object of `keys`; a missing one is not an error. By
+    /// default [`REQUESTS_AT_ONCE`] deletes at a time; storage that deletes
+    /// many objects in one request (S3) does so.
+    fn delete_all(
+        &self,
+        keys: Vec<String>,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        async move {
+            use futures_util::{stream, StreamExt};
+            let mut deletes = stream::iter(keys)
+                .map(|key| async move { self.delete(&key).await })
+                .buffer_unordered(REQUESTS_AT_ONCE);
+            while let Some(deleted) = deletes.next().await {
+                deleted?;
+            }
+            Ok(())
+        }
+    }
 
     /// The object with the version tag that conditional writes compare, if
     /// it holds at most `limit` bytes; a larger one is
@@ -246,6 +268,15 @@ impl<S: Storage> Storage for Fenced<S> {
         self.inner.delete(key).await
     }
 
+    async fn delete_all(&self, keys: Vec<String>) -> Result<(), StorageError> {
+        // Checked before each batch, as S3 sends it: one request.
+        for batch in keys.chunks(DELETES_PER_REQUEST) {
+            self.check("delete", &batch[0])?;
+            self.inner.delete_all(batch.to_vec()).await?;
+        }
+        Ok(())
+    }
+
     async fn get_versioned(
         &self,
         key: &str,
@@ -314,6 +345,10 @@ impl Storage for AnyStorage {
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         delegate!(self, s => s.delete(key).await)
+    }
+
+    async fn delete_all(&self, keys: Vec<String>) -> Result<(), StorageError> {
+        delegate!(self, s => s.delete_all(keys).await)
     }
 
     async fn get_versioned(

@@ -14,7 +14,8 @@
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
+    ServerSideEncryption,
 };
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use bytes::Bytes;
@@ -369,6 +370,15 @@ impl S3Storage {
     }
 }
 
+/// A delete request the SDK's builder refused (a field it requires unset).
+fn unbuildable(location: String, error: aws_sdk_s3::error::BuildError) -> StorageError {
+    StorageError::Remote {
+        op: "delete",
+        location,
+        message: format!("cannot build the request: {error}"),
+    }
+}
+
 /// The media type of an object, from its name, so that a report opened from
 /// a presigned link displays instead of downloading as bytes.
 fn content_type(key: &str) -> Option<&'static str> {
@@ -496,6 +506,53 @@ impl Storage for S3Storage {
             .send()
             .await
             .map_err(|e| self.remote("delete", key, e))?;
+        Ok(())
+    }
+
+    async fn delete_all(&self, keys: Vec<String>) -> Result<(), StorageError> {
+        for batch in keys.chunks(super::DELETES_PER_REQUEST) {
+            let objects = batch
+                .iter()
+                .map(|key| {
+                    let full_key = self.full_key(key)?;
+                    ObjectIdentifier::builder()
+                        .key(full_key)
+                        .build()
+                        .map_err(|e| unbuildable(self.url(key), e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| unbuildable(self.url(&batch[0]), e))?;
+            // S3 wants a checksum of a DeleteObjects body (Object Lock
+            // buckets refuse one without).
+            let deleted = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .send()
+                .await
+                .map_err(|e| self.remote("delete", &batch[0], e))?;
+            // A request that succeeds can still refuse some of its objects.
+            if let Some(refused) = deleted.errors().first() {
+                let key = refused.key().unwrap_or("an object");
+                return Err(StorageError::Remote {
+                    op: "delete",
+                    location: format!("s3://{}/{key}", self.bucket),
+                    message: format!(
+                        "{}: {} ({} of {} objects refused in one DeleteObjects request)",
+                        refused.code().unwrap_or("error"),
+                        refused.message().unwrap_or("no message"),
+                        deleted.errors().len(),
+                        batch.len()
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 

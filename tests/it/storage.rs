@@ -168,6 +168,26 @@ async fn conformance<S: Storage>(storage: &S) {
         .expect("deleting a missing object is fine");
     assert_eq!(storage.list("a/").await.expect("list"), ["a/b/one"]);
 
+    // Deleting many: more than one request's worth on S3, a missing key
+    // among them, and nothing else touched.
+    let many: Vec<String> = (0..ssm_audit::storage::DELETES_PER_REQUEST + 3)
+        .map(|i| format!("many/{i:05}"))
+        .collect();
+    for key in &many {
+        storage
+            .put(key, Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+    }
+    let mut doomed = many.clone();
+    doomed.insert(500, "many/missing".to_owned());
+    storage.delete_all(doomed).await.expect("delete all");
+    assert_eq!(
+        storage.list("many/").await.expect("list"),
+        Vec::<String>::new()
+    );
+    assert_eq!(storage.list("a/").await.expect("list"), ["a/b/one"]);
+
     // A large object survives intact (multipart on S3 with a small threshold).
     let large: Vec<u8> = (0..11 * 1024 * 1024)
         .map(|i: u32| (i % 251) as u8)
