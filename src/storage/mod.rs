@@ -36,6 +36,21 @@ pub const REQUESTS_AT_ONCE: usize = 16;
 /// Objects deleted in one request, at most (S3's `DeleteObjects` limit).
 pub const DELETES_PER_REQUEST: usize = 1000;
 
+/// Deletes `keys` one `delete` each, [`REQUESTS_AT_ONCE`] at a time.
+async fn delete_each<S: Storage + ?Sized>(
+    storage: &S,
+    keys: Vec<String>,
+) -> Result<(), StorageError> {
+    use futures_util::{stream, StreamExt};
+    let mut deletes = stream::iter(keys)
+        .map(|key| async move { storage.delete(&key).await })
+        .buffer_unordered(REQUESTS_AT_ONCE);
+    while let Some(deleted) = deletes.next().await {
+        deleted?;
+    }
+    Ok(())
+}
+
 /// A storage operation that failed, with the object it was about.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -89,22 +104,19 @@ pub trait Storage: Send + Sync + 'static {
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
 
     /// Deletes every object of `keys`; a missing one is not an error. By
-    /// default [`REQUESTS_AT_ONCE`] deletes at a time; storage that deletes
-    /// many objects in one request (S3) does so.
+    /// default one `delete` per object, [`REQUESTS_AT_ONCE`] at a time;
+    /// storage that deletes many objects in one request (S3) does so.
     fn delete_all(
         &self,
         keys: Vec<String>,
     ) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move {
-            use futures_util::{stream, StreamExt};
-            let mut deletes = stream::iter(keys)
-                .map(|key| async move { self.delete(&key).await })
-                .buffer_unordered(REQUESTS_AT_ONCE);
-            while let Some(deleted) = deletes.next().await {
-                deleted?;
-            }
-            Ok(())
-        }
+        delete_each(self, keys)
+    }
+
+    /// The objects one request of [`Storage::delete_all`] deletes, at most:
+    /// 1 unless the storage deletes in batches.
+    fn deletes_per_request(&self) -> usize {
+        1
     }
 
     /// The object with the version tag that conditional writes compare, if
@@ -269,12 +281,20 @@ impl<S: Storage> Storage for Fenced<S> {
     }
 
     async fn delete_all(&self, keys: Vec<String>) -> Result<(), StorageError> {
-        // Checked before each batch, as S3 sends it: one request.
-        for batch in keys.chunks(DELETES_PER_REQUEST) {
+        // The fence is checked before every request, as for any write.
+        let per_request = self.inner.deletes_per_request();
+        if per_request <= 1 {
+            return delete_each(self, keys).await;
+        }
+        for batch in keys.chunks(per_request) {
             self.check("delete", &batch[0])?;
             self.inner.delete_all(batch.to_vec()).await?;
         }
         Ok(())
+    }
+
+    fn deletes_per_request(&self) -> usize {
+        self.inner.deletes_per_request()
     }
 
     async fn get_versioned(
@@ -351,6 +371,10 @@ impl Storage for AnyStorage {
         delegate!(self, s => s.delete_all(keys).await)
     }
 
+    fn deletes_per_request(&self) -> usize {
+        delegate!(self, s => s.deletes_per_request())
+    }
+
     async fn get_versioned(
         &self,
         key: &str,
@@ -374,5 +398,81 @@ impl Storage for AnyStorage {
 
     async fn delete_if_match(&self, key: &str, version: &str) -> Result<Conditional, StorageError> {
         delegate!(self, s => s.delete_if_match(key, version).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Storage whose first delete revokes the fence: a lease lost while a
+    /// run clears its staged parts.
+    #[derive(Debug)]
+    struct LosesTheLockOnDelete {
+        fence: Fence,
+        deletes: AtomicUsize,
+    }
+
+    impl Storage for LosesTheLockOnDelete {
+        fn location(&self) -> String {
+            "/test".into()
+        }
+        async fn preflight(&self) -> Result<(), StorageError> {
+            unreachable!("only deletes are asked")
+        }
+        async fn get(&self, _: &str) -> Result<Option<Bytes>, StorageError> {
+            unreachable!("only deletes are asked")
+        }
+        async fn put(&self, _: &str, _: Bytes) -> Result<(), StorageError> {
+            unreachable!("only deletes are asked")
+        }
+        async fn list(&self, _: &str) -> Result<Vec<String>, StorageError> {
+            unreachable!("only deletes are asked")
+        }
+        async fn delete(&self, _: &str) -> Result<(), StorageError> {
+            self.deletes.fetch_add(1, Ordering::SeqCst);
+            self.fence.revoke("another run took the lock over");
+            Ok(())
+        }
+        async fn get_versioned(&self, _: &str, _: u64) -> Result<Option<Versioned>, StorageError> {
+            unreachable!("only deletes are asked")
+        }
+        async fn put_if_absent(&self, _: &str, _: Bytes) -> Result<Conditional, StorageError> {
+            unreachable!("only deletes are asked")
+        }
+        async fn put_if_match(
+            &self,
+            _: &str,
+            _: Bytes,
+            _: &str,
+        ) -> Result<Conditional, StorageError> {
+            unreachable!("only deletes are asked")
+        }
+        async fn delete_if_match(&self, _: &str, _: &str) -> Result<Conditional, StorageError> {
+            unreachable!("only deletes are asked")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lock_lost_while_deleting_many_stops_the_next_delete() {
+        let fence = Fence::new();
+        fence.extend_to(tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
+        let inner = std::sync::Arc::new(LosesTheLockOnDelete {
+            fence: fence.clone(),
+            deletes: AtomicUsize::new(0),
+        });
+        let fenced = Fenced::new(inner.clone(), fence);
+        let keys = (0..5).map(|i| format!("staged/{i}")).collect();
+        let refused = fenced.delete_all(keys).await;
+        assert!(
+            matches!(refused, Err(StorageError::Fenced { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(
+            inner.deletes.load(Ordering::SeqCst),
+            1,
+            "storage that deletes one object a request is fenced before each"
+        );
     }
 }

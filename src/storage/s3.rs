@@ -509,8 +509,12 @@ impl Storage for S3Storage {
         Ok(())
     }
 
+    fn deletes_per_request(&self) -> usize {
+        super::DELETES_PER_REQUEST
+    }
+
     async fn delete_all(&self, keys: Vec<String>) -> Result<(), StorageError> {
-        for batch in keys.chunks(super::DELETES_PER_REQUEST) {
+        for batch in keys.chunks(self.deletes_per_request()) {
             let objects = batch
                 .iter()
                 .map(|key| {
