@@ -41,3 +41,7 @@ pub const STATUSES: [&str; 6] = [
 
 /// Every `AccessType` value the service model defines.
 pub const ACCESS_TYPES: [&str; 2] = ["Standard", "JustInTime"];
+
+/// The most sessions one DescribeSessions page holds: `MaxResults`' maximum
+/// in the service model.
+pub const MAX_RESULTS: u16 = 200;

@@ -76,6 +76,10 @@ pub struct CrawlOptions {
     /// first window, which may spend `plan::FIRST_WINDOW_ALLOWANCE` calls on
     /// finding where the data is.
     pub crawl_window: TimeRange,
+    /// The pages History is expected to hold when its first windows were
+    /// cut from an earlier crawl's counts: it stands for the estimate a
+    /// first split would make (see `Queue::set_planned_estimate`).
+    pub history_pages: Option<f64>,
     /// The id the first sub-window of a split gets.
     pub next_job_id: u32,
     /// Attempts per call, retries included (`--max-attempts`).
@@ -137,9 +141,9 @@ pub async fn crawl(
     let (active, history): (Vec<_>, Vec<_>) = jobs
         .into_iter()
         .partition(|job| job.state == SessionState::Active);
-    for phase in [active, history] {
+    for (phase, expected_pages) in [(active, None), (history, options.history_pages)] {
         if !phase.is_empty() {
-            run_pool(&client, phase, &options, &pages, &shutdown).await?;
+            run_pool(&client, phase, expected_pages, &options, &pages, &shutdown).await?;
         }
     }
     Ok(())
@@ -149,11 +153,15 @@ pub async fn crawl(
 async fn run_pool(
     client: &aws_sdk_ssm::Client,
     jobs: Vec<CrawlJob>,
+    expected_pages: Option<f64>,
     options: &CrawlOptions,
     pages: &mpsc::Sender<Page>,
     shutdown: &CancellationToken,
 ) -> Result<(), CrawlError> {
     let queue = Arc::new(Queue::new(jobs, options.next_job_id));
+    if let Some(pages) = expected_pages {
+        queue.set_planned_estimate(pages);
+    }
     // Cancelled by the caller, or here once one worker has failed.
     let stop = shutdown.child_token();
     let mut workers = JoinSet::new();
@@ -276,6 +284,14 @@ impl Queue {
             let pages_per_worker = pages / workers.max(1) as f64;
             state.fair_share = (pages_per_worker >= 1.0).then_some(pages_per_worker);
         }
+    }
+
+    /// Keeps the pages History's counted plan expects as the state's first
+    /// estimate. No fair share: the planned windows are already cut to
+    /// shares, and one whose first page looks heavy (a burst on one
+    /// instant) is no straggler; idle workers still split what is left.
+    fn set_planned_estimate(&self, pages: f64) {
+        self.lock().first_estimate = Some(pages);
     }
 
     /// Ids for `count` new windows.

@@ -468,6 +468,8 @@ impl Locked<'_> {
             self.checkpoints.storage().clone(),
             self.checkpoints.staged_prefix(),
         );
+        // The History pages the plan expects, when it was cut from counts.
+        let mut history_pages = None;
         let mut checkpoint = match self.checkpoints.load().await? {
             Some(mut found) if found.status == CheckpointStatus::InProgress => {
                 self.checkpoints
@@ -489,16 +491,33 @@ impl Locked<'_> {
                 );
                 found
             }
-            _ => {
+            last => {
                 // A complete (or absent) checkpoint: last night's parts, if a
-                // crash kept them, are published already.
+                // crash kept them, are published already. Its windows'
+                // counts say where tonight's sessions are.
                 self.checkpoints.clear_staged().await?;
+                let counts = last
+                    .map(|last| last.history_counts(&JobSpec::of(config)))
+                    .unwrap_or_default();
+                let plan = plan_jobs(config, &counts);
+                if let Some(pages) = plan.history_pages {
+                    tracing::info!(
+                        counted_windows = counts.len(),
+                        expected_pages = pages.round() as u64,
+                        history_windows = plan.jobs.len()
+                            - usize::from(
+                                config.states.contains(&crate::api::SessionState::Active)
+                            ),
+                        "History planned from the last complete crawl's counts"
+                    );
+                }
+                history_pages = plan.history_pages;
                 Checkpoint::new(
                     config,
                     &self.account_id,
                     &self.region,
                     &self.run_id,
-                    &plan_jobs(config),
+                    &plan.jobs,
                 )
             }
         };
@@ -517,7 +536,7 @@ impl Locked<'_> {
 
         let jobs = checkpoint.unfinished_jobs();
         tracing::info!(windows = jobs.len(), account_id = %self.account_id, region = %self.region, "crawl planned");
-        self.crawl_and_stage(jobs, &mut checkpoint, &mut stager, cancel)
+        self.crawl_and_stage(jobs, history_pages, &mut checkpoint, &mut stager, cancel)
             .await?;
 
         let staged = stager.into_staged();
@@ -730,6 +749,7 @@ impl Locked<'_> {
     async fn crawl_and_stage(
         &self,
         jobs: Vec<CrawlJob>,
+        history_pages: Option<f64>,
         checkpoint: &mut Checkpoint,
         stager: &mut Stager<Fenced<AnyStorage>>,
         cancel: CancellationToken,
@@ -746,6 +766,7 @@ impl Locked<'_> {
             clock: self.clock,
             min_split_ms: config.slice_ms,
             crawl_window: config.window,
+            history_pages,
             next_job_id: checkpoint.next_job_id(),
             max_attempts: aws::max_attempts(&config.aws),
             pacer: Arc::new(Pacer::new()),
@@ -811,7 +832,7 @@ impl Locked<'_> {
                 page.seq,
                 page.next_token,
                 &page.split_into,
-                part.as_ref().map(|p| p.sha256.as_str()),
+                part.as_ref().map(|p| (p.sha256.as_str(), p.sessions)),
             );
         }
         self.checkpoints.save(checkpoint).await?;

@@ -51,23 +51,195 @@ impl CrawlJob {
     }
 }
 
-/// The first jobs of a crawl: Active whole, History over the whole window.
-pub fn plan_jobs(config: &ExportConfig) -> Vec<CrawlJob> {
-    config
-        .states
+/// How many sessions one window of an earlier crawl held: a window paged to
+/// its last token, not split (the checkpoint's record of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownCount {
+    pub window: TimeRange,
+    pub sessions: u64,
+}
+
+/// The first jobs of a crawl, and the History pages they are expected to
+/// hold when an earlier crawl said so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub jobs: Vec<CrawlJob>,
+    /// The pages History is expected to hold, from the last complete
+    /// crawl's counts; None when nothing is known (a first crawl).
+    pub history_pages: Option<f64>,
+}
+
+/// The first jobs of a crawl: Active whole; History over the whole window,
+/// or, when the last complete crawl of this (account, region) counted the
+/// sessions of its windows (`last_crawl`), cut where those counts say into
+/// pieces for the workers ([`pieces_from_counts`]).
+pub fn plan_jobs(config: &ExportConfig, last_crawl: &[KnownCount]) -> Plan {
+    let mut jobs = Vec::new();
+    let mut history_pages = None;
+    for state in &config.states {
+        let windows = match state {
+            SessionState::Active => vec![None],
+            SessionState::History => {
+                match pieces_from_counts(
+                    config.window,
+                    last_crawl,
+                    config.concurrency,
+                    config.slice_ms,
+                    config.page_size.max(1) as usize,
+                ) {
+                    Some(known) => {
+                        history_pages = Some(known.pages);
+                        known.pieces.into_iter().map(Some).collect()
+                    }
+                    None => vec![Some(config.window)],
+                }
+            }
+        };
+        for window in windows {
+            jobs.push(CrawlJob {
+                id: jobs.len() as u32,
+                state: *state,
+                window,
+                resume_token: None,
+                pages_done: 0,
+            });
+        }
+    }
+    Plan {
+        jobs,
+        history_pages,
+    }
+}
+
+/// The fewest whole pages a piece cut from known counts is planned to hold:
+/// a piece of one page would spill into a second on a few sessions more
+/// than counted.
+pub const KNOWN_PIECE_PAGES: f64 = 2.0;
+
+/// History's first windows cut from an earlier crawl's counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownPieces {
+    pub pieces: Vec<TimeRange>,
+    /// The pages `window` is expected to hold.
+    pub pages: f64,
+}
+
+/// Cuts `window` into at most `max_pieces` contiguous pieces that each hold
+/// just under the same whole number of pages, as the sessions counted in the
+/// windows of an earlier crawl (`counts`) say: a nightly crawl of the last
+/// 30 days shares 29 of them with the night before, whose windows were paged
+/// to the end and counted. Each piece is planned [`PAGE_MARGIN`] under its
+/// last full page (sessions that ended since, and counts spread evenly
+/// inside each counted window, add a few), so a skewed month is paged at
+/// full concurrency from its first call, and an even one with part-full
+/// last pages only where the pieces end. A counted window's sessions are
+/// taken as spread evenly over it; a stretch no count covers (the day since
+/// the last crawl) as dense as the counted window next to it. Edges fall on
+/// whole seconds, no piece narrower than `min_width_ms`; fewer than two
+/// pieces' worth gives the window whole, as a first crawl would.
+///
+/// None when the counts cover less than half of `window` (or add up to no
+/// finite number): they say too little, and the crawl starts as a first
+/// one does. The counts shape the plan only: the pieces always cover
+/// `window` exactly, whatever the counts hold.
+pub fn pieces_from_counts(
+    window: TimeRange,
+    counts: &[KnownCount],
+    max_pieces: usize,
+    min_width_ms: i64,
+    page_size: usize,
+) -> Option<KnownPieces> {
+    let width = window.end - window.start;
+    if width <= 0 || counts.is_empty() {
+        return None;
+    }
+    // Each counted window as an even density over its part of `window`:
+    // +density where it starts, -density where it ends.
+    let mut steps: Vec<(i64, f64, i32)> = Vec::with_capacity(counts.len() * 2);
+    for count in counts {
+        let counted = count.window.end - count.window.start;
+        let start = count.window.start.max(window.start);
+        let end = count.window.end.min(window.end);
+        if counted <= 0 || start >= end {
+            continue;
+        }
+        let density = count.sessions as f64 / counted as f64;
+        steps.push((start, density, 1));
+        steps.push((end, -density, -1));
+    }
+    steps.sort_by_key(|step| step.0);
+    // Stretches of `window` with their density, None where nothing counted.
+    let mut stretches: Vec<(i64, i64, Option<f64>)> = Vec::new();
+    let (mut at, mut density, mut covering) = (window.start, 0.0_f64, 0_i32);
+    for (time, change, cover) in steps {
+        if time > at {
+            stretches.push((at, time, (covering > 0).then_some(density.max(0.0))));
+            at = time;
+        }
+        density += change;
+        covering += cover;
+    }
+    if at < window.end {
+        stretches.push((at, window.end, None));
+    }
+    let (covered, counted) = stretches
         .iter()
-        .enumerate()
-        .map(|(id, state)| CrawlJob {
-            id: id as u32,
-            state: *state,
-            window: match state {
-                SessionState::Active => None,
-                SessionState::History => Some(config.window),
-            },
-            resume_token: None,
-            pages_done: 0,
+        .filter_map(|&(start, end, d)| d.map(|d| ((end - start) as f64, d * (end - start) as f64)))
+        .fold((0.0, 0.0), |(w, s), (dw, ds)| (w + dw, s + ds));
+    if covered < width as f64 / 2.0 || !counted.is_finite() {
+        return None;
+    }
+    // A stretch nothing counted is as dense as the counted one before it
+    // (the day since the last crawl, as its newest window), or after it.
+    let first_counted = stretches.iter().find_map(|s| s.2).unwrap_or(0.0);
+    let mut nearest = first_counted;
+    let stretches: Vec<(i64, i64, f64)> = stretches
+        .into_iter()
+        .map(|(start, end, d)| {
+            nearest = d.unwrap_or(nearest);
+            (start, end, nearest)
         })
-        .collect()
+        .collect();
+    let total: f64 = stretches
+        .iter()
+        .map(|&(start, end, d)| d * (end - start) as f64)
+        .sum();
+    let page = page_size.max(1) as f64;
+    let pages = total / page;
+    // Whole pages per piece: the fewest that `max_pieces` pieces hold.
+    let per_page = page * (1.0 - PAGE_MARGIN);
+    let piece_pages = (total / (max_pieces.max(1) as f64 * per_page))
+        .ceil()
+        .max(KNOWN_PIECE_PAGES);
+    let capacity = piece_pages * per_page;
+    if !total.is_finite() || total <= capacity {
+        return Some(KnownPieces {
+            pieces: vec![window],
+            pages,
+        });
+    }
+    let mut edges = vec![window.start];
+    let mut before = 0.0;
+    let mut target = capacity;
+    for (start, end, d) in stretches {
+        let weight = d * (end - start) as f64;
+        while d > 0.0 && before + weight >= target {
+            let cut = start + ((target - before) / d) as i64;
+            let edge = cut.clamp(start, end).div_euclid(1000) * 1000;
+            let last = edges.last().copied().unwrap_or(window.start);
+            if edge - last >= min_width_ms.max(1000) && window.end - edge >= min_width_ms.max(1000)
+            {
+                edges.push(edge);
+            }
+            target += capacity;
+        }
+        before += weight;
+    }
+    edges.push(window.end);
+    Some(KnownPieces {
+        pieces: to_ranges(&edges),
+        pages,
+    })
 }
 
 /// The calls a state's crawl may spend beyond the pages its sessions fill:
@@ -987,5 +1159,169 @@ mod tests {
             split_window(found(window, &burst, 1, false), 1, MINUTE, 200, 0.0),
             vec![window]
         );
+    }
+
+    /// The sessions of `dates` in each of `windows`.
+    fn held(windows: &[TimeRange], dates: &[i64]) -> Vec<u64> {
+        windows
+            .iter()
+            .map(|w| dates.iter().filter(|t| w.contains(**t)).count() as u64)
+            .collect()
+    }
+
+    /// A skewed month's `StartDate`s (80% in one hour, the rest spread at
+    /// random) and last night's windows over it, as a crawl left them: the
+    /// month cut in a few, the hot hour in many.
+    fn last_night(last: TimeRange, hot: i64) -> (Vec<i64>, Vec<KnownCount>) {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let width = last.end - last.start;
+        let mut dates: Vec<i64> = (0..4_000).map(|_| last.start + rng.i64(0..width)).collect();
+        dates.extend((0..16_000).map(|_| hot + rng.i64(0..HOUR)));
+        let mut edges: Vec<i64> = (0..8).map(|i| last.start + i * width / 8).collect();
+        edges.extend((0..=12).map(|i| hot + i * 5 * MINUTE));
+        edges.push(last.end);
+        edges.sort_unstable();
+        let windows = to_ranges(&edges);
+        let counts = windows
+            .iter()
+            .zip(held(&windows, &dates))
+            .map(|(&window, sessions)| KnownCount { window, sessions })
+            .collect();
+        (dates, counts)
+    }
+
+    #[test]
+    fn last_nights_counts_cut_a_skewed_month_into_pieces_of_whole_pages() {
+        let day = 24 * HOUR;
+        let last = TimeRange {
+            start: 100 * day,
+            end: 130 * day,
+        };
+        let hot = 117 * day + 5 * HOUR + 123;
+        let (mut dates, counts) = last_night(last, hot);
+        // Tonight: a day later, with a day of new sessions, and the oldest
+        // day gone.
+        let tonight = TimeRange {
+            start: last.start + day,
+            end: last.end + day,
+        };
+        let mut rng = fastrand::Rng::with_seed(8);
+        dates.extend((0..133).map(|_| last.end + rng.i64(0..day)));
+        dates.retain(|t| tonight.contains(*t));
+        let known = pieces_from_counts(tonight, &counts, 16, MINUTE, 200).expect("counted");
+        assert_covers(tonight, &known.pieces, MINUTE);
+        assert!(known.pieces.len() <= 16, "{} pieces", known.pieces.len());
+        let expected = dates.len() as f64 / 200.0;
+        assert!(
+            (known.pages - expected).abs() < 0.02 * expected,
+            "{} against {expected}",
+            known.pages
+        );
+        // Every piece ends just under its last full page: as many calls as
+        // pages, near enough, and no piece longer than the fair share.
+        let calls: Vec<u64> = held(&known.pieces, &dates)
+            .iter()
+            .map(|n| n.div_ceil(200).max(1))
+            .collect();
+        let fair = (expected / 16.0).ceil() as u64;
+        assert!(calls.iter().all(|c| *c <= fair + 1), "{calls:?}");
+        let total: u64 = calls.iter().sum();
+        assert!(
+            total <= (expected.ceil() * 1.06) as u64 + 1,
+            "{total} calls for {expected} pages: {calls:?}"
+        );
+        let in_hot_hour = known
+            .pieces
+            .iter()
+            .filter(|p| p.start >= hot && p.end <= hot + HOUR)
+            .count();
+        assert!(
+            in_hot_hour >= 10,
+            "{in_hot_hour} pieces inside the hot hour"
+        );
+        // Fewer workers, fewer and longer pieces; one worker, one window.
+        let four = pieces_from_counts(tonight, &counts, 4, MINUTE, 200).expect("counted");
+        assert_eq!(four.pieces.len(), 4);
+        let one = pieces_from_counts(tonight, &counts, 1, MINUTE, 200).expect("counted");
+        assert_eq!(one.pieces, vec![tonight]);
+    }
+
+    #[test]
+    fn counts_that_say_little_plan_the_window_whole_or_not_at_all() {
+        let window = TimeRange {
+            start: 0,
+            end: 30 * 24 * HOUR,
+        };
+        let count = |start: i64, end: i64, sessions: u64| KnownCount {
+            window: TimeRange { start, end },
+            sessions,
+        };
+        assert_eq!(pieces_from_counts(window, &[], 16, MINUTE, 200), None);
+        // Last crawled long ago, or over a sliver of tonight's window.
+        assert_eq!(
+            pieces_from_counts(
+                window,
+                &[count(-40 * 24 * HOUR, -10 * 24 * HOUR, 9_000)],
+                16,
+                MINUTE,
+                200
+            ),
+            None
+        );
+        assert_eq!(
+            pieces_from_counts(window, &[count(0, 10 * 24 * HOUR, 9_000)], 16, MINUTE, 200),
+            None
+        );
+        // An empty account stays one window (two calls in all), and so does
+        // one of a page or so.
+        for sessions in [0, 150, 379] {
+            let known =
+                pieces_from_counts(window, &[count(0, window.end, sessions)], 16, MINUTE, 200)
+                    .expect("counted");
+            assert_eq!(known.pieces, vec![window], "{sessions} sessions");
+        }
+        // A burst on one instant, counted in a window of one slice, is not
+        // cut below the slice.
+        let burst = [
+            count(0, window.end, 4_000),
+            count(HOUR, HOUR + MINUTE, 6_000),
+        ];
+        let known = pieces_from_counts(window, &burst, 64, MINUTE, 200).expect("counted");
+        assert_covers(window, &known.pieces, MINUTE);
+    }
+
+    proptest::proptest! {
+        /// Whatever a checkpoint's counts hold (hand-edited, overlapping,
+        /// outside the window, absurdly large), the pieces cover the window
+        /// exactly, never narrower than the slice, and no more than asked.
+        #[test]
+        fn any_counts_give_pieces_that_cover_the_window_exactly(
+            start in -1_000_000_000_000_i64..2_000_000_000_000,
+            width in 1_i64..40 * 24 * HOUR,
+            counts in proptest::collection::vec(
+                (-50 * 24 * HOUR..50 * 24 * HOUR, -HOUR..10 * 24 * HOUR, proptest::prelude::any::<u64>()),
+                0..40,
+            ),
+            max_pieces in 1_usize..=64,
+            slice_s in 1_i64..3_600,
+        ) {
+            let window = TimeRange { start, end: start + width };
+            let counts: Vec<KnownCount> = counts
+                .into_iter()
+                .map(|(offset, length, sessions)| KnownCount {
+                    window: TimeRange { start: start + offset, end: start + offset + length },
+                    sessions,
+                })
+                .collect();
+            if let Some(known) = pieces_from_counts(window, &counts, max_pieces, slice_s * 1000, 200) {
+                proptest::prop_assert!(!known.pieces.is_empty() && known.pieces.len() <= max_pieces);
+                proptest::prop_assert_eq!(known.pieces[0].start, window.start);
+                proptest::prop_assert_eq!(known.pieces[known.pieces.len() - 1].end, window.end);
+                proptest::prop_assert!(known.pieces.windows(2).all(|w| w[0].end == w[1].start));
+                proptest::prop_assert!(
+                    known.pieces.len() == 1 || known.pieces.iter().all(|p| p.end - p.start >= slice_s * 1000)
+                );
+            }
+        }
     }
 }

@@ -433,6 +433,86 @@ fn a_skewed_month_is_split_where_the_data_is_under_either_result_order() {
     }
 }
 
+/// The History windows a crawl started with: those no split made.
+fn first_history_windows(output: &std::path::Path) -> usize {
+    let checkpoint: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(output.join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json")))
+            .expect("checkpoint"),
+    )
+    .expect("JSON");
+    let jobs = checkpoint["jobs"].as_array().expect("jobs");
+    let made_by_splits: Vec<&serde_json::Value> = jobs
+        .iter()
+        .flat_map(|j| j["split_into"].as_array().cloned().unwrap_or_default())
+        .map(|id| jobs.iter().find(|j| j["id"] == id).expect("listed"))
+        .collect();
+    jobs.iter()
+        .filter(|j| j["state"] == "History" && !made_by_splits.contains(j))
+        .count()
+}
+
+#[test]
+fn the_next_night_cuts_history_where_the_last_crawl_counted_its_sessions() {
+    let data = generated(
+        6000,
+        17,
+        &[
+            "--skew-share",
+            "0.8",
+            "--bursts",
+            "2",
+            "--burst-size",
+            "250",
+        ],
+    );
+    for order in ["newest-first", "oldest-first"] {
+        let (sim, _d) = Sim::with_sessions(&data, &["--order", order, "--latency", "20ms"]);
+        let history = sim.stats()["sessions_by_state"]["History"]
+            .as_u64()
+            .expect("count");
+        // The budget for a state: 1.15 x ceil(sessions / 200) + 4.
+        let budget = (1.15 * history.div_ceil(200) as f64 + 4.0) as u64;
+        let out = tempfile::tempdir().expect("tempdir");
+        let history_calls = || {
+            sim.stats()["calls_by_state"]["History"]
+                .as_u64()
+                .expect("calls")
+        };
+        assert_success(&export(&sim, out.path(), &["--concurrency", "8"]));
+        assert_eq!(
+            first_history_windows(out.path()),
+            1,
+            "{order}: a first crawl starts whole"
+        );
+        let first_night = history_calls();
+        assert_success(&export(&sim, out.path(), &["--concurrency", "8"]));
+        let second_night = history_calls() - first_night;
+        // 30 pages over 8 workers: pieces of 4 pages, cut where the counts
+        // put the sessions.
+        let windows = first_history_windows(out.path());
+        assert!(
+            (6..=8).contains(&windows),
+            "{order}: {windows} first windows"
+        );
+        assert!(
+            second_night <= budget,
+            "{order}: {second_night} History calls, budget {budget} (first night {first_night})"
+        );
+        let rows = read_rows(out.path());
+        assert_eq!(rows.len(), data.len(), "{order}");
+        for s in &data {
+            assert_same_session(&rows[&s.session_id], s);
+        }
+    }
+    // An empty account stays two calls a night.
+    let (sim, _d) = Sim::with_sessions(&[], &[]);
+    let out = tempfile::tempdir().expect("tempdir");
+    for night in 1..=2 {
+        assert_success(&export(&sim, out.path(), &["--concurrency", "16"]));
+        assert_eq!(sim.stat("describe_ok"), 2 * night);
+    }
+}
+
 #[test]
 fn active_sessions_are_found_whatever_their_start() {
     // An Active session that started long before the window is still open.
