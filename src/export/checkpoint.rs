@@ -19,7 +19,7 @@ use crate::api::SessionState;
 use crate::config::{ExportConfig, UserFilter};
 use crate::dataset::layout;
 use crate::export::crawl::MAX_COUNTER;
-use crate::export::plan::{CrawlJob, KnownCount};
+use crate::export::plan::{CrawlJob, KnownCount, StartDateLayout};
 use crate::storage::{Conditional, Storage, StorageError};
 use crate::time::{Clock, TimeRange};
 
@@ -127,12 +127,6 @@ pub struct JobProgress {
     pub parts: u32,
     #[serde(default)]
     pub parts_digest: String,
-    /// Sessions inside the window that its staged pages held. A complete
-    /// crawl's counts plan the next night's windows
-    /// ([`Checkpoint::history_counts`]); None in a checkpoint written before
-    /// they were kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<u64>,
 }
 
 /// The part chain after one more part: `previous` chained with the part's
@@ -157,7 +151,6 @@ impl JobProgress {
             split_into: Vec::new(),
             parts: 0,
             parts_digest: String::new(),
-            sessions: Some(0),
         }
     }
 }
@@ -177,6 +170,10 @@ pub struct Checkpoint {
     pub window_end_ms: i64,
     pub window: String,
     pub jobs: Vec<JobProgress>,
+    /// Where the crawl found its sessions, kept when it completes: the next
+    /// night's History is cut by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_layout: Option<StartDateLayout>,
 }
 
 /// A checkpoint that cannot be used as it is.
@@ -246,6 +243,7 @@ impl Checkpoint {
             window_end_ms: config.window.end,
             window: config.window.to_string(),
             jobs: jobs.iter().map(JobProgress::pending).collect(),
+            history_layout: None,
         }
     }
 
@@ -277,22 +275,20 @@ impl Checkpoint {
     }
 
     /// Records that page `seq` of job `job_id` is staged durably (as a part
-    /// with this SHA-256 holding `sessions` sessions, or as an empty page
-    /// without one), and the windows that replace the rest of the job when
-    /// it was split.
+    /// with this SHA-256, or as an empty page without one), and the windows
+    /// that replace the rest of the job when it was split.
     pub fn record_page(
         &mut self,
         job_id: u32,
         seq: u32,
         next_token: Option<String>,
         split_into: &[CrawlJob],
-        part: Option<(&str, u64)>,
+        part_sha256: Option<&str>,
     ) {
         if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job_id) {
-            if let Some((sha, sessions)) = part {
+            if let Some(sha) = part_sha256 {
                 job.parts += 1;
                 job.parts_digest = chain_part(&job.parts_digest, seq, sha);
-                job.sessions = job.sessions.map(|known| known.saturating_add(sessions));
             }
             job.pages_done = job.pages_done.max(seq + 1);
             job.status = match (&next_token, split_into.is_empty()) {
@@ -348,18 +344,14 @@ impl Checkpoint {
             job.pages_done = 0;
             job.parts = 0;
             job.parts_digest = String::new();
-            job.sessions = Some(0);
         }
     }
 
-    /// The sessions each History window of a complete crawl held (windows
-    /// paged to the end; a split window's pieces hold its sessions), for
-    /// planning the next crawl ([`crate::export::plan::pieces_from_counts`]).
-    /// Empty unless the crawl is complete, asked for History with the same
-    /// filters as `spec` (others count other sessions), and counted every
-    /// such window. A count is held to what its pages could carry, so a
-    /// hand-edited file cannot make one window outweigh the rest beyond
-    /// that.
+    /// Where a complete crawl's History sessions were, as counts over its
+    /// window ([`StartDateLayout::counts`]), for planning the next crawl
+    /// ([`crate::export::plan::pieces_from_counts`]). Empty unless the crawl
+    /// is complete, asked for History with the same filters as `spec`
+    /// (others count other sessions), and kept its layout.
     pub fn history_counts(&self, spec: &JobSpec) -> Vec<KnownCount> {
         let comparable = self.status == CheckpointStatus::Complete
             && self.spec.filters == spec.filters
@@ -368,26 +360,10 @@ impl Checkpoint {
                 .states
                 .iter()
                 .any(|s| s == SessionState::History.as_str());
-        if !comparable {
-            return Vec::new();
+        match &self.history_layout {
+            Some(layout) if comparable => layout.counts(self.window()),
+            _ => Vec::new(),
         }
-        let mut counts = Vec::new();
-        for job in &self.jobs {
-            let (SessionState::History, Some(window), JobStatus::Done) =
-                (job.state, job.window, job.status)
-            else {
-                continue;
-            };
-            let Some(sessions) = job.sessions else {
-                return Vec::new();
-            };
-            counts.push(KnownCount {
-                window,
-                sessions: sessions
-                    .min(u64::from(job.pages_done) * u64::from(crate::api::MAX_RESULTS)),
-            });
-        }
-        counts
     }
 
     /// Pages of `job_id` that are recorded as staged.
@@ -668,7 +644,7 @@ mod tests {
         let jobs = crate::export::plan::plan_jobs(&config, &[]).jobs;
         let mut checkpoint = Checkpoint::new(&config, "1", "r", "run", &jobs);
         assert_eq!(jobs.len(), 2, "Active whole, History over the window");
-        checkpoint.record_page(0, 0, Some("t1".into()), &[], Some(("aa", 3)));
+        checkpoint.record_page(0, 0, Some("t1".into()), &[], Some("aa"));
         let history = jobs[1].window.expect("a window");
         let middle = history.start + (history.end - history.start) / 2;
         let halves = [
@@ -694,7 +670,7 @@ mod tests {
             },
         ];
         checkpoint.record_page(1, 0, None, &halves, None);
-        checkpoint.record_page(3, 0, None, &[], Some(("bb", 200)));
+        checkpoint.record_page(3, 0, None, &[], Some("bb"));
         store.save(&mut checkpoint).await.expect("save");
         let loaded = store.load().await.expect("load").expect("present");
         assert_eq!(loaded, checkpoint);
@@ -712,62 +688,38 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_complete_crawl_counts_the_sessions_of_the_windows_it_paged_to_the_end() {
+    #[tokio::test]
+    async fn a_complete_crawl_keeps_where_its_sessions_were_for_the_next_plan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::new(
+            Arc::new(LocalStorage::new(dir.path())),
+            "",
+            "1",
+            "r",
+            Clock::system(),
+        );
         let config = config();
         let jobs = crate::export::plan::plan_jobs(&config, &[]).jobs;
         let mut checkpoint = Checkpoint::new(&config, "1", "r", "run", &jobs);
-        let history = jobs[1].window.expect("a window");
-        let middle = history.start + (history.end - history.start) / 2;
-        let half = |id, start, end| CrawlJob {
-            id,
-            state: SessionState::History,
-            window: Some(TimeRange { start, end }),
-            resume_token: None,
-            pages_done: 0,
-        };
-        let halves = [half(2, history.start, middle), half(3, middle, history.end)];
-        checkpoint.record_page(0, 0, None, &[], Some(("aa", 40)));
-        // The split window's first page is met again in its halves.
-        checkpoint.record_page(1, 0, None, &halves, Some(("bb", 200)));
-        checkpoint.record_page(2, 0, Some("t".into()), &[], Some(("cc", 200)));
-        checkpoint.record_page(2, 1, None, &[], Some(("dd", 7)));
-        checkpoint.record_page(3, 0, None, &[], None);
+        let window = checkpoint.window();
+        let dates: Vec<i64> = (0..1_000).map(|i| window.start + i * 60_000).collect();
+        checkpoint.history_layout = Some(StartDateLayout::of(dates));
         let spec = JobSpec::of(&config);
         assert!(
             checkpoint.history_counts(&spec).is_empty(),
-            "an unfinished crawl counted only part of its windows"
+            "an unfinished crawl's layout is not yet the night's"
         );
         checkpoint.status = CheckpointStatus::Complete;
-        assert_eq!(
-            checkpoint.history_counts(&spec),
-            vec![
-                KnownCount {
-                    window: halves[0].window.expect("window"),
-                    sessions: 207
-                },
-                KnownCount {
-                    window: halves[1].window.expect("window"),
-                    sessions: 0
-                },
-            ]
-        );
+        store.save(&mut checkpoint).await.expect("save");
+        let loaded = store.load().await.expect("load").expect("present");
+        let counts = loaded.history_counts(&spec);
+        assert_eq!(counts.iter().map(|c| c.sessions).sum::<u64>(), 1_000);
         let mut other_filters = spec.clone();
         other_filters.filters.push(UserFilter {
             key: "Owner".into(),
             value: "alice".into(),
         });
-        assert!(checkpoint.history_counts(&other_filters).is_empty());
-        // A count no page could carry is held to what the pages could.
-        let mut edited = checkpoint.clone();
-        edited.jobs[2].sessions = Some(u64::MAX);
-        assert_eq!(edited.history_counts(&spec)[0].sessions, 400);
-        // A checkpoint from before counts were kept plans nothing.
-        edited.jobs[3].sessions = None;
-        assert!(edited.history_counts(&spec).is_empty());
-        // A window crawled again from its start counts again from zero.
-        checkpoint.restart_job(2);
-        assert_eq!(checkpoint.jobs[2].sessions, Some(0));
+        assert!(loaded.history_counts(&other_filters).is_empty());
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use crate::dataset::manifest::{self, ApiCounts, Crawled, RunManifest, SessionCou
 use crate::dataset::sha256_hex;
 use crate::evidence;
 use crate::evidence::sign::{SignError, Signer};
-use crate::export::plan::plan_jobs;
+use crate::export::plan::{plan_jobs, StartDateLayout};
 use crate::progress::{self, PairProgress, Progress};
 use crate::shutdown::CancellationToken;
 use crate::storage::{AnyStorage, Fenced, LocalStorage, Storage, StorageError};
@@ -502,13 +502,13 @@ impl Locked<'_> {
                 let plan = plan_jobs(config, &counts);
                 if let Some(pages) = plan.history_pages {
                     tracing::info!(
-                        counted_windows = counts.len(),
+                        counted_stretches = counts.len(),
                         expected_pages = pages.round() as u64,
                         history_windows = plan.jobs.len()
                             - usize::from(
                                 config.states.contains(&crate::api::SessionState::Active)
                             ),
-                        "History planned from the last complete crawl's counts"
+                        "History planned from where the last complete crawl found its sessions"
                     );
                 }
                 history_pages = plan.history_pages;
@@ -540,6 +540,23 @@ impl Locked<'_> {
             .await?;
 
         let staged = stager.into_staged();
+        // Where tonight's sessions are, for the next night's plan: laid out
+        // before publishing, where memory peaks (8 bytes a session, here
+        // only).
+        let history_layout = config
+            .states
+            .contains(&crate::api::SessionState::History)
+            .then(|| {
+                let window = checkpoint.window();
+                StartDateLayout::of(
+                    staged
+                        .winners
+                        .iter()
+                        .map(|(_, winner)| winner.start_date)
+                        .filter(|date| window.contains(*date))
+                        .collect(),
+                )
+            });
         let counts = staged.counts.clone();
         let distinct = staged.winners.len() as u64;
         let published = publish::publish(
@@ -645,6 +662,7 @@ impl Locked<'_> {
         tracing::info!(head = %head.anchor(), "run manifest written; keep the chain head apart from the bucket (--chain-head-out) to prove later that nothing after it was removed");
 
         checkpoint.status = CheckpointStatus::Complete;
+        checkpoint.history_layout = history_layout;
         self.checkpoints.save(&mut checkpoint).await?;
         // Staged parts are only scaffolding once the checkpoint says the run
         // is complete; a failure to remove them costs disk, not data.
@@ -832,7 +850,7 @@ impl Locked<'_> {
                 page.seq,
                 page.next_token,
                 &page.split_into,
-                part.as_ref().map(|p| (p.sha256.as_str(), p.sessions)),
+                part.as_ref().map(|p| p.sha256.as_str()),
             );
         }
         self.checkpoints.save(checkpoint).await?;

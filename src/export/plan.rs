@@ -51,12 +51,126 @@ impl CrawlJob {
     }
 }
 
-/// How many sessions one window of an earlier crawl held: a window paged to
-/// its last token, not split (the checkpoint's record of it).
+/// How many sessions a stretch of time held in an earlier crawl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownCount {
     pub window: TimeRange,
     pub sessions: u64,
+}
+
+/// Where a complete crawl found its sessions: the `StartDate` of every
+/// `every`-th of them in time order, and of the last. Kept in the complete
+/// checkpoint (a few thousand dates at most, however many sessions), so the
+/// next night's plan knows how many sessions lie between any two of them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StartDateLayout {
+    /// The sessions the crawl found in its window.
+    pub sessions: u64,
+    pub every: u64,
+    /// Sorted; the first session's, every `every`-th after it, and the last
+    /// one's.
+    pub dates: Vec<i64>,
+}
+
+/// The most dates a [`StartDateLayout`] keeps: a million sessions are laid
+/// out every 245 sessions, about a page.
+pub const LAYOUT_DATES: u64 = 4096;
+/// The fewest sessions between two dates of a layout: fine enough that a
+/// density changing inside one such stretch (a hot hour's edge) misplaces
+/// fewer sessions than a piece's margin below its last page.
+pub const LAYOUT_EVERY: u64 = 50;
+
+impl StartDateLayout {
+    /// The layout of the sessions whose start dates are `dates` (any order).
+    pub fn of(mut dates: Vec<i64>) -> StartDateLayout {
+        dates.sort_unstable();
+        let sessions = dates.len() as u64;
+        let every = sessions.div_ceil(LAYOUT_DATES).max(LAYOUT_EVERY);
+        // The first, every `every`-th after it, and the last when not one
+        // of those.
+        let mut kept: Vec<i64> = dates.iter().step_by(every as usize).copied().collect();
+        if let Some(&last) = dates.last() {
+            if !(sessions - 1).is_multiple_of(every) {
+                kept.push(last);
+            }
+        }
+        StartDateLayout {
+            sessions,
+            every,
+            dates: kept,
+        }
+    }
+
+    /// The layout as counts over `crawled`, the window it was taken in:
+    /// `every` sessions between two consecutive dates (at least a second
+    /// wide: a burst on one instant is there too), the rest between the
+    /// last two, none before the first or after the last. Nothing when it
+    /// does not add up (a hand-edited file): the plan is then a first
+    /// night's.
+    pub fn counts(&self, crawled: TimeRange) -> Vec<KnownCount> {
+        let dates = &self.dates;
+        let intervals = (dates.len() as u64).saturating_sub(1);
+        let consistent = dates.is_sorted()
+            && dates.len() as u64 <= LAYOUT_DATES + 2
+            && self.every >= 1
+            && dates.first().is_none_or(|first| *first >= crawled.start)
+            && dates.last().is_none_or(|last| *last < crawled.end)
+            && match dates.len() {
+                0 => self.sessions == 0,
+                1 => self.sessions == 1,
+                _ => {
+                    let before_last = (intervals - 1).saturating_mul(self.every);
+                    self.sessions > before_last
+                        && self.sessions <= before_last.saturating_add(self.every).saturating_add(1)
+                }
+            };
+        if !consistent || crawled.end <= crawled.start {
+            return Vec::new();
+        }
+        let mut counts = Vec::with_capacity(dates.len() + 2);
+        let first = dates.first().copied().unwrap_or(crawled.end);
+        let last = dates.last().map_or(crawled.end, |last| last + 1);
+        counts.push(KnownCount {
+            window: TimeRange {
+                start: crawled.start,
+                end: first,
+            },
+            sessions: 0,
+        });
+        for (index, pair) in dates.windows(2).enumerate() {
+            let is_last = index as u64 + 1 == intervals;
+            // The last stretch holds the rest, its last session included.
+            let (sessions, end) = if is_last {
+                (self.sessions - (intervals - 1) * self.every, pair[1] + 1)
+            } else {
+                (self.every, pair[1])
+            };
+            counts.push(KnownCount {
+                window: TimeRange {
+                    start: pair[0],
+                    end: end.max(pair[0].saturating_add(1000)),
+                },
+                sessions,
+            });
+        }
+        if dates.len() == 1 {
+            counts.push(KnownCount {
+                window: TimeRange {
+                    start: first,
+                    end: first.saturating_add(1000),
+                },
+                sessions: 1,
+            });
+        }
+        counts.push(KnownCount {
+            window: TimeRange {
+                start: last,
+                end: crawled.end,
+            },
+            sessions: 0,
+        });
+        counts
+    }
 }
 
 /// The first jobs of a crawl, and the History pages they are expected to
@@ -70,9 +184,9 @@ pub struct Plan {
 }
 
 /// The first jobs of a crawl: Active whole; History over the whole window,
-/// or, when the last complete crawl of this (account, region) counted the
-/// sessions of its windows (`last_crawl`), cut where those counts say into
-/// pieces for the workers ([`pieces_from_counts`]).
+/// or, when the last complete crawl of this (account, region) laid out
+/// where its sessions were (`last_crawl`, from its [`StartDateLayout`]),
+/// cut where they are into pieces for the workers ([`pieces_from_counts`]).
 pub fn plan_jobs(config: &ExportConfig, last_crawl: &[KnownCount]) -> Plan {
     let mut jobs = Vec::new();
     let mut history_pages = None;
@@ -125,12 +239,12 @@ pub struct KnownPieces {
 }
 
 /// Cuts `window` into at most `max_pieces` contiguous pieces that each hold
-/// just under the same whole number of pages, as the sessions counted in the
-/// windows of an earlier crawl (`counts`) say: a nightly crawl of the last
-/// 30 days shares 29 of them with the night before, whose windows were paged
-/// to the end and counted. Each piece is planned [`PAGE_MARGIN`] under its
+/// just under the same whole number of pages, as the sessions an earlier
+/// crawl found (`counts`, from its [`StartDateLayout`]) say: a nightly crawl
+/// of the last 30 days shares 29 of them with the night before, which paged
+/// every window to the end. Each piece is planned [`PAGE_MARGIN`] under its
 /// last full page (sessions that ended since, and counts spread evenly
-/// inside each counted window, add a few), so a skewed month is paged at
+/// inside each counted stretch, add a few), so a skewed month is paged at
 /// full concurrency from its first call, and an even one with part-full
 /// last pages only where the pieces end. A counted window's sessions are
 /// taken as spread evenly over it; a stretch no count covers (the day since
@@ -1170,24 +1284,67 @@ mod tests {
     }
 
     /// A skewed month's `StartDate`s (80% in one hour, the rest spread at
-    /// random) and last night's windows over it, as a crawl left them: the
-    /// month cut in a few, the hot hour in many.
+    /// random) and the counts its layout gives.
     fn last_night(last: TimeRange, hot: i64) -> (Vec<i64>, Vec<KnownCount>) {
         let mut rng = fastrand::Rng::with_seed(7);
         let width = last.end - last.start;
         let mut dates: Vec<i64> = (0..4_000).map(|_| last.start + rng.i64(0..width)).collect();
         dates.extend((0..16_000).map(|_| hot + rng.i64(0..HOUR)));
-        let mut edges: Vec<i64> = (0..8).map(|i| last.start + i * width / 8).collect();
-        edges.extend((0..=12).map(|i| hot + i * 5 * MINUTE));
-        edges.push(last.end);
-        edges.sort_unstable();
-        let windows = to_ranges(&edges);
-        let counts = windows
-            .iter()
-            .zip(held(&windows, &dates))
-            .map(|(&window, sessions)| KnownCount { window, sessions })
-            .collect();
+        let counts = StartDateLayout::of(dates.clone()).counts(last);
         (dates, counts)
+    }
+
+    #[test]
+    fn a_layout_keeps_a_few_thousand_dates_and_counts_every_session() {
+        let crawled = TimeRange {
+            start: 0,
+            end: 30 * 24 * HOUR,
+        };
+        let mut rng = fastrand::Rng::with_seed(3);
+        for sessions in [0_usize, 1, 2, 49, 50, 51, 101, 20_000, 1_000_000] {
+            let dates: Vec<i64> = (0..sessions)
+                .map(|_| rng.i64(crawled.start..crawled.end))
+                .collect();
+            let layout = StartDateLayout::of(dates.clone());
+            assert!(layout.dates.len() as u64 <= LAYOUT_DATES + 1, "{sessions}");
+            let counts = layout.counts(crawled);
+            assert_eq!(
+                counts.iter().map(|c| c.sessions).sum::<u64>(),
+                sessions as u64,
+                "{sessions}: {counts:?}"
+            );
+            assert_eq!(counts.first().map(|c| c.window.start), Some(crawled.start));
+            assert_eq!(counts.last().map(|c| c.window.end), Some(crawled.end));
+            if sessions == 20_000 {
+                // Distinct dates: each stretch holds what it counts.
+                for count in &counts {
+                    let held = dates.iter().filter(|t| count.window.contains(**t)).count() as u64;
+                    assert_eq!(held, count.sessions, "{count:?}");
+                }
+            }
+        }
+        // A burst on one instant still counts, in a second of its own.
+        let burst = StartDateLayout::of(vec![HOUR; 500]).counts(crawled);
+        assert_eq!(burst.iter().map(|c| c.sessions).sum::<u64>(), 500);
+        // A layout that does not add up, or lies outside its window, plans
+        // nothing.
+        let mut edited = StartDateLayout::of((0..1_000).map(|i| i * MINUTE).collect());
+        edited.sessions = 5_000;
+        assert!(edited.counts(crawled).is_empty());
+        edited.sessions = 1_000;
+        assert!(!edited.counts(crawled).is_empty());
+        edited.every = u64::MAX;
+        assert!(edited.counts(crawled).is_empty());
+        edited.every = 50;
+        edited.dates.reverse();
+        assert!(edited.counts(crawled).is_empty());
+        edited.dates.reverse();
+        assert!(edited
+            .counts(TimeRange {
+                start: HOUR,
+                end: crawled.end
+            })
+            .is_empty());
     }
 
     #[test]

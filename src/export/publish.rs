@@ -142,7 +142,11 @@ pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
             let rows = indexes.len();
             (rows, async move { (rows, day.publish(indexes).await) })
         })
-        .peekable();
+        .collect::<Vec<_>>();
+    // The busiest day first: it takes longest, and on a night whose hot day
+    // merges with yesterday's file of it, it is what the run waits for.
+    days.sort_by_key(|(rows, _)| std::cmp::Reverse(*rows));
+    let mut days = days.into_iter().peekable();
     // Dropping the set (on an error) aborts the days still running.
     let mut running = tokio::task::JoinSet::new();
     let mut rows_running = 0;

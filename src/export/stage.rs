@@ -82,8 +82,6 @@ pub fn part_key(prefix: &str, state: SessionState, job_id: u32, seq: u32) -> Str
 pub struct WrittenPart {
     pub key: String,
     pub sha256: String,
-    /// The sessions the part holds.
-    pub sessions: u64,
 }
 
 /// Encodes a page as a Parquet part and writes it durably; None for a page
@@ -101,11 +99,7 @@ async fn write_part<S: Storage>(
         .map_err(StageError::Encode)?;
     let sha256 = sha256_hex(&bytes);
     storage.put(&key, Bytes::from(bytes)).await?;
-    Ok(Some(WrittenPart {
-        key,
-        sha256,
-        sessions: page.records.len() as u64,
-    }))
+    Ok(Some(WrittenPart { key, sha256 }))
 }
 
 /// The (job id, page sequence) of a part key written by [`part_key`].
