@@ -51,6 +51,7 @@ bench: venv
 	PY=$(PY) bash scripts/bench-adaptive.sh
 	bash scripts/bench-pace.sh
 	bash scripts/bench-skew.sh
+	PY=$(PY) bash scripts/bench-nightly.sh
 	bash scripts/bench.sh
 	bash scripts/bench-org.sh
 	PY=$(PY) bash scripts/bench-s3-clear.sh

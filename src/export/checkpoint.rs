@@ -127,6 +127,10 @@ pub struct JobProgress {
     pub parts: u32,
     #[serde(default)]
     pub parts_digest: String,
+    /// The whole pages a window cut from the last night's layout is planned
+    /// to hold (see `CrawlJob::planned_pages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_pages: Option<u32>,
 }
 
 /// The part chain after one more part: `previous` chained with the part's
@@ -151,6 +155,7 @@ impl JobProgress {
             split_into: Vec::new(),
             parts: 0,
             parts_digest: String::new(),
+            planned_pages: job.planned_pages,
         }
     }
 }
@@ -174,6 +179,13 @@ pub struct Checkpoint {
     /// night's History is cut by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_layout: Option<StartDateLayout>,
+    /// The calls in flight the service's rate kept busy when the crawl
+    /// ended (`Pacer::useful_concurrency`), kept when it completes and the
+    /// service throttled: the next night's plan cuts no more pieces than
+    /// that, since under a rate limit a piece more is only a part-full page
+    /// more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub useful_concurrency: Option<u32>,
 }
 
 /// A checkpoint that cannot be used as it is.
@@ -244,6 +256,7 @@ impl Checkpoint {
             window: config.window.to_string(),
             jobs: jobs.iter().map(JobProgress::pending).collect(),
             history_layout: None,
+            useful_concurrency: None,
         }
     }
 
@@ -265,6 +278,7 @@ impl Checkpoint {
                 window: j.window,
                 resume_token: j.next_token.clone(),
                 pages_done: j.pages_done,
+                planned_pages: j.planned_pages,
             })
             .collect()
     }
@@ -321,6 +335,7 @@ impl Checkpoint {
                 window: Some(extension),
                 resume_token: None,
                 pages_done: 0,
+                planned_pages: None,
             };
             self.jobs.push(JobProgress::pending(&job));
         }
@@ -641,7 +656,7 @@ mod tests {
             Clock::system(),
         );
         let config = config();
-        let jobs = crate::export::plan::plan_jobs(&config, &[]).jobs;
+        let jobs = crate::export::plan::plan_jobs(&config, &[], config.concurrency).jobs;
         let mut checkpoint = Checkpoint::new(&config, "1", "r", "run", &jobs);
         assert_eq!(jobs.len(), 2, "Active whole, History over the window");
         checkpoint.record_page(0, 0, Some("t1".into()), &[], Some("aa"));
@@ -657,6 +672,7 @@ mod tests {
                 }),
                 resume_token: None,
                 pages_done: 0,
+                planned_pages: None,
             },
             CrawlJob {
                 id: 3,
@@ -667,6 +683,7 @@ mod tests {
                 }),
                 resume_token: None,
                 pages_done: 0,
+                planned_pages: None,
             },
         ];
         checkpoint.record_page(1, 0, None, &halves, None);
@@ -699,7 +716,7 @@ mod tests {
             Clock::system(),
         );
         let config = config();
-        let jobs = crate::export::plan::plan_jobs(&config, &[]).jobs;
+        let jobs = crate::export::plan::plan_jobs(&config, &[], config.concurrency).jobs;
         let mut checkpoint = Checkpoint::new(&config, "1", "r", "run", &jobs);
         let window = checkpoint.window();
         let dates: Vec<i64> = (0..1_000).map(|i| window.start + i * 60_000).collect();

@@ -474,7 +474,8 @@ impl Worker {
             let split_into = match (&next_token, job.window) {
                 (Some(_), Some(window))
                     if returned >= self.options.page_size as usize
-                        && pages_here <= MAX_SAMPLED_PAGES =>
+                        && pages_here <= MAX_SAMPLED_PAGES
+                        && job.planned_pages.is_none_or(|planned| seq + 1 >= planned) =>
                 {
                     self.split(&job, window, &seen, pages_here)
                 }
@@ -676,6 +677,7 @@ impl Worker {
                 window: Some(window),
                 resume_token: None,
                 pages_done: 0,
+                planned_pages: None,
             })
             .collect()
     }

@@ -497,9 +497,13 @@ impl Locked<'_> {
                 // counts say where tonight's sessions are.
                 self.checkpoints.clear_staged().await?;
                 let counts = last
+                    .as_ref()
                     .map(|last| last.history_counts(&JobSpec::of(config)))
                     .unwrap_or_default();
-                let plan = plan_jobs(config, &counts);
+                let max_pieces = last
+                    .and_then(|last| last.useful_concurrency)
+                    .map_or(config.concurrency, |useful| useful as usize);
+                let plan = plan_jobs(config, &counts, max_pieces);
                 if let Some(pages) = plan.history_pages {
                     tracing::info!(
                         counted_stretches = counts.len(),
@@ -536,7 +540,8 @@ impl Locked<'_> {
 
         let jobs = checkpoint.unfinished_jobs();
         tracing::info!(windows = jobs.len(), account_id = %self.account_id, region = %self.region, "crawl planned");
-        self.crawl_and_stage(jobs, history_pages, &mut checkpoint, &mut stager, cancel)
+        let useful_concurrency = self
+            .crawl_and_stage(jobs, history_pages, &mut checkpoint, &mut stager, cancel)
             .await?;
 
         let staged = stager.into_staged();
@@ -663,6 +668,8 @@ impl Locked<'_> {
 
         checkpoint.status = CheckpointStatus::Complete;
         checkpoint.history_layout = history_layout;
+        checkpoint.useful_concurrency =
+            useful_concurrency.and_then(|useful| u32::try_from(useful).ok());
         self.checkpoints.save(&mut checkpoint).await?;
         // Staged parts are only scaffolding once the checkpoint says the run
         // is complete; a failure to remove them costs disk, not data.
@@ -763,7 +770,8 @@ impl Locked<'_> {
     }
 
     /// Runs the crawler and stages its pages, saving the checkpoint after
-    /// each batch of staged pages.
+    /// each batch of staged pages. Returns how many calls in flight the
+    /// service's rate kept busy at the end, when it throttled.
     async fn crawl_and_stage(
         &self,
         jobs: Vec<CrawlJob>,
@@ -771,9 +779,10 @@ impl Locked<'_> {
         checkpoint: &mut Checkpoint,
         stager: &mut Stager<Fenced<AnyStorage>>,
         cancel: CancellationToken,
-    ) -> Result<(), ExportError> {
+    ) -> Result<Option<usize>, ExportError> {
         let config = self.config;
         let batch_limit = config.concurrency * 2;
+        let pacer = Arc::new(Pacer::new());
         let (pages_tx, mut pages_rx) = mpsc::channel::<Page>(batch_limit);
         let crawl_options = CrawlOptions {
             concurrency: config.concurrency,
@@ -787,7 +796,7 @@ impl Locked<'_> {
             history_pages,
             next_job_id: checkpoint.next_job_id(),
             max_attempts: aws::max_attempts(&config.aws),
-            pacer: Arc::new(Pacer::new()),
+            pacer: pacer.clone(),
             in_flight: self.in_flight.clone(),
             progress: self.progress.clone(),
         };
@@ -830,7 +839,11 @@ impl Locked<'_> {
             return Err(error);
         }
         match crawl_result {
-            Ok(()) => Ok(()),
+            // Nothing throttled: no rate was learned, nothing bounds the
+            // next night but its own --concurrency.
+            Ok(()) => Ok(pacer
+                .rate()
+                .map(|_| pacer.useful_concurrency(config.concurrency))),
             Err(CrawlError::Interrupted) if cancel.is_cancelled() => Err(ExportError::Interrupted),
             Err(error) => Err(ExportError::Crawl(error)),
         }

@@ -39,6 +39,11 @@ pub struct CrawlJob {
     pub resume_token: Option<String>,
     /// Pages of this job already fetched (their sequence numbers continue).
     pub pages_done: u32,
+    /// The whole pages it holds when it was cut from an earlier crawl's
+    /// layout ([`pieces_from_counts`]): it is not split before it pages
+    /// past them, since idle workers would fetch its pages again for a
+    /// split the layout says buys nothing. None otherwise.
+    pub planned_pages: Option<u32>,
 }
 
 impl CrawlJob {
@@ -186,36 +191,43 @@ pub struct Plan {
 /// The first jobs of a crawl: Active whole; History over the whole window,
 /// or, when the last complete crawl of this (account, region) laid out
 /// where its sessions were (`last_crawl`, from its [`StartDateLayout`]),
-/// cut where they are into pieces for the workers ([`pieces_from_counts`]).
-pub fn plan_jobs(config: &ExportConfig, last_crawl: &[KnownCount]) -> Plan {
+/// cut where they are into at most `max_pieces` pieces for the workers
+/// ([`pieces_from_counts`]).
+pub fn plan_jobs(config: &ExportConfig, last_crawl: &[KnownCount], max_pieces: usize) -> Plan {
     let mut jobs = Vec::new();
     let mut history_pages = None;
     for state in &config.states {
         let windows = match state {
-            SessionState::Active => vec![None],
+            SessionState::Active => vec![(None, None)],
             SessionState::History => {
                 match pieces_from_counts(
                     config.window,
                     last_crawl,
-                    config.concurrency,
+                    max_pieces.clamp(1, config.concurrency.max(1)),
                     config.slice_ms,
                     config.page_size.max(1) as usize,
                 ) {
                     Some(known) => {
                         history_pages = Some(known.pages);
-                        known.pieces.into_iter().map(Some).collect()
+                        let planned = (known.pieces.len() > 1).then_some(known.piece_pages);
+                        known
+                            .pieces
+                            .into_iter()
+                            .map(|piece| (Some(piece), planned))
+                            .collect()
                     }
-                    None => vec![Some(config.window)],
+                    None => vec![(Some(config.window), None)],
                 }
             }
         };
-        for window in windows {
+        for (window, planned_pages) in windows {
             jobs.push(CrawlJob {
                 id: jobs.len() as u32,
                 state: *state,
                 window,
                 resume_token: None,
                 pages_done: 0,
+                planned_pages,
             });
         }
     }
@@ -230,10 +242,17 @@ pub fn plan_jobs(config: &ExportConfig, last_crawl: &[KnownCount]) -> Plan {
 /// than counted.
 pub const KNOWN_PIECE_PAGES: f64 = 2.0;
 
+/// At most this share of a page may lie within a second or two of an edge
+/// cut from counts (see [`pieces_from_counts`]).
+const QUIET_EDGE: f64 = 0.1;
+
 /// History's first windows cut from an earlier crawl's counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnownPieces {
     pub pieces: Vec<TimeRange>,
+    /// The whole pages each piece is planned to hold (the last may hold
+    /// fewer).
+    pub piece_pages: u32,
     /// The pages `window` is expected to hold.
     pub pages: f64,
 }
@@ -326,20 +345,45 @@ pub fn pieces_from_counts(
         .ceil()
         .max(KNOWN_PIECE_PAGES);
     let capacity = piece_pages * per_page;
+    let whole_pages = piece_pages.min(f64::from(u32::MAX)) as u32;
     if !total.is_finite() || total <= capacity {
         return Some(KnownPieces {
             pieces: vec![window],
+            piece_pages: whole_pages,
             pages,
         });
     }
     let mut edges = vec![window.start];
     let mut before = 0.0;
     let mut target = capacity;
-    for (start, end, d) in stretches {
+    // The sessions within a query's widening of an edge (a second each
+    // side, and the second it falls in): a window's query returns them
+    // too, as its neighbour's, and they fill its pages.
+    let near = |edge: i64| -> f64 {
+        stretches
+            .iter()
+            .map(|&(start, end, d)| {
+                let overlap = end.min(edge + 2000) - start.max(edge - 2000);
+                d * overlap.max(0) as f64
+            })
+            .sum()
+    };
+    let quiet = page * QUIET_EDGE;
+    for &(start, end, d) in &stretches {
         let weight = d * (end - start) as f64;
         while d > 0.0 && before + weight >= target {
             let cut = start + ((target - before) / d) as i64;
-            let edge = cut.clamp(start, end).div_euclid(1000) * 1000;
+            let mut edge = cut.clamp(start, end).div_euclid(1000) * 1000;
+            // An edge beside a burst on one instant would have both windows
+            // page the burst: it moves before the burst, up to a minute.
+            if near(edge) > quiet {
+                if let Some(calm) = (1..=60)
+                    .map(|s| edge - s * 1000)
+                    .find(|e| near(*e) <= quiet)
+                {
+                    edge = calm;
+                }
+            }
             let last = edges.last().copied().unwrap_or(window.start);
             if edge - last >= min_width_ms.max(1000) && window.end - edge >= min_width_ms.max(1000)
             {
@@ -352,6 +396,7 @@ pub fn pieces_from_counts(
     edges.push(window.end);
     Some(KnownPieces {
         pieces: to_ranges(&edges),
+        piece_pages: whole_pages,
         pages,
     })
 }
@@ -1445,6 +1490,37 @@ mod tests {
         ];
         let known = pieces_from_counts(window, &burst, 64, MINUTE, 200).expect("counted");
         assert_covers(window, &known.pieces, MINUTE);
+    }
+
+    #[test]
+    fn no_edge_cut_from_a_layout_falls_beside_a_burst_on_one_instant() {
+        let window = TimeRange {
+            start: 0,
+            end: 30 * 24 * HOUR,
+        };
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut dates: Vec<i64> = (0..20_000)
+            .map(|_| rng.i64(window.start..window.end))
+            .collect();
+        // Bursts wherever an even cut in 16 would put an edge, and beside.
+        let bursts: Vec<i64> = (1..16)
+            .map(|i| window.end / 16 * i + rng.i64(-HOUR..HOUR) + 500)
+            .collect();
+        for burst in &bursts {
+            dates.extend(std::iter::repeat_n(*burst, 250));
+        }
+        let counts = StartDateLayout::of(dates).counts(window);
+        let known = pieces_from_counts(window, &counts, 16, MINUTE, 200).expect("counted");
+        assert_covers(window, &known.pieces, MINUTE);
+        for piece in &known.pieces[1..] {
+            for burst in &bursts {
+                assert!(
+                    (piece.start - burst).abs() > 2_000,
+                    "an edge at {} beside the burst at {burst}",
+                    piece.start
+                );
+            }
+        }
     }
 
     proptest::proptest! {

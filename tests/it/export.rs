@@ -504,6 +504,31 @@ fn the_next_night_cuts_history_where_the_last_crawl_counted_its_sessions() {
             assert_same_session(&rows[&s.session_id], s);
         }
     }
+    // Under a rate limit, the night after cuts no more windows than the
+    // rate kept busy: a window more would only be a part-full page more.
+    let data = generated(3000, 18, &[]);
+    let (sim, _d) = Sim::with_sessions(
+        &data,
+        &["--rate-limit", "10", "--burst", "1", "--latency", "20ms"],
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&sim, out.path(), &["--concurrency", "16"]));
+    let checkpoint: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            out.path()
+                .join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json")),
+        )
+        .expect("checkpoint"),
+    )
+    .expect("JSON");
+    let useful = checkpoint["useful_concurrency"]
+        .as_u64()
+        .expect("a rate was learned");
+    assert!(useful < 16, "{useful} calls in flight kept busy at 10/s");
+    assert_success(&export(&sim, out.path(), &["--concurrency", "16"]));
+    assert!(first_history_windows(out.path()) as u64 <= useful);
+    assert_eq!(read_rows(out.path()).len(), data.len());
+
     // An empty account stays two calls a night.
     let (sim, _d) = Sim::with_sessions(&[], &[]);
     let out = tempfile::tempdir().expect("tempdir");
