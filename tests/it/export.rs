@@ -452,7 +452,7 @@ fn first_history_windows(output: &std::path::Path) -> usize {
 }
 
 #[test]
-fn the_next_night_cuts_history_where_the_last_crawl_counted_its_sessions() {
+fn the_next_night_cuts_history_where_the_last_crawl_found_its_sessions() {
     let data = generated(
         6000,
         17,
@@ -493,6 +493,26 @@ fn the_next_night_cuts_history_where_the_last_crawl_counted_its_sessions() {
         assert!(
             (6..=8).contains(&windows),
             "{order}: {windows} first windows"
+        );
+        // Each holds what the layout said: none was split for idle workers.
+        let checkpoint: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                out.path()
+                    .join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json")),
+            )
+            .expect("checkpoint"),
+        )
+        .expect("JSON");
+        let planned: Vec<&serde_json::Value> = checkpoint["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .filter(|j| j["planned_pages"].is_u64())
+            .collect();
+        assert_eq!(planned.len(), windows, "{order}");
+        assert!(
+            planned.iter().all(|j| j["status"] == "done"),
+            "{order}: {planned:?}"
         );
         assert!(
             second_night <= budget,
