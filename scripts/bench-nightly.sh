@@ -41,7 +41,8 @@ for sessions in ${SESSIONS:-20000 100000}; do
   for skew in ${SKEW:-0.8 0}; do
     for order in ${ORDERS:-newest-first oldest-first}; do
       for concurrency in ${CONCURRENCY:-16}; do
-        walls1="" walls2="" calls1="" calls2="" x1="" x2="" budget=""
+        declare -A walls=() calls=() vs=()
+        budget=""
         for _ in $(seq "$RUNS"); do
           limit=(--latency 100ms)
           [ -n "${RATE:-}" ] && limit=(--latency 50ms --rate-limit "$RATE" --burst 1)
@@ -53,24 +54,22 @@ for sessions in ${SESSIONS:-20000 100000}; do
             boto=$wall
             rm -f "$work/boto3.parquet"
           fi
-          before=$(history_calls)
-          wall_of "$BIN/ssm-audit" export --output "$work/out" --endpoint-url "$endpoint" \
-            --concurrency "$concurrency" --progress off
-          night1=$(( $(history_calls) - before ))
-          walls1+="$wall, " calls1+="$night1, "
-          [ -n "$boto" ] && x1+="$(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.1f}x')" "$boto" "$wall"), "
-          before=$(history_calls)
-          wall_of "$BIN/ssm-audit" export --output "$work/out" --endpoint-url "$endpoint" \
-            --concurrency "$concurrency" --progress off
-          night2=$(( $(history_calls) - before ))
-          walls2+="$wall, " calls2+="$night2, "
-          [ -n "$boto" ] && x2+="$(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.1f}x')" "$boto" "$wall"), "
+          # The same output both nights: the second plans from the first.
+          for night in first second; do
+            before=$(history_calls)
+            wall_of "$BIN/ssm-audit" export --output "$work/out" --endpoint-url "$endpoint" \
+              --concurrency "$concurrency" --progress off
+            walls[$night]+="$wall, " calls[$night]+="$(( $(history_calls) - before )), "
+            [ -n "$boto" ] && vs[$night]+="$(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.1f}x')" "$boto" "$wall"), "
+          done
           budget=$(history_budget | sed 's/.* of //')
           stop_sim
           rm -rf "$work/out"
         done
-        echo "| $sessions | $skew | $order | $concurrency | ${RATE:--} | first | ${walls1%, } | ${calls1%, } ($budget) | ${x1%, } |"
-        echo "| $sessions | $skew | $order | $concurrency | ${RATE:--} | second | ${walls2%, } | ${calls2%, } ($budget) | ${x2%, } |"
+        for night in first second; do
+          echo "| $sessions | $skew | $order | $concurrency | ${RATE:--} | $night | ${walls[$night]%, } | ${calls[$night]%, } ($budget) | ${vs[$night]:-} |"
+        done
+        unset walls calls vs
       done
     done
   done

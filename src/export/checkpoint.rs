@@ -645,19 +645,30 @@ mod tests {
         ExportConfig::from_args(&args, Clock::fixed(1_790_000_000_000)).expect("valid")
     }
 
-    #[tokio::test]
-    async fn round_trips_and_resumes_jobs_where_they_stopped() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = CheckpointStore::new(
-            Arc::new(LocalStorage::new(dir.path())),
-            "_checkpoint/",
+    /// The checkpoint store of account "1", region "r", below `root`.
+    fn store_in(dir: &std::path::Path, root: &str) -> CheckpointStore<LocalStorage> {
+        CheckpointStore::new(
+            Arc::new(LocalStorage::new(dir)),
+            root,
             "1",
             "r",
             Clock::system(),
-        );
+        )
+    }
+
+    /// The jobs a first crawl plans, and its fresh checkpoint.
+    fn first_night(config: &ExportConfig) -> (Vec<CrawlJob>, Checkpoint) {
+        let jobs = crate::export::plan::plan_jobs(config, &[], config.concurrency).jobs;
+        let checkpoint = Checkpoint::new(config, "1", "r", "run", &jobs);
+        (jobs, checkpoint)
+    }
+
+    #[tokio::test]
+    async fn round_trips_and_resumes_jobs_where_they_stopped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(dir.path(), "_checkpoint/");
         let config = config();
-        let jobs = crate::export::plan::plan_jobs(&config, &[], config.concurrency).jobs;
-        let mut checkpoint = Checkpoint::new(&config, "1", "r", "run", &jobs);
+        let (jobs, mut checkpoint) = first_night(&config);
         assert_eq!(jobs.len(), 2, "Active whole, History over the window");
         checkpoint.record_page(0, 0, Some("t1".into()), &[], Some("aa"));
         let history = jobs[1].window.expect("a window");
@@ -708,16 +719,9 @@ mod tests {
     #[tokio::test]
     async fn a_complete_crawl_keeps_where_its_sessions_were_for_the_next_plan() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = CheckpointStore::new(
-            Arc::new(LocalStorage::new(dir.path())),
-            "",
-            "1",
-            "r",
-            Clock::system(),
-        );
+        let store = store_in(dir.path(), "");
         let config = config();
-        let jobs = crate::export::plan::plan_jobs(&config, &[], config.concurrency).jobs;
-        let mut checkpoint = Checkpoint::new(&config, "1", "r", "run", &jobs);
+        let (_, mut checkpoint) = first_night(&config);
         let window = checkpoint.window();
         let dates: Vec<i64> = (0..1_000).map(|i| window.start + i * 60_000).collect();
         checkpoint.history_layout = Some(StartDateLayout::of(dates));

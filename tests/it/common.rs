@@ -259,6 +259,17 @@ pub fn read_partitions(output: &Path) -> Vec<(String, Vec<SessionRecord>)> {
     files
 }
 
+/// The checkpoint file of the (account, region) the tests export.
+pub fn checkpoint_path(output: &Path) -> PathBuf {
+    output.join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json"))
+}
+
+/// The checkpoint of the (account, region) the tests export, as JSON.
+pub fn checkpoint(output: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(checkpoint_path(output)).expect("a checkpoint"))
+        .expect("JSON")
+}
+
 /// All rows of the data set, by session id.
 pub fn read_rows(output: &Path) -> std::collections::BTreeMap<String, SessionRecord> {
     let mut rows = std::collections::BTreeMap::new();

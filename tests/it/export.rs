@@ -305,11 +305,8 @@ fn a_call_that_keeps_failing_fails_the_run_and_publishes_nothing() {
     );
     assert!(read_partitions(out.path()).is_empty());
     assert!(!out.path().join("_runs").exists());
-    let checkpoint = std::fs::read_to_string(
-        out.path()
-            .join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json")),
-    )
-    .expect("the checkpoint is saved");
+    let checkpoint =
+        std::fs::read_to_string(checkpoint_path(out.path())).expect("the checkpoint is saved");
     assert!(checkpoint.contains("\"in_progress\""), "{checkpoint}");
 }
 
@@ -379,10 +376,9 @@ fn an_empty_account_exports_nothing_and_succeeds() {
     );
 }
 
-#[test]
-fn a_skewed_month_is_split_where_the_data_is_under_either_result_order() {
-    // 80% of the sessions in one hour, bursts sharing one StartDate.
-    let data = generated(
+/// 6,000 sessions, 80% in one hour, two bursts of 250 sharing one StartDate.
+fn skewed_month_with_bursts() -> Vec<SimSession> {
+    generated(
         6000,
         17,
         &[
@@ -393,7 +389,12 @@ fn a_skewed_month_is_split_where_the_data_is_under_either_result_order() {
             "--burst-size",
             "250",
         ],
-    );
+    )
+}
+
+#[test]
+fn a_skewed_month_is_split_where_the_data_is_under_either_result_order() {
+    let data = skewed_month_with_bursts();
     for order in ["newest-first", "oldest-first"] {
         let (sim, _d) = Sim::with_sessions(&data, &["--order", order, "--latency", "20ms"]);
         let out = tempfile::tempdir().expect("tempdir");
@@ -407,14 +408,7 @@ fn a_skewed_month_is_split_where_the_data_is_under_either_result_order() {
         // benchmark's business (BENCHMARKS.md); the plan itself is not: the
         // whole-window History job was split for the idle workers, and the
         // checkpoint holds only the windows the crawl split.
-        let checkpoint: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(
-                out.path()
-                    .join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json")),
-            )
-            .expect("checkpoint"),
-        )
-        .expect("JSON");
+        let checkpoint = checkpoint(out.path());
         let jobs = checkpoint["jobs"].as_array().expect("jobs");
         let history = jobs
             .iter()
@@ -435,11 +429,7 @@ fn a_skewed_month_is_split_where_the_data_is_under_either_result_order() {
 
 /// The History windows a crawl started with: those no split made.
 fn first_history_windows(output: &std::path::Path) -> usize {
-    let checkpoint: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(output.join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json")))
-            .expect("checkpoint"),
-    )
-    .expect("JSON");
+    let checkpoint = checkpoint(output);
     let jobs = checkpoint["jobs"].as_array().expect("jobs");
     let made_by_splits: Vec<&serde_json::Value> = jobs
         .iter()
@@ -453,18 +443,7 @@ fn first_history_windows(output: &std::path::Path) -> usize {
 
 #[test]
 fn the_next_night_cuts_history_where_the_last_crawl_found_its_sessions() {
-    let data = generated(
-        6000,
-        17,
-        &[
-            "--skew-share",
-            "0.8",
-            "--bursts",
-            "2",
-            "--burst-size",
-            "250",
-        ],
-    );
+    let data = skewed_month_with_bursts();
     for order in ["newest-first", "oldest-first"] {
         let (sim, _d) = Sim::with_sessions(&data, &["--order", order, "--latency", "20ms"]);
         let history = sim.stats()["sessions_by_state"]["History"]
@@ -495,14 +474,7 @@ fn the_next_night_cuts_history_where_the_last_crawl_found_its_sessions() {
             "{order}: {windows} first windows"
         );
         // Each holds what the layout said: none was split for idle workers.
-        let checkpoint: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(
-                out.path()
-                    .join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json")),
-            )
-            .expect("checkpoint"),
-        )
-        .expect("JSON");
+        let checkpoint = checkpoint(out.path());
         let planned: Vec<&serde_json::Value> = checkpoint["jobs"]
             .as_array()
             .expect("jobs")
@@ -533,14 +505,7 @@ fn the_next_night_cuts_history_where_the_last_crawl_found_its_sessions() {
     );
     let out = tempfile::tempdir().expect("tempdir");
     assert_success(&export(&sim, out.path(), &["--concurrency", "16"]));
-    let checkpoint: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            out.path()
-                .join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json")),
-        )
-        .expect("checkpoint"),
-    )
-    .expect("JSON");
+    let checkpoint = checkpoint(out.path());
     let useful = checkpoint["useful_concurrency"]
         .as_u64()
         .expect("a rate was learned");

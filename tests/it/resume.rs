@@ -19,15 +19,6 @@ fn spawn_export(sim: &Sim, output: &Path, extra: &[&str]) -> Child {
         .expect("ssm-audit starts")
 }
 
-fn checkpoint_path(output: &Path) -> std::path::PathBuf {
-    output.join(format!("_checkpoint/{ACCOUNT}_{REGION}/checkpoint.json"))
-}
-
-fn checkpoint(output: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(checkpoint_path(output)).expect("a checkpoint"))
-        .expect("JSON")
-}
-
 /// Polls `condition` every few milliseconds until it holds or `limit` passes.
 fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
