@@ -150,6 +150,73 @@ fn kill_9_at_many_moments_then_resume_gives_exactly_the_uninterrupted_rows() {
 }
 
 #[test]
+fn a_second_night_killed_mid_crawl_resumes_its_planned_windows_exactly() {
+    let data = generated(
+        3000,
+        78,
+        &[
+            "--skew-share",
+            "0.6",
+            "--bursts",
+            "2",
+            "--burst-size",
+            "100",
+        ],
+    );
+    let slow = ["--latency", "4ms", "--jitter", "4ms"];
+    let (reference_sim, _d1) = Sim::with_sessions(&data, &slow);
+    let reference_out = tempfile::tempdir().expect("tempdir");
+    for _night in 0..2 {
+        assert_success(&export(&reference_sim, reference_out.path(), CRAWL));
+    }
+    let reference = comparable(read_rows(reference_out.path()));
+    assert_eq!(reference.len(), data.len());
+
+    let (sim, _d2) = Sim::with_sessions(&data, &slow);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&sim, out.path(), CRAWL));
+    let planned_before = planned_windows(out.path());
+    assert!(planned_before.is_empty(), "a first night plans nothing");
+    let mut rng = fastrand::Rng::with_seed(78);
+    let mut planned = Vec::new();
+    for round in 0..2u64 {
+        let target = sim.stat("describe_ok") + rng.u64(4..12) + round;
+        let mut child = spawn_export(&sim, out.path(), CRAWL);
+        let reached = wait_until(Duration::from_secs(60), || {
+            sim.stat("describe_ok") >= target || child.try_wait().expect("wait").is_some()
+        });
+        assert!(reached, "the crawl stalled in round {round}");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "round {round}: the run ended before call {target}"
+        );
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+        planned.push(planned_windows(out.path()));
+    }
+    // The windows the second night planned are the ones it resumes.
+    assert!(planned[0].len() >= 2, "{:?}", planned[0]);
+    assert_eq!(planned[0], planned[1]);
+    let result = export(&sim, out.path(), CRAWL);
+    assert_success(&result);
+    assert!(stderr(&result).contains("resumed"), "{}", stderr(&result));
+    assert_eq!(planned_windows(out.path()), planned[0]);
+    assert_eq!(comparable(read_rows(out.path())), reference);
+}
+
+/// The windows of the checkpoint that were cut from the last night's
+/// layout, as the checkpoint names them.
+fn planned_windows(output: &Path) -> Vec<String> {
+    checkpoint(output)["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter(|j| j["planned_pages"].is_u64())
+        .map(|j| j["covers"].as_str().expect("covers").to_owned())
+        .collect()
+}
+
+#[test]
 fn sigterm_stops_within_ten_seconds_with_exit_4_and_the_rerun_resumes_without_recrawling() {
     let data = generated(1200, 78, &[]);
     let (sim, _d) = Sim::with_sessions(&data, &["--latency", "150ms"]);
