@@ -77,8 +77,8 @@ pub struct CrawlOptions {
     /// finding where the data is.
     pub crawl_window: TimeRange,
     /// The pages History is expected to hold when its first windows were
-    /// cut from an earlier crawl's counts: it stands for the estimate a
-    /// first split would make (see `Queue::set_planned_estimate`).
+    /// cut from the last night's layout: it stands for the estimate a first
+    /// split would make (see `Queue::set_planned_estimate`).
     pub history_pages: Option<f64>,
     /// The id the first sub-window of a split gets.
     pub next_job_id: u32,
@@ -286,8 +286,8 @@ impl Queue {
         }
     }
 
-    /// Keeps the pages History's counted plan expects as the state's first
-    /// estimate. No fair share: the planned windows are already cut to
+    /// Keeps the pages History's planned windows expect as the state's
+    /// first estimate. No fair share: the planned windows are already cut to
     /// shares, and one whose first page looks heavy (a burst on one
     /// instant) is no straggler; idle workers still split what is left.
     fn set_planned_estimate(&self, pages: f64) {

@@ -468,7 +468,8 @@ impl Locked<'_> {
             self.checkpoints.storage().clone(),
             self.checkpoints.staged_prefix(),
         );
-        // The History pages the plan expects, when it was cut from counts.
+        // The History pages the plan expects, when it was cut from the last
+        // night's layout.
         let mut history_pages = None;
         let mut checkpoint = match self.checkpoints.load().await? {
             Some(mut found) if found.status == CheckpointStatus::InProgress => {
@@ -493,8 +494,8 @@ impl Locked<'_> {
             }
             last => {
                 // A complete (or absent) checkpoint: last night's parts, if a
-                // crash kept them, are published already. Its windows'
-                // counts say where tonight's sessions are.
+                // crash kept them, are published already. Its layout says
+                // where tonight's sessions are.
                 self.checkpoints.clear_staged().await?;
                 let counts = last
                     .as_ref()
