@@ -246,7 +246,7 @@ pub const KNOWN_PIECE_PAGES: f64 = 2.0;
 /// cut from counts (see [`pieces_from_counts`]).
 const QUIET_EDGE: f64 = 0.1;
 
-/// History's first windows cut from an earlier crawl's counts.
+/// History's first windows cut from an earlier crawl's layout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnownPieces {
     pub pieces: Vec<TimeRange>,
