@@ -524,6 +524,53 @@ fn the_next_night_cuts_history_where_the_last_crawl_found_its_sessions() {
 }
 
 #[test]
+fn a_night_a_day_later_plans_the_new_day_and_loses_nothing() {
+    const DAY_MS: i64 = 86_400_000;
+    let first_night = skewed_month_with_bursts();
+    // A day later: the same sessions, and a day of new ones after them.
+    let day_started = now_ms();
+    let mut second_night = first_night.clone();
+    second_night.extend((0..150).map(|i| {
+        session(
+            &format!("newday-{i:013}"),
+            day_started + i * (DAY_MS - 3_600_000) / 150,
+        )
+    }));
+    let (sim, _d) = Sim::with_sessions(&first_night, &["--latency", "20ms"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&sim, out.path(), &["--concurrency", "8"]));
+    drop(sim);
+    let (sim, _d2) = Sim::with_sessions(
+        &second_night,
+        &["--latency", "20ms", "--clock-offset", "1d"],
+    );
+    let a_day_later = chrono::DateTime::from_timestamp_millis(now_ms() + DAY_MS)
+        .expect("a time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let result = export_command(&sim, out.path(), &["--concurrency", "8"])
+        .env("SSM_AUDIT_CLOCK_START", &a_day_later)
+        .output()
+        .expect("ssm-audit runs");
+    assert_success(&result);
+    let windows = first_history_windows(out.path());
+    assert!((6..=8).contains(&windows), "{windows} first windows");
+    let history = sim.stats()["sessions_by_state"]["History"]
+        .as_u64()
+        .expect("count");
+    let budget = (1.15 * history.div_ceil(200) as f64 + 4.0) as u64;
+    let calls = sim.stats()["calls_by_state"]["History"]
+        .as_u64()
+        .expect("calls");
+    assert!(calls <= budget, "{calls} History calls, budget {budget}");
+    // The first night's sessions stay, those the month left included.
+    let rows = read_rows(out.path());
+    assert_eq!(rows.len(), second_night.len());
+    for s in &second_night {
+        assert_same_session(&rows[&s.session_id], s);
+    }
+}
+
+#[test]
 fn active_sessions_are_found_whatever_their_start() {
     // An Active session that started long before the window is still open.
     let mut old_open = session("old-open-0000000000", now_ms() - 90 * DAY);
