@@ -31,6 +31,23 @@ fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Starts an export and kills it with SIGKILL once the simulator has
+/// answered `target` DescribeSessions calls; fails when the export ended
+/// first (a kill after the run would test nothing). The export's status.
+fn kill_9_at_call(sim: &Sim, output: &Path, target: u64) -> std::process::ExitStatus {
+    let mut child = spawn_export(sim, output, CRAWL);
+    let reached = wait_until(Duration::from_secs(60), || {
+        sim.stat("describe_ok") >= target || child.try_wait().expect("wait").is_some()
+    });
+    assert!(reached, "the crawl stalled before call {target}");
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the run ended before call {target}, so it was not killed mid-crawl"
+    );
+    child.kill().expect("kill -9");
+    child.wait().expect("reap")
+}
+
 /// Rows without the seen-at times, which depend on when they were crawled.
 fn comparable(rows: std::collections::BTreeMap<String, SessionRecord>) -> Vec<SessionRecord> {
     rows.into_values()
@@ -74,20 +91,8 @@ fn kill_9_at_many_moments_then_resume_gives_exactly_the_uninterrupted_rows() {
     // then one during the final publish.
     let mut kills = Vec::new();
     for round in 0..4u64 {
-        let calls_before = sim.stat("describe_ok");
-        let target = calls_before + rng.u64(5..25) + round;
-        let mut child = spawn_export(&sim, out.path(), CRAWL);
-        let reached = wait_until(Duration::from_secs(60), || {
-            sim.stat("describe_ok") >= target || child.try_wait().expect("wait").is_some()
-        });
-        assert!(reached, "the crawl stalled in round {round}");
-        // A kill that lands after the run finished would test nothing.
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "round {round}: the run ended before call {target}, so it was not killed mid-crawl"
-        );
-        child.kill().expect("kill -9");
-        let status = child.wait().expect("reap");
+        let target = sim.stat("describe_ok") + rng.u64(5..25) + round;
+        let status = kill_9_at_call(&sim, out.path(), target);
         kills.push(format!("round {round} at call {target}: {status}"));
     }
     let mut child = spawn_export(&sim, out.path(), CRAWL);
@@ -181,17 +186,7 @@ fn a_second_night_killed_mid_crawl_resumes_its_planned_windows_exactly() {
     let mut planned = Vec::new();
     for round in 0..2u64 {
         let target = sim.stat("describe_ok") + rng.u64(4..12) + round;
-        let mut child = spawn_export(&sim, out.path(), CRAWL);
-        let reached = wait_until(Duration::from_secs(60), || {
-            sim.stat("describe_ok") >= target || child.try_wait().expect("wait").is_some()
-        });
-        assert!(reached, "the crawl stalled in round {round}");
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "round {round}: the run ended before call {target}"
-        );
-        child.kill().expect("kill -9");
-        child.wait().expect("reap");
+        kill_9_at_call(&sim, out.path(), target);
         planned.push(planned_windows(out.path()));
     }
     // The windows the second night planned are the ones it resumes.
