@@ -766,13 +766,13 @@ impl<'a> Weight<'a> {
             (Some(&first), Some(&last)) => {
                 // The density of the dates nearest each edge: a tenth of a
                 // page's worth at most, so that a dense stretch just reached
-                // is not averaged away by the pages before it.
+                // is not averaged away by the pages before it. Distinct
+                // dates: a burst on one instant at the edge is no dense
+                // stretch beyond it.
                 let edge = (dates.len() / 10).clamp(1, 20).min(dates.len());
-                let span_before = (dates[edge - 1] - first).max(1000);
-                let span_after = (last - dates[dates.len() - edge]).max(1000);
                 (
-                    edge as f64 / span_before as f64,
-                    edge as f64 / span_after as f64,
+                    distinct_density(dates.iter(), first, edge),
+                    distinct_density(dates.iter().rev(), last, edge),
                 )
             }
             // Nothing seen: weight by time alone.
@@ -830,6 +830,26 @@ impl<'a> Weight<'a> {
     fn total(&self) -> f64 {
         self.before(self.window.end)
     }
+}
+
+/// The density (per millisecond) of the `count` distinct dates nearest
+/// `edge` among `dates` (sorted from that edge inward), over their span
+/// (at least a second).
+fn distinct_density<'d>(dates: impl Iterator<Item = &'d i64>, edge: i64, count: usize) -> f64 {
+    let mut distinct = 0;
+    let mut farthest = edge;
+    let mut previous = None;
+    for &date in dates {
+        if previous != Some(date) {
+            distinct += 1;
+            farthest = date;
+            previous = Some(date);
+            if distinct == count {
+                break;
+            }
+        }
+    }
+    distinct.max(1) as f64 / (farthest - edge).abs().max(1000) as f64
 }
 
 /// The highest density (per millisecond) of a run of `dates` (sorted from

@@ -415,12 +415,12 @@ fn a_skewed_month_is_split_where_the_data_is_under_either_result_order() {
             .find(|j| j["state"] == "History" && j["id"] == 1)
             .expect("the first History job");
         assert_eq!(history["status"], "split", "{order}");
-        // The hot hour hides behind the first page whichever end the service
-        // lists first, so it is found by splitting again.
+        // The hot hour is paged in windows of its own, whether the split
+        // that made them came on the whole window's first pages or later.
         let splits = jobs.iter().filter(|j| j["status"] == "split").count();
         let leaves = jobs.iter().filter(|j| j["status"] == "done").count();
         assert!(
-            splits >= 2 && leaves >= 6,
+            splits >= 1 && leaves >= 6,
             "{order}: {splits} splits, {leaves} windows crawled"
         );
         assert!(jobs.len() < 200, "{order}: {} jobs", jobs.len());
