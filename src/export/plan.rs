@@ -40,9 +40,11 @@ pub struct CrawlJob {
     /// Pages of this job already fetched (their sequence numbers continue).
     pub pages_done: u32,
     /// The whole pages it holds when it was cut from an earlier crawl's
-    /// layout ([`pieces_from_counts`]): it is not split before it pages
-    /// past them, since idle workers would fetch its pages again for a
-    /// split the layout says buys nothing. None otherwise.
+    /// layout ([`pieces_from_counts`]) into as many pieces as workers: it
+    /// is not split before it pages past them, since idle workers would
+    /// fetch its pages again for a split the layout says buys nothing.
+    /// None otherwise (also when last night's rate held the pieces to
+    /// fewer than the workers).
     pub planned_pages: Option<u32>,
 }
 
@@ -200,16 +202,22 @@ pub fn plan_jobs(config: &ExportConfig, last_crawl: &[KnownCount], max_pieces: u
         let windows = match state {
             SessionState::Active => vec![(None, None)],
             SessionState::History => {
+                let concurrency = config.concurrency.max(1);
+                let max_pieces = max_pieces.clamp(1, concurrency);
                 match pieces_from_counts(
                     config.window,
                     last_crawl,
-                    max_pieces.clamp(1, config.concurrency.max(1)),
+                    max_pieces,
                     config.slice_ms,
                     config.page_size.max(1) as usize,
                 ) {
                     Some(known) => {
                         history_pages = Some(known.pages);
-                        let planned = (known.pieces.len() > 1).then_some(known.piece_pages);
+                        // Pieces held back by last night's rate stay open
+                        // to idle workers: tonight's rate may be higher,
+                        // and the pacer keeps splits to what it allows.
+                        let planned = (known.pieces.len() > 1 && max_pieces == concurrency)
+                            .then_some(known.piece_pages);
                         known
                             .pieces
                             .into_iter()

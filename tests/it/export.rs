@@ -524,6 +524,45 @@ fn the_next_night_cuts_history_where_the_last_crawl_found_its_sessions() {
 }
 
 #[test]
+fn a_night_after_a_throttled_one_still_splits_for_idle_workers() {
+    // Last night's rate held the plan to a few windows; tonight nothing
+    // throttles, and idle workers split those windows as on a first night.
+    let data = generated(20_000, 19, &[]);
+    let (limited, _d) = Sim::with_sessions(
+        &data,
+        &["--rate-limit", "40", "--burst", "1", "--latency", "50ms"],
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&limited, out.path(), &["--concurrency", "16"]));
+    let useful = checkpoint(out.path())["useful_concurrency"]
+        .as_u64()
+        .expect("a rate was learned");
+    assert!(
+        (2..16).contains(&useful),
+        "{useful} calls in flight kept busy"
+    );
+    drop(limited);
+    let (open, _d2) = Sim::with_sessions(&data, &["--latency", "20ms"]);
+    assert_success(&export(&open, out.path(), &["--concurrency", "16"]));
+    let windows = first_history_windows(out.path());
+    assert!(
+        windows as u64 <= useful && windows >= 2,
+        "{windows} first windows"
+    );
+    let splits = checkpoint(out.path())["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter(|j| j["status"] == "split")
+        .count();
+    assert!(
+        splits >= 1,
+        "no planned window was split for the idle workers"
+    );
+    assert_eq!(read_rows(out.path()).len(), data.len());
+}
+
+#[test]
 fn a_night_a_day_later_plans_the_new_day_and_loses_nothing() {
     const DAY_MS: i64 = 86_400_000;
     let first_night = skewed_month_with_bursts();
