@@ -64,6 +64,12 @@ impl Rank {
 
 const ENDED_STATUSES: [&str; 3] = ["Terminated", "Terminating", "Failed"];
 
+/// Whether a session with this end date and status has ended: the one rule,
+/// for rows held as records or as columns.
+pub fn is_ended(end_date: Option<i64>, status: Option<&str>) -> bool {
+    end_date.is_some() || status.is_some_and(|s| ENDED_STATUSES.contains(&s))
+}
+
 /// Milliseconds of an SDK timestamp, rounded to the nearest. The wire carries
 /// fractional epoch seconds (`1550676938.352`), which the SDK parses into
 /// binary floating point, so `.001` can arrive as 999,999 ns; truncating, as
@@ -132,11 +138,7 @@ impl SessionRecord {
     }
 
     pub fn is_ended(&self) -> bool {
-        self.end_date.is_some()
-            || self
-                .status
-                .as_deref()
-                .is_some_and(|s| ENDED_STATUSES.contains(&s))
+        is_ended(self.end_date, self.status.as_deref())
     }
 
     pub fn rank(&self) -> Rank {

@@ -148,31 +148,29 @@ fn writer_properties(packing: Packing) -> WriterProperties {
 /// Rows buffered before they are encoded as one Arrow batch.
 const WRITE_BATCH: usize = 8192;
 
-/// Rows a [`ParquetSink`] hands its encoder at once, once it has one: the
-/// sink fills one such batch while the encoder encodes the last, so it holds
-/// as many rows as one [`WRITE_BATCH`].
-pub const SINK_BATCH: usize = WRITE_BATCH / 2;
+/// Rows a [`ParquetSink`] is handed at once, at most (see [`gather`]).
+pub const SINK_BATCH: usize = 4096;
 
-/// Encodes rows into one Parquet file as they come, so a writer holds one
-/// batch of rows and the encoded file, never all rows at once.
+/// Encodes batches into one Parquet file as they come, so a writer holds a
+/// batch or two and the encoded file, never all rows at once.
 ///
-/// A file of more than one batch is encoded on a thread of its own while the
-/// caller produces the next rows: merging a busy day's rows and encoding
-/// them cost about the same, and the day is what a night's publishing waits
-/// for (at 100,000 sessions, 80% of them on one day, its merge took 0.87 s
-/// on one core). A small file never starts a thread.
+/// A file of more than one full batch is encoded on a thread of its own,
+/// handed each batch through a rendezvous channel (so no more than two
+/// exist), while the caller merges the next: the busy day of a night is what
+/// its publishing waits for, and merging and encoding it cost about the
+/// same (at 100,000 sessions, 80% of them on one day, the merge took 0.87 s
+/// on one core before). A small file never starts a thread.
 pub struct ParquetSink {
-    buffer: Vec<SessionRecord>,
     rows: usize,
     encoder: Encoder,
 }
 
 enum Encoder {
-    /// No batch encoded yet: the writer waits here.
+    /// No full batch yet: the writer is here.
     Inline(Box<ArrowWriter<Vec<u8>>>),
     /// Batches go to the encoding thread; at most one waits for it.
     Thread {
-        batches: std::sync::mpsc::SyncSender<Vec<SessionRecord>>,
+        batches: std::sync::mpsc::SyncSender<RecordBatch>,
         thread: std::thread::JoinHandle<Result<Vec<u8>, SchemaError>>,
     },
     /// Taken while changing state or after a failure.
@@ -190,7 +188,6 @@ impl std::fmt::Debug for ParquetSink {
 impl ParquetSink {
     pub fn new(packing: Packing) -> Result<ParquetSink, SchemaError> {
         Ok(ParquetSink {
-            buffer: Vec::with_capacity(SINK_BATCH),
             rows: 0,
             encoder: Encoder::Inline(Box::new(ArrowWriter::try_new(
                 Vec::new(),
@@ -200,32 +197,29 @@ impl ParquetSink {
         })
     }
 
-    pub fn push(&mut self, row: SessionRecord) -> Result<(), SchemaError> {
-        self.buffer.push(row);
-        self.rows += 1;
-        if self.buffer.len() == SINK_BATCH {
-            self.hand_over()?;
+    /// Appends a batch in the contract's schema (see [`gather`]).
+    pub fn push(&mut self, batch: RecordBatch) -> Result<(), SchemaError> {
+        self.rows += batch.num_rows();
+        match &mut self.encoder {
+            Encoder::Inline(writer) if batch.num_rows() < SINK_BATCH => Ok(writer.write(&batch)?),
+            _ => self.hand_over(batch),
         }
-        Ok(())
     }
 
-    /// Gives the full buffer to the encoding thread, starting it on the
-    /// first batch.
-    fn hand_over(&mut self) -> Result<(), SchemaError> {
+    /// Gives a batch to the encoding thread, starting it on the first.
+    fn hand_over(&mut self, batch: RecordBatch) -> Result<(), SchemaError> {
         if let Encoder::Inline(_) = self.encoder {
             let Encoder::Inline(writer) = std::mem::replace(&mut self.encoder, Encoder::Gone)
             else {
                 unreachable!("matched above")
             };
-            // Rendezvous: the sink blocks while the encoder is still busy
-            // with the batch before, so no more than two batches exist.
-            let (batches, received) = std::sync::mpsc::sync_channel::<Vec<SessionRecord>>(0);
+            let (batches, received) = std::sync::mpsc::sync_channel::<RecordBatch>(0);
             let thread = std::thread::Builder::new()
                 .name("parquet-encoder".into())
                 .spawn(move || {
                     let mut writer = *writer;
-                    for rows in received {
-                        writer.write(&to_batch(&rows)?)?;
+                    for batch in received {
+                        writer.write(&batch)?;
                     }
                     Ok(writer.into_inner()?)
                 })
@@ -234,18 +228,17 @@ impl ParquetSink {
                 })?;
             self.encoder = Encoder::Thread { batches, thread };
         }
-        let rows = std::mem::replace(&mut self.buffer, Vec::with_capacity(SINK_BATCH));
         let Encoder::Thread { batches, .. } = &self.encoder else {
-            unreachable!("started above")
+            return Err(encoder_gone());
         };
-        if batches.send(rows).is_err() {
-            // The encoder stopped on an error: finishing reports it.
+        if batches.send(batch).is_err() {
+            // The encoder stopped on an error: joining it reports it.
             return match std::mem::replace(&mut self.encoder, Encoder::Gone) {
                 Encoder::Thread { batches, thread } => {
                     drop(batches);
                     join_encoder(thread).map(|_| ())
                 }
-                _ => unreachable!("matched above"),
+                _ => Err(encoder_gone()),
             };
         }
         Ok(())
@@ -258,29 +251,20 @@ impl ParquetSink {
     /// The finished file's bytes.
     pub fn finish(mut self) -> Result<Vec<u8>, SchemaError> {
         match std::mem::replace(&mut self.encoder, Encoder::Gone) {
-            Encoder::Inline(mut writer) => {
-                if !self.buffer.is_empty() {
-                    writer.write(&to_batch(&self.buffer)?)?;
-                }
-                Ok(writer.into_inner()?)
-            }
+            Encoder::Inline(writer) => Ok(writer.into_inner()?),
             Encoder::Thread { batches, thread } => {
-                let rows = std::mem::take(&mut self.buffer);
-                // A failed send means the encoder stopped on an error,
-                // which joining reports.
-                if !rows.is_empty() {
-                    let _ = batches.send(rows);
-                }
                 drop(batches);
                 join_encoder(thread)
             }
-            Encoder::Gone => Err(SchemaError::Parquet(
-                parquet::errors::ParquetError::General(
-                    "the encoder stopped on an earlier batch".into(),
-                ),
-            )),
+            Encoder::Gone => Err(encoder_gone()),
         }
     }
+}
+
+fn encoder_gone() -> SchemaError {
+    SchemaError::Parquet(parquet::errors::ParquetError::General(
+        "the encoder stopped on an earlier batch".into(),
+    ))
 }
 
 fn join_encoder(
@@ -395,6 +379,15 @@ impl ParquetSource {
         })
     }
 
+    /// The next batch in the contract's schema (at most 8,192 rows), or
+    /// None at the end of the file. Not to be mixed with [`Self::next_row`].
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, SchemaError> {
+        match self.batches.next() {
+            Some(batch) => Ok(Some(to_contract(&batch?, &self.columns)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The next row, or None at the end of the file.
     pub fn next_row(&mut self) -> Result<Option<SessionRecord>, SchemaError> {
         while self.pending.is_empty() {
@@ -408,6 +401,113 @@ impl ParquetSource {
         }
         Ok(self.pending.pop_front())
     }
+}
+
+/// Decodes a whole Parquet file as batches in the contract's schema.
+pub fn read_batches(bytes: Bytes) -> Result<Vec<RecordBatch>, SchemaError> {
+    let mut source = ParquetSource::new(bytes)?;
+    let mut batches = Vec::new();
+    while let Some(batch) = source.next_batch()? {
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
+/// The columns of a batch in the contract's schema that merging reads: a
+/// row's place, whether it has ended, and when it was seen, without making
+/// it a [`SessionRecord`].
+#[derive(Debug, Clone, Copy)]
+pub struct MergeColumns<'a> {
+    session_id: &'a StringArray,
+    status: &'a StringArray,
+    start_date: &'a TimestampMillisecondArray,
+    end_date: &'a TimestampMillisecondArray,
+    first_seen_at: &'a TimestampMillisecondArray,
+    last_seen_at: &'a TimestampMillisecondArray,
+}
+
+/// Where the merge reads and [`gather`] writes, in contract order.
+const SESSION_ID: usize = 0;
+const STATUS: usize = 3;
+const START_DATE: usize = 13;
+const END_DATE: usize = 14;
+const FIRST_SEEN_AT: usize = 15;
+const LAST_SEEN_AT: usize = 16;
+
+impl<'a> MergeColumns<'a> {
+    pub fn of(batch: &'a RecordBatch) -> Result<MergeColumns<'a>, SchemaError> {
+        fn typed<T: 'static>(batch: &RecordBatch, index: usize) -> Result<&T, SchemaError> {
+            batch
+                .columns()
+                .get(index)
+                .and_then(|column| column.as_any().downcast_ref::<T>())
+                .ok_or_else(|| {
+                    SchemaError::Mismatch(format!("column {index} is not of the contract's type"))
+                })
+        }
+        Ok(MergeColumns {
+            session_id: typed(batch, SESSION_ID)?,
+            status: typed(batch, STATUS)?,
+            start_date: typed(batch, START_DATE)?,
+            end_date: typed(batch, END_DATE)?,
+            first_seen_at: typed(batch, FIRST_SEEN_AT)?,
+            last_seen_at: typed(batch, LAST_SEEN_AT)?,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.session_id.len()
+    }
+
+    /// The row's place in its partition (see `layout::row_order`).
+    pub fn row_order(&self, row: usize) -> (i64, &'a str) {
+        crate::dataset::layout::row_order(self.start_date.value(row), self.session_id.value(row))
+    }
+
+    pub fn session_id(&self, row: usize) -> &'a str {
+        self.session_id.value(row)
+    }
+
+    pub fn is_ended(&self, row: usize) -> bool {
+        let end = (!self.end_date.is_null(row)).then(|| self.end_date.value(row));
+        let status = (!self.status.is_null(row)).then(|| self.status.value(row));
+        crate::dataset::record::is_ended(end, status)
+    }
+
+    pub fn first_seen_at(&self, row: usize) -> i64 {
+        self.first_seen_at.value(row)
+    }
+
+    pub fn last_seen_at(&self, row: usize) -> i64 {
+        self.last_seen_at.value(row)
+    }
+}
+
+/// One batch in the contract's schema whose row `i` is row `picks[i].1` of
+/// `sources[picks[i].0]`, seen first and last at `seen[i]`.
+pub fn gather(
+    sources: &[RecordBatch],
+    picks: &[(usize, usize)],
+    seen: &[(i64, i64)],
+) -> Result<RecordBatch, SchemaError> {
+    let times = |values: Vec<i64>| -> ArrayRef {
+        Arc::new(TimestampMillisecondArray::from(values).with_timezone("UTC"))
+    };
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema().fields().len());
+    for index in 0..schema().fields().len() {
+        columns.push(match index {
+            FIRST_SEEN_AT => times(seen.iter().map(|(first, _)| *first).collect()),
+            LAST_SEEN_AT => times(seen.iter().map(|(_, last)| *last).collect()),
+            _ => {
+                let arrays: Vec<&dyn Array> = sources
+                    .iter()
+                    .map(|batch| batch.column(index).as_ref())
+                    .collect();
+                arrow_select::interleave::interleave(&arrays, picks)?
+            }
+        });
+    }
+    Ok(RecordBatch::try_new(schema(), columns)?)
 }
 
 /// Decodes a whole Parquet file written by [`write_parquet`].
@@ -651,15 +751,19 @@ mod tests {
 
     #[test]
     fn a_sink_gives_every_row_in_order_whether_it_encodes_inline_or_on_its_thread() {
-        // 10 rows never leave the caller's thread; three batches and a
-        // part of one go through the encoder's.
-        for count in [10, 3 * SINK_BATCH + 17] {
+        // 10 rows never leave the caller's thread; a part-full batch, then
+        // three full ones and a part of one, go through the encoder's.
+        for sizes in [vec![10], vec![17, SINK_BATCH, SINK_BATCH, SINK_BATCH, 5]] {
+            let count: usize = sizes.iter().sum();
             let rows: Vec<SessionRecord> = (0..count)
                 .map(|i| record(&format!("s-{i:06}"), 1_000 + i as i64, "Terminated", 7))
                 .collect();
             let mut sink = ParquetSink::new(Packing::Published).expect("sink");
-            for row in rows.iter().cloned() {
-                sink.push(row).expect("pushed");
+            let mut from = 0;
+            for size in sizes {
+                sink.push(to_batch(&rows[from..from + size]).expect("batch"))
+                    .expect("pushed");
+                from += size;
             }
             assert_eq!(sink.rows(), count);
             let bytes = sink.finish().expect("finished");
