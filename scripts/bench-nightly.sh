@@ -67,7 +67,8 @@ for sessions in ${SESSIONS:-20000 100000}; do
           rm -rf "$work/out"
         done
         for night in first second; do
-          echo "| $sessions | $skew | $order | $concurrency | ${RATE:--} | $night | ${walls[$night]%, } | ${calls[$night]%, } ($budget) | ${vs[$night]:-} |"
+          ratios=${vs[$night]:-}
+          echo "| $sessions | $skew | $order | $concurrency | ${RATE:--} | $night | ${walls[$night]%, } | ${calls[$night]%, } ($budget) | ${ratios%, } |"
         done
         unset walls calls vs
       done
