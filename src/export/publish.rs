@@ -929,6 +929,22 @@ mod tests {
         rows
     }
 
+    /// The partition of the day the tests' start dates fall on.
+    fn first_day_key() -> String {
+        PartitionKey {
+            date: NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date"),
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+        }
+        .key()
+    }
+
+    /// Writes `rows`, in the order given, as the partition at `key`.
+    async fn put_partition(storage: &LocalStorage, key: &str, rows: &[SessionRecord]) {
+        let bytes = schema::write_parquet(rows, Packing::Published).expect("encode");
+        storage.put(key, bytes.into()).await.expect("put");
+    }
+
     #[tokio::test]
     async fn a_row_taken_from_the_part_cache_is_read_again_when_asked_again() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1009,21 +1025,8 @@ mod tests {
         random.shuffle(&mut fresh);
         let mut sorted_old = old.clone();
         record::sort_rows(&mut sorted_old);
-        let key = PartitionKey {
-            date: NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date"),
-            account_id: "123456789012".into(),
-            region: "eu-west-1".into(),
-        }
-        .key();
-        storage
-            .put(
-                &key,
-                schema::write_parquet(&sorted_old, Packing::Published)
-                    .expect("encode")
-                    .into(),
-            )
-            .await
-            .expect("put");
+        let key = first_day_key();
+        put_partition(&storage, &key, &sorted_old).await;
         let mut stager = Stager::new(storage.clone(), "stage/".into());
         for (seq, chunk) in fresh.chunks(200).enumerate() {
             stager
@@ -1053,27 +1056,14 @@ mod tests {
                 .expect("stage");
             stager.into_staged()
         };
-        let key = PartitionKey {
-            date: NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date"),
-            account_id: "123456789012".into(),
-            region: "eu-west-1".into(),
-        }
-        .key();
+        let key = first_day_key();
         let old = vec![
             record("x", 1, "Terminated", 100),
             record("a", 10, "Connected", 100),
             record("y", 30, "Failed", 100),
         ];
 
-        storage
-            .put(
-                &key,
-                schema::write_parquet(&old, Packing::Published)
-                    .expect("encode")
-                    .into(),
-            )
-            .await
-            .expect("put");
+        put_partition(&storage, &key, &old).await;
         let rows = publish_and_read(&storage, staged().await).await;
         let ids: Vec<_> = rows.iter().map(|r| r.session_id.as_str()).collect();
         assert_eq!(ids, ["x", "b", "a", "c", "y"]);
@@ -1085,15 +1075,7 @@ mod tests {
 
         let mut unsorted = old.clone();
         unsorted.reverse();
-        storage
-            .put(
-                &key,
-                schema::write_parquet(&unsorted, Packing::Published)
-                    .expect("encode")
-                    .into(),
-            )
-            .await
-            .expect("put");
+        put_partition(&storage, &key, &unsorted).await;
         assert_eq!(
             publish_and_read(&storage, staged().await).await,
             rows,
