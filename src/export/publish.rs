@@ -493,10 +493,9 @@ async fn merge_streaming<P: Storage>(
         let order = fresh.row_order(row);
         // Rows of the existing file before this one stay as they are.
         while let Some(existing) = old.as_mut() {
-            let Some((batch_no, batch, at)) = existing.current() else {
+            let Some((batch_no, batch, at, columns)) = existing.at_hand()? else {
                 break;
             };
-            let columns = MergeColumns::of(batch).map_err(encode)?;
             if columns.row_order(at) >= order {
                 break;
             }
@@ -505,9 +504,12 @@ async fn merge_streaming<P: Storage>(
                 .map_err(encode)?;
             existing.advance()?;
         }
-        let same = match old.as_ref().and_then(ExistingBatches::current) {
-            Some((batch_no, batch, at)) => {
-                let columns = MergeColumns::of(batch).map_err(encode)?;
+        let at_hand = match old.as_ref() {
+            Some(existing) => existing.at_hand()?,
+            None => None,
+        };
+        let same = match at_hand {
+            Some((batch_no, batch, at, columns)) => {
                 (columns.row_order(at) == order).then(|| {
                     // `SessionRecord::absorb`: the stronger observation's
                     // fields, the seen-at span of both.
@@ -552,10 +554,9 @@ async fn merge_streaming<P: Storage>(
         }
     }
     while let Some(existing) = old.as_mut() {
-        let Some((batch_no, batch, at)) = existing.current() else {
+        let Some((batch_no, batch, at, columns)) = existing.at_hand()? else {
             break;
         };
-        let columns = MergeColumns::of(batch).map_err(encode)?;
         let seen = (columns.first_seen_at(at), columns.last_seen_at(at));
         out.pick(&mut sink, Source::Existing(batch_no), batch, at, seen)
             .map_err(encode)?;
@@ -695,11 +696,16 @@ impl<'a> ExistingBatches<'a> {
         }
     }
 
-    /// The batch and row at hand, None at the end of the file.
-    fn current(&self) -> Option<(u32, &RecordBatch, usize)> {
-        self.batch
-            .as_ref()
-            .map(|(number, batch)| (*number, batch, self.row))
+    /// The batch and row at hand with the batch's merge columns, None at
+    /// the end of the file.
+    fn at_hand(
+        &self,
+    ) -> Result<Option<(u32, &RecordBatch, usize, MergeColumns<'_>)>, PublishError> {
+        let Some((number, batch)) = &self.batch else {
+            return Ok(None);
+        };
+        let columns = MergeColumns::of(batch).map_err(|e| self.unreadable(e))?;
+        Ok(Some((*number, batch, self.row, columns)))
     }
 
     /// Moves to the next row, checking that it comes after this one.
