@@ -42,5 +42,5 @@ empty = [n for p, n in by_pair.items() if not p.endswith("/us-east-1") or not p.
 print(f"{pairs} pairs in {seconds:.1f} s ({seconds / pairs * 1000:.1f} ms a pair); "
       f"{stats['describe_calls']} DescribeSessions calls, at most {max(empty)} for an empty pair; "
       f"{stats['assume_role_calls']} AssumeRole, {stats['identity_calls']} GetCallerIdentity; "
-      f"max in flight {stats['max_in_flight']}")
+      f"most calls the simulator was handling at once {stats['max_in_flight']}")
 PY

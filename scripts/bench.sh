@@ -34,7 +34,7 @@ sessions = int(sys.argv[4])
 print(f"throughput: {sessions / seconds:,.0f} sessions/s; {stats['describe_calls'] / seconds:,.0f} calls/s; "
       f"{stats['describe_calls']} calls for {stats['items_served']} items "
       f"({stats['items_served'] / max(1, stats['describe_calls']):.1f} per call, {stats['empty_pages']} empty pages); "
-      f"max in flight {stats['max_in_flight']}")
+      f"most calls the simulator was handling at once {stats['max_in_flight']}")
 PY
 du -sh "$work/out/sessions" | sed 's/^/data set size: /'
 grep VmHWM "/proc/$sim_pid/status" | sed 's/^VmHWM:/ssm-sim peak RSS:/' 
