@@ -697,7 +697,10 @@ impl<'a> ExistingBatches<'a> {
     }
 
     /// The batch and row at hand with the batch's merge columns, None at
-    /// the end of the file.
+    /// the end of the file. `next_batch` typed the columns when it read the
+    /// batch, so this cannot fail on a batch it kept; should it, the error
+    /// names the file as that check's does. Typed again per call (six
+    /// downcasts) because the columns borrow the batch they are kept with.
     fn at_hand(
         &self,
     ) -> Result<Option<(u32, &RecordBatch, usize, MergeColumns<'_>)>, PublishError> {
