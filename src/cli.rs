@@ -442,13 +442,13 @@ pub struct ExportArgs {
     pub until: Option<String>,
 
     /// The narrowest InvokedAfter/InvokedBefore window the crawl splits a
-    /// heavy window into, for example `10s`. The crawl starts with one
-    /// window per state and splits only where the data is.
+    /// heavy window into, for example `1m`. The crawl starts with one window
+    /// per state and splits only where the data is.
     #[arg(
         long,
         env = "SSM_AUDIT_SLICE",
         value_name = "DURATION",
-        default_value = "10s"
+        default_value = "1m"
     )]
     pub slice: String,
 

@@ -1088,7 +1088,7 @@ mod tests {
         assert_eq!(c.window.end, 1_790_000_000_000);
         assert_eq!(c.window.end - c.window.start, 30 * DAY_MS);
         assert_eq!(c.states, vec![SessionState::Active, SessionState::History]);
-        assert_eq!(c.slice_ms, 10_000);
+        assert_eq!(c.slice_ms, 60_000);
         assert!(c.warnings.is_empty());
     }
 

@@ -27,8 +27,7 @@ use crate::config::UserFilter;
 use crate::dataset::record::SessionRecord;
 use crate::export::pace::{Outcome, Pacer};
 use crate::export::plan::{
-    estimated_pages, pieces_pages, split_window, straggler_pieces, CrawlJob, Found,
-    FIRST_WINDOW_ALLOWANCE, SPARE_SHARE,
+    estimated_pages, split_window, straggler_pieces, CrawlJob, Found, FIRST_WINDOW_ALLOWANCE,
 };
 use crate::progress::PairProgress;
 use crate::shutdown::CancellationToken;
@@ -203,12 +202,6 @@ async fn run_pool(
 
 /// The shared work queue: windows waiting, and how many workers hold one
 /// (a held window may still split into more work).
-///
-/// The window expected to hold the most pages is taken first (longest
-/// processing time first): a big window taken late pages alone after the
-/// others are done, or is split then into pieces that wait behind the
-/// rest. Windows nothing is known of (a first window, a resumed one) count
-/// as the biggest; among equals the oldest goes first.
 #[derive(Debug)]
 struct Queue {
     state: Mutex<QueueState>,
@@ -217,45 +210,24 @@ struct Queue {
 
 #[derive(Debug)]
 struct QueueState {
-    waiting: VecDeque<Queued>,
+    waiting: VecDeque<CrawlJob>,
     held: usize,
     next_id: u32,
     /// One worker's share of the pages, as the first split estimated them.
     fair_share: Option<f64>,
     /// The pages the first split estimated for the whole state.
     first_estimate: Option<f64>,
-    /// What the calls so far bought (see [`Queue::state_spare`]).
-    spent: Spent,
-}
-
-/// The calls a state's crawl has made, and what they bought.
-#[derive(Debug, Default, Clone, Copy)]
-struct Spent {
-    calls: f64,
-    /// Pages' worth of in-window sessions returned (a part-full page is a
-    /// fraction).
-    filled: f64,
-    /// Pages fetched again because their window was split.
-    fetched_again: f64,
 }
 
 impl Queue {
     fn new(jobs: Vec<CrawlJob>, next_id: u32) -> Queue {
-        let waiting = jobs
-            .into_iter()
-            .map(|job| Queued {
-                pages: job.planned_pages.map_or(f64::INFINITY, f64::from),
-                job,
-            })
-            .collect();
         Queue {
             state: Mutex::new(QueueState {
-                waiting,
+                waiting: VecDeque::from(jobs),
                 held: 0,
                 next_id,
                 fair_share: None,
                 first_estimate: None,
-                spent: Spent::default(),
             }),
             changed: Notify::new(),
         }
@@ -272,7 +244,7 @@ impl Queue {
             let changed = self.changed.notified();
             {
                 let mut state = self.lock();
-                if let Some(job) = state.take_biggest() {
+                if let Some(job) = state.waiting.pop_front() {
                     state.held += 1;
                     return Some(job);
                 }
@@ -322,35 +294,6 @@ impl Queue {
         self.lock().first_estimate = Some(pages);
     }
 
-    /// Counts one call that returned `filled` pages' worth of sessions.
-    fn record_call(&self, filled: f64) {
-        let mut state = self.lock();
-        state.spent.calls += 1.0;
-        state.spent.filled += filled;
-    }
-
-    /// Counts `pages` of a split window, which its pieces fetch again.
-    fn record_split(&self, pages: u32) {
-        self.lock().spent.fetched_again += f64::from(pages);
-    }
-
-    /// The calls the state has left to spend beyond its sessions' pages:
-    /// [`SPARE_SHARE`] of the pages its calls have filled, plus
-    /// [`FIRST_WINDOW_ALLOWANCE`], less what part-full pages and pages
-    /// fetched again took, less half a page for each window held or
-    /// waiting (each ends on a part-full page).
-    fn state_spare(&self) -> f64 {
-        let state = self.lock();
-        let Spent {
-            calls,
-            filled,
-            fetched_again,
-        } = state.spent;
-        let bought = filled - fetched_again;
-        let windows = (state.held + state.waiting.len()) as f64;
-        SPARE_SHARE * bought + FIRST_WINDOW_ALLOWANCE - (calls - bought) - 0.5 * windows
-    }
-
     /// Ids for `count` new windows.
     fn reserve_ids(&self, count: usize) -> u32 {
         let mut state = self.lock();
@@ -359,15 +302,8 @@ impl Queue {
         first
     }
 
-    /// Queues `jobs`, each expected to hold the pages at its index in
-    /// `pages` (unknown past its end).
-    fn push(&self, jobs: Vec<CrawlJob>, pages: &[f64]) {
-        self.lock()
-            .waiting
-            .extend(jobs.into_iter().enumerate().map(|(index, job)| Queued {
-                job,
-                pages: pages.get(index).copied().unwrap_or(f64::INFINITY),
-            }));
+    fn push(&self, jobs: Vec<CrawlJob>) {
+        self.lock().waiting.extend(jobs);
         self.changed.notify_waiters();
     }
 
@@ -376,28 +312,6 @@ impl Queue {
         state.held = state.held.saturating_sub(1);
         drop(state);
         self.changed.notify_waiters();
-    }
-}
-
-/// A window waiting, and the pages it is expected to hold.
-#[derive(Debug)]
-struct Queued {
-    job: CrawlJob,
-    pages: f64,
-}
-
-impl QueueState {
-    /// The waiting window expected to hold the most pages, the oldest among
-    /// equals (a few hundred wait at most: a scan is cheap).
-    fn take_biggest(&mut self) -> Option<CrawlJob> {
-        let mut biggest: Option<(usize, f64)> = None;
-        for (index, queued) in self.waiting.iter().enumerate() {
-            if biggest.is_none_or(|(_, pages)| queued.pages > pages) {
-                biggest = Some((index, queued.pages));
-            }
-        }
-        let (index, _) = biggest?;
-        self.waiting.remove(index).map(|queued| queued.job)
     }
 }
 
@@ -540,8 +454,6 @@ impl Worker {
                     ),
                 }
             }
-            self.queue
-                .record_call(records.len() as f64 / self.options.page_size.max(1) as f64);
             // An empty token is no token: the window ends here.
             let next_token = output
                 .next_token()
@@ -559,7 +471,7 @@ impl Worker {
             if pages_here <= MAX_SAMPLED_PAGES {
                 seen.extend(records.iter().map(|r| r.start_date));
             }
-            let (split_into, split_pages) = match (&next_token, job.window) {
+            let split_into = match (&next_token, job.window) {
                 (Some(_), Some(window))
                     if returned >= self.options.page_size as usize
                         && pages_here <= MAX_SAMPLED_PAGES
@@ -567,7 +479,7 @@ impl Worker {
                 {
                     self.split(&job, window, &seen, pages_here)
                 }
-                _ => (Vec::new(), Vec::new()),
+                _ => Vec::new(),
             };
             let done = next_token.is_none() || !split_into.is_empty();
             self.options.progress.sessions(records.len());
@@ -600,7 +512,7 @@ impl Worker {
             if !split_into.is_empty() {
                 // Queued only after their page, so the checkpoint that records
                 // the split is saved before any of their pages.
-                self.queue.push(split_into, &split_pages);
+                self.queue.push(split_into);
                 return Ok(());
             }
             if done {
@@ -689,17 +601,16 @@ impl Worker {
         }
     }
 
-    /// Sub-windows for the workers waiting for work, with the pages each is
-    /// expected to hold, or none when nobody waits or the estimate says
-    /// paging on costs less than fetching again the `pages_done` pages this
-    /// job has fetched (see `split_window`).
+    /// Sub-windows for the workers waiting for work, or none when nobody
+    /// waits or the estimate says paging on costs less than fetching again
+    /// the `pages_done` pages this job has fetched (see `split_window`).
     fn split(
         &self,
         job: &CrawlJob,
         window: TimeRange,
         seen: &[i64],
         pages_done: u32,
-    ) -> (Vec<CrawlJob>, Vec<f64>) {
+    ) -> Vec<CrawlJob> {
         let useful = self.options.pacer.useful_concurrency(self.concurrency);
         let hungry = self.queue.hungry(useful);
         let page_size = self.options.page_size as usize;
@@ -715,16 +626,11 @@ impl Worker {
             // while a split costs one page, not when workers are free and
             // it has paged too far for a split to pay.
             let Some(share) = self.queue.fair_share() else {
-                return (Vec::new(), Vec::new());
+                return Vec::new();
             };
             match straggler_pieces(estimated, share, useful, pages_done) {
                 Some(pieces) => pieces,
-                None => {
-                    if pages_done == 1 {
-                        tracing::trace!(job = %job.describe(), estimated_pages = estimated(), share, "no straggler: not worth splitting with no worker waiting");
-                    }
-                    return (Vec::new(), Vec::new());
-                }
+                None => return Vec::new(),
             }
         };
         let allowance = if window == self.options.crawl_window {
@@ -745,11 +651,6 @@ impl Worker {
             seen,
             pages_done,
             dense_is_local,
-            state_spare: if hungry > 0 {
-                self.queue.state_spare()
-            } else {
-                0.0
-            },
         };
         let windows = split_window(
             found,
@@ -763,13 +664,11 @@ impl Worker {
         }
         if windows.len() < 2 {
             tracing::trace!(job = %job.describe(), pages_done, hungry, "not worth splitting");
-            return (Vec::new(), Vec::new());
+            return Vec::new();
         }
-        self.queue.record_split(pages_done);
         let first_id = self.queue.reserve_ids(windows.len());
         tracing::debug!(job = %job.describe(), into = windows.len(), hungry, pages_done, "splitting a heavy window");
-        let pages = pieces_pages(window, seen, &windows, page_size);
-        let jobs = windows
+        windows
             .into_iter()
             .enumerate()
             .map(|(offset, window)| CrawlJob {
@@ -780,8 +679,7 @@ impl Worker {
                 pages_done: 0,
                 planned_pages: None,
             })
-            .collect();
-        (jobs, pages)
+            .collect()
     }
 
     fn request(
@@ -817,65 +715,5 @@ impl Worker {
                 (!filters.is_empty()).then(|| filters.into_iter().filter_map(Result::ok).collect()),
             )
             .set_next_token(token)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(id: u32, planned_pages: Option<u32>) -> CrawlJob {
-        CrawlJob {
-            id,
-            state: SessionState::History,
-            window: Some(TimeRange {
-                start: i64::from(id) * 1000,
-                end: i64::from(id + 1) * 1000,
-            }),
-            resume_token: None,
-            pages_done: 0,
-            planned_pages,
-        }
-    }
-
-    fn taken(queue: &Queue) -> Vec<u32> {
-        std::iter::from_fn(|| queue.lock().take_biggest().map(|job| job.id)).collect()
-    }
-
-    #[test]
-    fn the_window_expected_to_hold_the_most_pages_is_taken_first() {
-        // Planned windows by their planned pages; unknown ones first.
-        let queue = Queue::new(vec![job(0, Some(3)), job(1, None), job(2, Some(5))], 3);
-        assert_eq!(taken(&queue), vec![1, 2, 0]);
-        // A split's pieces by their estimates, the oldest among equals, and
-        // a piece without an estimate as the biggest.
-        queue.push(
-            vec![job(3, None), job(4, None), job(5, None), job(6, None)],
-            &[2.0, 9.5, 2.0],
-        );
-        assert_eq!(taken(&queue), vec![6, 4, 3, 5]);
-    }
-
-    #[test]
-    fn the_state_s_spare_calls_are_its_share_less_what_was_spent_and_is_owed() {
-        let queue = Queue::new(vec![job(0, None)], 1);
-        // Nothing fetched: the first window's allowance, less the half page
-        // its last page will leave empty.
-        assert_eq!(queue.state_spare(), FIRST_WINDOW_ALLOWANCE - 0.5);
-        // 100 calls: 90 full pages, 10 half-full; 4 pages fetched again.
-        for _ in 0..90 {
-            queue.record_call(1.0);
-        }
-        for _ in 0..10 {
-            queue.record_call(0.5);
-        }
-        queue.record_split(4);
-        let bought = 95.0 - 4.0;
-        let spent = 100.0 - bought;
-        let expected = SPARE_SHARE * bought + FIRST_WINDOW_ALLOWANCE - spent - 0.5;
-        assert!((queue.state_spare() - expected).abs() < 1e-9);
-        // Each window held or waiting owes half a page.
-        queue.push(vec![job(1, None), job(2, None)], &[]);
-        assert!((queue.state_spare() - (expected - 1.0)).abs() < 1e-9);
     }
 }

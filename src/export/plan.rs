@@ -429,10 +429,6 @@ pub struct Found<'a> {
     /// Whether the seen density is known to be local: the whole state
     /// holds far less than the window would at that density.
     pub dense_is_local: bool,
-    /// The calls the whole state has left to spend beyond its pages, after
-    /// those its windows in flight or queued will spend on their last
-    /// pages (see [`split_window`]).
-    pub state_spare: f64,
 }
 
 /// Cuts a heavy `window` into at most `pieces` contiguous sub-windows of
@@ -487,7 +483,6 @@ pub fn split_window(
         seen,
         pages_done,
         dense_is_local,
-        state_spare,
     } = found;
     let width = window.end - window.start;
     if pieces < 2 || width < 2 * min_width_ms.max(1000) {
@@ -515,20 +510,6 @@ pub fn split_window(
         let affordable = (2.0 * spare)
             .floor()
             .min(((pages - done) * 2.0 * SPARE_SHARE).floor());
-        // What the state has left unspent pays for what the window's own
-        // share does not: near the end of a crawl, a window of a few shares
-        // pages alone while workers wait, and what the windows before it
-        // did not spend buys it pieces of at least two pages each. Not once
-        // the window has fetched more than half of what is left: its pieces
-        // would page that again and end no sooner.
-        let from_state = if done <= (pages - done) / 2.0 {
-            (1.0 + 2.0 * (state_spare - done))
-                .floor()
-                .min(((pages - done) / STATE_PIECE_PAGES).floor())
-        } else {
-            0.0
-        };
-        let affordable = affordable.max(from_state);
         if pages - done < 2.0 || affordable < 2.0 {
             return vec![window];
         }
@@ -583,10 +564,6 @@ pub fn split_window(
     to_ranges(&edges)
 }
 
-/// The fewest pages a piece paid for by the state's spare calls holds (see
-/// [`split_window`]).
-const STATE_PIECE_PAGES: f64 = 2.0;
-
 /// How far below a whole number of pages a piece is planned, as a share of
 /// its pages: the estimate is a sample's, and a piece a little over its
 /// last full page costs a round trip and a call more.
@@ -613,24 +590,6 @@ fn fewest_pieces_for_the_same_rounds(pages: f64, pieces: usize) -> usize {
 pub fn estimated_pages(window: TimeRange, seen: &[i64], page_size: usize) -> f64 {
     let dates = in_window_sorted(window, seen);
     Weight::estimate(window, &dates).total() / page_size.max(1) as f64
-}
-
-/// The pages each of `pieces` (cut from `window`) holds, as estimated from
-/// the `StartDate`s `window`'s pages returned (`seen`, in any order; see
-/// [`split_window`]): the order in which the crawl takes them.
-pub fn pieces_pages(
-    window: TimeRange,
-    seen: &[i64],
-    pieces: &[TimeRange],
-    page_size: usize,
-) -> Vec<f64> {
-    let dates = in_window_sorted(window, seen);
-    let weight = Weight::estimate(window, &dates);
-    let page = page_size.max(1) as f64;
-    pieces
-        .iter()
-        .map(|piece| (weight.before(piece.end) - weight.before(piece.start)) / page)
-        .collect()
 }
 
 /// The `StartDate`s of `seen` that lie in `window`, sorted.
@@ -942,7 +901,6 @@ mod tests {
             seen,
             pages_done,
             dense_is_local,
-            state_spare: 0.0,
         }
     }
 
@@ -1117,35 +1075,6 @@ mod tests {
             split_window(found(window, &across, 2, false), 8, MINUTE, 200, 0.0),
             vec![window]
         );
-    }
-
-    #[test]
-    fn the_state_s_unspent_calls_split_a_window_its_own_share_cannot() {
-        // A 90 s window of a hot hour, 22 sessions a second (about 10
-        // pages), one page in, listed newest first: its own 15% (1.5 calls)
-        // does not pay for the page fetched again and a part-full page more.
-        let window = TimeRange {
-            start: 0,
-            end: 90_000,
-        };
-        let seen: Vec<i64> = (0..200).map(|i| window.end - 1 - i * 45).collect();
-        let with_spare = |state_spare: f64, pages_done: u32| {
-            let found = Found {
-                state_spare,
-                ..found(window, &seen, pages_done, false)
-            };
-            split_window(found, 4, 10_000, 200, 0.0)
-        };
-        assert_eq!(with_spare(0.0, 1), vec![window]);
-        // What the state left unspent pays: 1 page again, half a page for
-        // each piece more.
-        let pieces = with_spare(3.0, 1);
-        assert_covers(window, &pieces, 10_000);
-        assert_eq!(pieces.len(), 4);
-        assert_eq!(with_spare(2.0, 1).len(), 3);
-        // Not for a window that has fetched more than half of what is left:
-        // its pieces would fetch that again and end no sooner.
-        assert_eq!(with_spare(50.0, 4), vec![window]);
     }
 
     #[test]
