@@ -53,6 +53,7 @@ pub struct JobSpec {
     /// The window as asked (`lookback 30d`, `since … until …`), not as
     /// resolved, so that rerunning the same command matches.
     pub window: String,
+    /// Kept for the record, not compared (see [`JobSpec::differences`]).
     pub slice_ms: i64,
     pub filters: Vec<UserFilter>,
 }
@@ -83,9 +84,11 @@ impl JobSpec {
         if self.window != asked.window {
             out.push(format!("window {:?} vs {:?}", self.window, asked.window));
         }
-        if self.slice_ms != asked.slice_ms {
-            out.push(format!("slice {}ms vs {}ms", self.slice_ms, asked.slice_ms));
-        }
+        // The slice is not compared: the windows the checkpoint holds are
+        // already cut, and the slice only floors the splits still to come,
+        // so a crawl resumed under another one gives the same rows (an
+        // operator who reruns a killed night with another `--slice` should
+        // not have to crawl it again).
         if self.filters != asked.filters {
             let show = |f: &[UserFilter]| {
                 f.iter()
@@ -783,6 +786,9 @@ mod tests {
             .expect_err("differs")
             .to_string();
         assert!(err.contains("states"), "{err}");
+        let mut asked = JobSpec::of(&config);
+        asked.slice_ms *= 60;
+        assert!(store.check_matches(&checkpoint, &asked).is_ok());
     }
 
     #[tokio::test]

@@ -420,6 +420,33 @@ fn a_checkpoint_for_other_flags_is_refused_until_restart() {
         .all(|r| r.end_date.is_some() || r.status.as_deref() != Some("Connected")));
 }
 
+/// The slice only floors the splits still to come, so a rerun of a killed
+/// night under another `--slice` resumes it, and its rows are the rows of
+/// an uninterrupted crawl under the first slice.
+#[test]
+fn a_crawl_killed_under_one_slice_resumes_under_another_with_the_same_rows() {
+    let data = generated(400, 81, &["--active-share", "0.05"]);
+    let (reference_sim, _d1) = Sim::with_sessions(&data, &[]);
+    let reference_out = tempfile::tempdir().expect("tempdir");
+    assert_success(&export(&reference_sim, reference_out.path(), CRAWL));
+    let reference = comparable(read_rows(reference_out.path()));
+    assert_eq!(reference.len(), data.len());
+
+    let (sim, _d2) = Sim::with_sessions(&data, &["--latency", "20ms"]);
+    let out = tempfile::tempdir().expect("tempdir");
+    interrupted_run(&sim, out.path());
+
+    let other_slice: Vec<&str> = CRAWL
+        .iter()
+        .map(|flag| if *flag == "12h" { "1h" } else { flag })
+        .collect();
+    assert_ne!(other_slice, CRAWL, "the rerun asks for another slice");
+    let resumed = export(&sim, out.path(), &other_slice);
+    assert_success(&resumed);
+    assert!(stderr(&resumed).contains("resumed"), "{}", stderr(&resumed));
+    assert_eq!(comparable(read_rows(out.path())), reference);
+}
+
 #[test]
 fn a_corrupt_checkpoint_is_named_kept_and_recovered_by_restart() {
     let data = generated(300, 81, &[]);
