@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# How long publishing takes on a skewed first night: from the first
+# partition's merge to the run manifest, read from the publish trace, so
+# that the crawl's run-to-run spread does not hide it. Release binaries,
+# the simulator on loopback with no latency, one fresh simulator per run.
+# Prints, per run, the wall time, the publishing time and the busiest day's.
+# BENCHMARKS.md records results with the command that produced them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SESSIONS=${SESSIONS:-100000}
+SKEW=${SKEW:-0.8}
+RUNS=${RUNS:-4}
+CONCURRENCY=${CONCURRENCY:-16}
+cargo build --release --quiet
+BIN=${CARGO_TARGET_DIR:-target}/release
+# shellcheck source=scripts/sim-lib.sh
+. scripts/sim-lib.sh
+
+echo "== $SESSIONS sessions, $SKEW of them in one hour, first nights at concurrency $CONCURRENCY"
+for run in $(seq "$RUNS"); do
+  start_sim --sessions "$SESSIONS" --seed 5 --skew-share "$SKEW" --bursts 0 --active-share 0.002
+  rm -rf "$work/out"
+  start=$(date +%s.%N)
+  SSM_AUDIT_LOG=ssm_audit=info,ssm_audit::export::publish=trace \
+    "$BIN/ssm-audit" export --output "$work/out" --endpoint-url "$endpoint" \
+    --concurrency "$CONCURRENCY" --progress off >/dev/null 2>"$work/run.log"
+  end=$(date +%s.%N)
+  stop_sim
+  python3 - "$run" "$start" "$end" "$work/run.log" <<'PY'
+import datetime, re, sys
+run, start, end, log = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+first = manifest = None
+busiest = (0, None, None)
+merging = {}
+for line in open(log):
+    m = re.match(r'(\S+)Z\s+\w+\s+(.*)', line)
+    if not m:
+        continue
+    t = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc).timestamp() - start
+    text = re.sub(r'\x1b\[[0-9;]*m', '', m.group(2))
+    part = re.search(r'partition=(\S+)', text)
+    rows = re.search(r'rows=(\d+)', text)
+    if 'merging a partition' in text and part and rows:
+        first = t if first is None else first
+        merging[part.group(1)] = (t, int(rows.group(1)))
+    elif 'partition written' in text and part and part.group(1) in merging:
+        began, count = merging[part.group(1)]
+        if count > busiest[0]:
+            busiest = (count, began, t)
+    elif 'manifest written' in text:
+        manifest = t
+if first is None or manifest is None:
+    sys.exit(f"run {run}: no publish trace in {log}")
+count, began, ended = busiest
+print(f"run {run}: wall {end - start:.2f} s; publishing {manifest - first:.3f} s "
+      f"({first:.2f} to {manifest:.2f}); busiest day {count:,} rows in {ended - began:.3f} s")
+PY
+done
