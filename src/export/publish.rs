@@ -190,7 +190,9 @@ const PARTITIONS_AT_ONCE: usize = 4;
 /// more): about one row group's.
 const ROWS_AT_ONCE: usize = schema::ROW_GROUP_SIZE;
 /// A day of at most this many fresh rows runs beside a busy one: its
-/// fresh rows are one batch, encoded inline (see [`schema::ParquetSink`]).
+/// fresh rows are one batch, encoded inline (see [`schema::ParquetSink`])
+/// unless its existing file is large, which the rows budget never counted
+/// either (four such days could always run at once).
 /// On a first night of 100,000 sessions, 80% of them on one day, the other
 /// 29 days took 0.07 s after that day's 0.38 s; beside it, publishing takes
 /// about 0.03 s less (BENCHMARKS.md, "Publishing the quiet days beside the
@@ -200,8 +202,9 @@ const SMALL_DAY_ROWS: usize = schema::SINK_BATCH;
 /// Whether a day of `rows` fresh rows starts while `running` days of
 /// `rows_running` fresh rows are merged. A busy day's encoder holds a row
 /// group; busy days go alone, so memory stays that of one day however many
-/// run. A small day goes beside them: it holds one sink batch at most, and
-/// a skewed month's ordinary days are written while its hot day is.
+/// run. A small day goes beside them (fresh rows of one sink batch at
+/// most), so a skewed month's ordinary days are written while its hot day
+/// is.
 fn day_starts_now(running: usize, rows_running: usize, rows: usize) -> bool {
     running == 0
         || (running < PARTITIONS_AT_ONCE
