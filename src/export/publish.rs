@@ -193,10 +193,11 @@ const ROWS_AT_ONCE: usize = schema::ROW_GROUP_SIZE;
 /// fresh rows are one batch, encoded inline (see [`schema::ParquetSink`])
 /// unless its existing file is large, which the rows budget never counted
 /// either (four such days could always run at once).
-/// On a first night of 100,000 sessions, 80% of them on one day, the other
-/// 29 days took 0.07 s after that day's 0.38 s; beside it, publishing takes
-/// about 0.03 s less (BENCHMARKS.md, "Publishing the quiet days beside the
-/// hot one").
+/// On 100,000 sessions, 80% of them on one day, the other 29 days took
+/// 0.07 s after that day's 0.38 s; beside it, a first night publishes about
+/// 0.04 s sooner and a second night (each quiet day merged with last
+/// night's file) ends about 0.15 s sooner (BENCHMARKS.md, "Publishing the
+/// quiet days beside the hot one").
 const SMALL_DAY_ROWS: usize = schema::SINK_BATCH;
 
 /// Whether a day of `rows` fresh rows starts while `running` days of
