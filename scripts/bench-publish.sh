@@ -4,29 +4,37 @@
 # that the crawl's run-to-run spread does not hide it. Release binaries,
 # the simulator on loopback with no latency, one fresh simulator per run.
 # Prints, per run, the wall time, the publishing time and the busiest day's.
-# BENCHMARKS.md records results with the command that produced them.
+# BIN=DIR runs the binaries in DIR as they are (another commit's build, to
+# compare); BINS="DIR1 DIR2" runs each in turn on the same fresh simulator
+# data, round after round. BENCHMARKS.md records results with the command
+# that produced them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SESSIONS=${SESSIONS:-100000}
 SKEW=${SKEW:-0.8}
 RUNS=${RUNS:-4}
 CONCURRENCY=${CONCURRENCY:-16}
-cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release
+if [ -z "${BIN:-}${BINS:-}" ]; then
+  cargo build --release --quiet
+  BIN=${CARGO_TARGET_DIR:-target}/release
+fi
+BINS=${BINS:-$BIN}
+# The simulator comes from the first folder.
+BIN=${BIN:-${BINS%% *}}
 # shellcheck source=scripts/sim-lib.sh
 . scripts/sim-lib.sh
 
 echo "== $SESSIONS sessions, $SKEW of them in one hour, first nights at concurrency $CONCURRENCY"
 for run in $(seq "$RUNS"); do
   start_sim --sessions "$SESSIONS" --seed 5 --skew-share "$SKEW" --bursts 0 --active-share 0.002
+  for bin in $BINS; do
   rm -rf "$work/out"
   start=$(date +%s.%N)
   SSM_AUDIT_LOG=ssm_audit=info,ssm_audit::export::publish=trace \
-    "$BIN/ssm-audit" export --output "$work/out" --endpoint-url "$endpoint" \
+    "$bin/ssm-audit" export --output "$work/out" --endpoint-url "$endpoint" \
     --concurrency "$CONCURRENCY" --progress off >/dev/null 2>"$work/run.log"
   end=$(date +%s.%N)
-  stop_sim
-  python3 - "$run" "$start" "$end" "$work/run.log" <<'PY'
+  python3 - "$run $bin" "$start" "$end" "$work/run.log" <<'PY'
 import datetime, re, sys
 run, start, end, log = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 first = manifest = None
@@ -55,4 +63,6 @@ count, began, ended = busiest
 print(f"run {run}: wall {end - start:.2f} s; publishing {manifest - first:.3f} s "
       f"({first:.2f} to {manifest:.2f}); busiest day {count:,} rows in {ended - began:.3f} s")
 PY
+  done
+  stop_sim
 done

@@ -151,15 +151,25 @@ const WRITE_BATCH: usize = 8192;
 /// Rows a [`ParquetSink`] is handed at once, at most (see [`gather`]).
 pub const SINK_BATCH: usize = 4096;
 
+/// Batches that may wait for a [`ParquetSink`]'s encoding thread. With none
+/// (a rendezvous), merging and encoding took turns more than they
+/// overlapped: each waits on the other whenever one batch costs it more
+/// than the last (see BENCHMARKS.md, "The busy day's encoder").
+const ENCODER_QUEUE: usize = 2;
+
 /// Encodes batches into one Parquet file as they come, so a writer holds a
 /// batch or two and the encoded file, never all rows at once.
 ///
 /// A file of more than one full batch is encoded on a thread of its own,
-/// handed each batch through a rendezvous channel (so no more than two
-/// exist), while the caller merges the next: the busy day of a night is what
-/// its publishing waits for, and merging and encoding it cost about the
-/// same (at 100,000 sessions, 80% of them on one day, the merge took 0.87 s
-/// on one core before). A small file never starts a thread.
+/// handed each batch through a channel of [`ENCODER_QUEUE`] (so no more
+/// than four exist), while the caller merges the next: the busy day of a
+/// night is what its publishing waits for, and merging and encoding it cost
+/// about the same (at 100,000 sessions, 80% of them on one day, the merge
+/// took 0.87 s on one core before). A small file never starts a thread.
+/// What counts is the rows the file has been handed, not one batch's: the
+/// merge of staged parts flushes a batch whenever it has drawn on 16 parts
+/// (3,200 rows at most), so no batch of a first night is full, and a rule
+/// on the batch's size had left the busy day encoding inline.
 pub struct ParquetSink {
     rows: usize,
     encoder: Encoder,
@@ -201,9 +211,15 @@ impl ParquetSink {
     pub fn push(&mut self, batch: RecordBatch) -> Result<(), SchemaError> {
         self.rows += batch.num_rows();
         match &mut self.encoder {
-            Encoder::Inline(writer) if batch.num_rows() < SINK_BATCH => Ok(writer.write(&batch)?),
+            Encoder::Inline(writer) if self.rows <= SINK_BATCH => Ok(writer.write(&batch)?),
             _ => self.hand_over(batch),
         }
+    }
+
+    /// Whether the file is encoded on a thread of its own.
+    #[cfg(test)]
+    fn on_its_thread(&self) -> bool {
+        matches!(self.encoder, Encoder::Thread { .. })
     }
 
     /// Gives a batch to the encoding thread, starting it on the first.
@@ -213,7 +229,7 @@ impl ParquetSink {
             else {
                 unreachable!("matched above")
             };
-            let (batches, received) = std::sync::mpsc::sync_channel::<RecordBatch>(0);
+            let (batches, received) = std::sync::mpsc::sync_channel::<RecordBatch>(ENCODER_QUEUE);
             let thread = std::thread::Builder::new()
                 .name("parquet-encoder".into())
                 .spawn(move || {
@@ -751,9 +767,17 @@ mod tests {
 
     #[test]
     fn a_sink_gives_every_row_in_order_whether_it_encodes_inline_or_on_its_thread() {
-        // 10 rows never leave the caller's thread; a part-full batch, then
-        // three full ones and a part of one, go through the encoder's.
-        for sizes in [vec![10], vec![17, SINK_BATCH, SINK_BATCH, SINK_BATCH, 5]] {
+        // 10 rows, or a batch's worth in pieces, never leave the caller's
+        // thread; a part-full batch, then three full ones and a part of
+        // one, go through the encoder's, and so do many part-full batches
+        // (a merge of staged parts of 200 rows flushes at 16 of them).
+        let parts = vec![16 * 200; 8];
+        for (sizes, threaded) in [
+            (vec![10], false),
+            (vec![SINK_BATCH - 100, 100], false),
+            (vec![17, SINK_BATCH, SINK_BATCH, SINK_BATCH, 5], true),
+            (parts, true),
+        ] {
             let count: usize = sizes.iter().sum();
             let rows: Vec<SessionRecord> = (0..count)
                 .map(|i| record(&format!("s-{i:06}"), 1_000 + i as i64, "Terminated", 7))
@@ -766,6 +790,7 @@ mod tests {
                 from += size;
             }
             assert_eq!(sink.rows(), count);
+            assert_eq!(sink.on_its_thread(), threaded, "{count} rows");
             let bytes = sink.finish().expect("finished");
             assert_eq!(read_parquet(Bytes::from(bytes)).expect("reads"), rows);
         }

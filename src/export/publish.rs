@@ -495,9 +495,21 @@ async fn merge_streaming<P: Storage>(
         None => None,
     };
     let mut out = Gathered::default();
+    // Winners in time order visit a part's rows together: the part at hand
+    // is kept, not asked for (and its batch cloned) once a row.
+    let mut at_hand: Option<(u32, RecordBatch)> = None;
     for winner in winners {
-        let (part, batch) = parts.batch(winner.part).await?;
-        let fresh = MergeColumns::of(&batch).map_err(|e| parts.unreadable(winner.part, &e))?;
+        if at_hand
+            .as_ref()
+            .is_none_or(|(part, _)| *part != winner.part)
+        {
+            at_hand = Some(parts.batch(winner.part).await?);
+        }
+        let Some((part, batch)) = at_hand.as_ref() else {
+            unreachable!("set above");
+        };
+        let part = *part;
+        let fresh = MergeColumns::of(batch).map_err(|e| parts.unreadable(winner.part, &e))?;
         let row = usize::from(winner.row);
         if row >= fresh.rows() {
             return Err(PublishError::Part {
@@ -548,7 +560,7 @@ async fn merge_streaming<P: Storage>(
         match same {
             Some((fresh_wins, batch_no, old_batch, at, seen)) => {
                 if fresh_wins {
-                    out.pick(&mut sink, Source::Part(part), &batch, row, seen)
+                    out.pick(&mut sink, Source::Part(part), batch, row, seen)
                 } else {
                     out.pick(&mut sink, Source::Existing(batch_no), &old_batch, at, seen)
                 }
@@ -561,7 +573,7 @@ async fn merge_streaming<P: Storage>(
                 .pick(
                     &mut sink,
                     Source::Part(part),
-                    &batch,
+                    batch,
                     row,
                     (winner.first_seen_at, winner.last_seen_at),
                 )
