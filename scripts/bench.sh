@@ -10,8 +10,11 @@ SESSIONS=${SESSIONS:-1000000}
 CONCURRENCY=${CONCURRENCY:-8}
 SLICE=${SLICE:-1m}
 SIM_ARGS=${SIM_ARGS:-}
-cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release
+# BIN=DIR runs the binaries in DIR as they are (another commit's build).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=${CARGO_TARGET_DIR:-target}/release
+fi
 # shellcheck source=scripts/sim-lib.sh
 . scripts/sim-lib.sh
 
