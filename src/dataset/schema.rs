@@ -158,7 +158,7 @@ pub const SINK_BATCH: usize = 4096;
 const ENCODER_QUEUE: usize = 2;
 
 /// Encodes batches into one Parquet file as they come, so a writer holds a
-/// batch or two and the encoded file, never all rows at once.
+/// few batches and the encoded file, never all rows at once.
 ///
 /// A file of more than one full batch is encoded on a thread of its own,
 /// handed each batch through a channel of [`ENCODER_QUEUE`] (so no more
