@@ -28,13 +28,13 @@ echo "== $SESSIONS sessions, $SKEW of them in one hour, first nights at concurre
 for run in $(seq "$RUNS"); do
   start_sim --sessions "$SESSIONS" --seed 5 --skew-share "$SKEW" --bursts 0 --active-share 0.002
   for bin in $BINS; do
-  rm -rf "$work/out"
-  start=$(date +%s.%N)
-  SSM_AUDIT_LOG=ssm_audit=info,ssm_audit::export::publish=trace \
-    "$bin/ssm-audit" export --output "$work/out" --endpoint-url "$endpoint" \
-    --concurrency "$CONCURRENCY" --progress off >/dev/null 2>"$work/run.log"
-  end=$(date +%s.%N)
-  python3 - "$run $bin" "$start" "$end" "$work/run.log" <<'PY'
+    rm -rf "$work/out"
+    start=$(date +%s.%N)
+    SSM_AUDIT_LOG=ssm_audit=info,ssm_audit::export::publish=trace \
+      "$bin/ssm-audit" export --output "$work/out" --endpoint-url "$endpoint" \
+      --concurrency "$CONCURRENCY" --progress off >/dev/null 2>"$work/run.log"
+    end=$(date +%s.%N)
+    python3 - "$run $bin" "$start" "$end" "$work/run.log" <<'PY'
 import datetime, re, sys
 run, start, end, log = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 first = manifest = None

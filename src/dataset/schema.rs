@@ -152,9 +152,9 @@ const WRITE_BATCH: usize = 8192;
 pub const SINK_BATCH: usize = 4096;
 
 /// Batches that may wait for a [`ParquetSink`]'s encoding thread. With none
-/// (a rendezvous), merging and encoding took turns more than they
-/// overlapped: each waits on the other whenever one batch costs it more
-/// than the last (see BENCHMARKS.md, "The busy day's encoder").
+/// (a rendezvous), a perf timeline of a busy day had the merging and the
+/// encoding thread each busy about half the time, taking turns (see
+/// BENCHMARKS.md, "The busy day's encoder").
 const ENCODER_QUEUE: usize = 2;
 
 /// Encodes batches into one Parquet file as they come, so a writer holds a

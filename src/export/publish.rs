@@ -499,15 +499,11 @@ async fn merge_streaming<P: Storage>(
     // is kept, not asked for (and its batch cloned) once a row.
     let mut at_hand: Option<(u32, RecordBatch)> = None;
     for winner in winners {
-        if at_hand
-            .as_ref()
-            .is_none_or(|(part, _)| *part != winner.part)
-        {
-            at_hand = Some(parts.batch(winner.part).await?);
-        }
-        let Some((part, batch)) = at_hand.as_ref() else {
-            unreachable!("set above");
+        let kept = match at_hand.take() {
+            Some(kept) if kept.0 == winner.part => kept,
+            _ => parts.batch(winner.part).await?,
         };
+        let (part, batch) = at_hand.insert(kept);
         let part = *part;
         let fresh = MergeColumns::of(batch).map_err(|e| parts.unreadable(winner.part, &e))?;
         let row = usize::from(winner.row);
