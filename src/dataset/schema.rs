@@ -3,7 +3,8 @@
 //!
 //! Timestamps are `Timestamp(Millisecond, "UTC")`, which Parquet stores as
 //! INT64 `TIMESTAMP(MILLIS, isAdjustedToUTC=true)`; never INT96. Files are
-//! ZSTD-compressed with statistics, and carry the contract version in their
+//! ZSTD-compressed with statistics, dictionary-encoded but for the columns
+//! whose values are all distinct, and carry the contract version in their
 //! key-value metadata.
 
 use std::sync::{Arc, OnceLock};
@@ -18,6 +19,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::dataset::record::SessionRecord;
 
@@ -129,12 +131,24 @@ pub enum Packing {
     Staged,
 }
 
+/// Columns whose values are (nearly) all distinct: a dictionary of them is
+/// as large as the values themselves plus an index per row, and building it
+/// hashes and compares every value on the encoder's thread, the one that
+/// publishing a busy day waits for. They are written plain. Every other
+/// column repeats a handful of values (owners, targets, statuses, the run's
+/// seen-at stamps) and keeps its dictionary.
+pub const DISTINCT_COLUMNS: [&str; 3] = ["session_id", "start_date", "end_date"];
+
 fn writer_properties(packing: Packing) -> WriterProperties {
     let compression = match packing {
         Packing::Published => Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
         Packing::Staged => Compression::UNCOMPRESSED,
     };
-    WriterProperties::builder()
+    DISTINCT_COLUMNS
+        .iter()
+        .fold(WriterProperties::builder(), |builder, column| {
+            builder.set_column_dictionary_enabled(ColumnPath::from(*column), false)
+        })
         .set_compression(compression)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_SIZE))
@@ -814,6 +828,31 @@ mod tests {
             Compression::ZSTD(_)
         ));
         assert!(meta.row_group(0).column(13).statistics().is_some());
+    }
+
+    #[test]
+    fn distinct_columns_are_written_plain_and_the_others_keep_their_dictionary() {
+        let rows: Vec<SessionRecord> = (0..500)
+            .map(|i| record(&format!("s-{i:06}"), 1_000 + i, "Terminated", 7))
+            .collect();
+        for packing in [Packing::Published, Packing::Staged] {
+            let bytes = Bytes::from(write_parquet(&rows, packing).expect("writes"));
+            let reader =
+                parquet::file::reader::SerializedFileReader::new(bytes.clone()).expect("opens");
+            use parquet::file::reader::FileReader;
+            let group = reader.metadata().row_group(0);
+            for column in group.columns() {
+                let name = column.column_path().string();
+                let dictionary = column.dictionary_page_offset().is_some();
+                assert_eq!(
+                    dictionary,
+                    !DISTINCT_COLUMNS.contains(&name.as_str()),
+                    "{name} ({packing:?}): {:?}",
+                    column.encodings().collect::<Vec<_>>()
+                );
+            }
+            assert_eq!(read_parquet(bytes).expect("reads"), rows);
+        }
     }
 
     #[test]
