@@ -24,15 +24,44 @@ BIN=${BIN:-${BINS%% *}}
 # shellcheck source=scripts/sim-lib.sh
 . scripts/sim-lib.sh
 
-echo "== $SESSIONS sessions, $SKEW of them in one hour, first nights at concurrency $CONCURRENCY"
+# S3=1: the output (and so the staged parts publishing reads back) in
+# moto_server on loopback, as a scheduled task writing to S3 has it.
+if [ "${S3:-0}" = 1 ]; then
+  PY=${PY:-.venv/bin/python}
+  port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  .venv/bin/moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  moto_pid=$!
+  trap 'kill "$moto_pid" 2>/dev/null || true; cleanup' EXIT
+  s3="http://127.0.0.1:$port"
+  for _ in $(seq 1 600); do curl -fs "$s3/" >/dev/null && break; sleep 0.05; done
+  "$PY" -c "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='eu-west-1').create_bucket(Bucket='bench-publish', CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})" "$s3"
+  # S3_LATENCY=MS: each request to it a round trip of MS more, through
+  # scripts/delay-proxy.py (S3 answers in tens of milliseconds, moto in a few).
+  if [ -n "${S3_LATENCY:-}" ]; then
+    "$PY" scripts/delay-proxy.py "$port" "$S3_LATENCY" "$work/proxy" &
+    proxy_pid=$!
+    trap 'kill "$moto_pid" "$proxy_pid" 2>/dev/null || true; cleanup' EXIT
+    for _ in $(seq 1 600); do [ -s "$work/proxy" ] && break; sleep 0.05; done
+    s3="http://127.0.0.1:$(cat "$work/proxy")"
+  fi
+  export AWS_ENDPOINT_URL_S3=$s3 SSM_AUDIT_S3_FORCE_PATH_STYLE=true
+fi
+
+echo "== $SESSIONS sessions, $SKEW of them in one hour, first nights at concurrency $CONCURRENCY${S3:+, output on S3 (moto)}${S3_LATENCY:+, $S3_LATENCY ms a request}"
 for run in $(seq "$RUNS"); do
   start_sim --sessions "$SESSIONS" --seed 5 --skew-share "$SKEW" --bursts 0 --active-share 0.002
   for bin in $BINS; do
     rm -rf "$work/out"
+    exports=$((${exports:-0} + 1))
+    # --endpoint-url would send S3's requests to the simulator too.
+    where=(--output "$work/out" --endpoint-url "$endpoint")
+    [ "${S3:-0}" = 1 ] && where=(--output "s3://bench-publish/export$exports")
     start=$(date +%s.%N)
-    SSM_AUDIT_LOG=ssm_audit=info,ssm_audit::export::publish=trace \
-      "$bin/ssm-audit" export --output "$work/out" --endpoint-url "$endpoint" \
-      --concurrency "$CONCURRENCY" --progress off >/dev/null 2>"$work/run.log"
+    AWS_ENDPOINT_URL_SSM=$endpoint AWS_ENDPOINT_URL_STS=$endpoint \
+      SSM_AUDIT_LOG=ssm_audit=info,ssm_audit::export::publish=trace \
+      "$bin/ssm-audit" export "${where[@]}" \
+      --concurrency "$CONCURRENCY" --progress off >/dev/null 2>"$work/run.log" \
+      || { tail -3 "$work/run.log" >&2; exit 1; }
     end=$(date +%s.%N)
     python3 - "$run $bin" "$start" "$end" "$work/run.log" <<'PY'
 import datetime, re, sys
