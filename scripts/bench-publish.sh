@@ -27,20 +27,13 @@ BIN=${BIN:-${BINS%% *}}
 # S3=1: the output (and so the staged parts publishing reads back) in
 # moto_server on loopback, as a scheduled task writing to S3 has it.
 if [ "${S3:-0}" = 1 ]; then
-  PY=${PY:-.venv/bin/python}
-  port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  .venv/bin/moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-  moto_pid=$!
-  trap 'kill "$moto_pid" 2>/dev/null || true; cleanup' EXIT
-  s3="http://127.0.0.1:$port"
-  for _ in $(seq 1 600); do curl -fs "$s3/" >/dev/null && break; sleep 0.05; done
-  "$PY" -c "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='eu-west-1').create_bucket(Bucket='bench-publish', CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})" "$s3"
+  start_moto bench-publish
   # S3_LATENCY=MS: each request to it a round trip of MS more, through
   # scripts/delay-proxy.py (S3 answers in tens of milliseconds, moto in a few).
   if [ -n "${S3_LATENCY:-}" ]; then
-    "$PY" scripts/delay-proxy.py "$port" "$S3_LATENCY" "$work/proxy" &
+    "${PY:-.venv/bin/python}" scripts/delay-proxy.py "$moto_port" "$S3_LATENCY" "$work/proxy" &
     proxy_pid=$!
-    trap 'kill "$moto_pid" "$proxy_pid" 2>/dev/null || true; cleanup' EXIT
+    trap 'kill "$proxy_pid" 2>/dev/null || true; cleanup' EXIT
     for _ in $(seq 1 600); do [ -s "$work/proxy" ] && break; sleep 0.05; done
     s3="http://127.0.0.1:$(cat "$work/proxy")"
   fi

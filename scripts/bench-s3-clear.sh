@@ -15,13 +15,7 @@ PY=${PY:-.venv/bin/python}
 builds=("$BIN")
 [ -n "${BASELINE:-}" ] && builds=("$BASELINE" "$BIN")
 
-port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-moto_pid=$!
-trap 'kill "$moto_pid" 2>/dev/null || true; cleanup' EXIT
-s3="http://127.0.0.1:$port"
-for _ in $(seq 1 600); do curl -fs "$s3/" >/dev/null && break; sleep 0.05; done
-"$PY" -c "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='eu-west-1').create_bucket(Bucket='bench-clear', CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})" "$s3"
+start_moto bench-clear
 start_sim --sessions "${SESSIONS:-20000}" --seed 5 --skew-share 0.8 --bursts 0 --active-share 0.002
 
 run=0

@@ -6,8 +6,10 @@
 
 work=$(mktemp -d)
 sim_pid=
+moto_pid=
 cleanup() {
   [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
+  [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -22,6 +24,18 @@ start_sim() {
     sleep 0.01
   done
   endpoint=$(cat "$work/endpoint")
+}
+
+# start_moto BUCKET: moto_server (from the venv: `make venv`) on a free port
+# of loopback, serving S3 with BUCKET made; sets $s3 (its URL) and $moto_port.
+start_moto() {
+  local py=${PY:-.venv/bin/python}
+  moto_port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  .venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 &
+  moto_pid=$!
+  s3="http://127.0.0.1:$moto_port"
+  for _ in $(seq 1 600); do curl -fs "$s3/" >/dev/null && break; sleep 0.05; done
+  "$py" -c "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='eu-west-1').create_bucket(Bucket=sys.argv[2], CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})" "$s3" "$1"
 }
 
 # stop_sim: stops the simulator start_sim started and forgets its address,
