@@ -413,6 +413,11 @@ impl Moves {
 /// Reads the ids and start dates of the existing partitions in `scan` and
 /// merges each session found under another start date than its winner's
 /// with its old row.
+///
+/// Each day's file is asked for by its key, a request a day of `scan`
+/// whatever else the output holds: a listing of `sessions/` would grow
+/// with every day and every (account, region) ever exported, and each
+/// pair of an organization would pay for all of it every night.
 async fn find_moves<S: Storage, P: Storage>(
     storage: &S,
     dedupe: &DedupeSet,
@@ -422,16 +427,17 @@ async fn find_moves<S: Storage, P: Storage>(
     scan: std::ops::RangeInclusive<NaiveDate>,
 ) -> Result<Moves, PublishError> {
     let mut moves = Moves::default();
-    for key in storage.list(layout::SESSIONS_PREFIX).await? {
-        let Some(partition) = PartitionKey::parse(&key) else {
-            continue;
+    let days = scan
+        .start()
+        .iter_days()
+        .take_while(|date| date <= scan.end());
+    for date in days {
+        let partition = PartitionKey {
+            date,
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
         };
-        if partition.account_id != account_id
-            || partition.region != region
-            || !scan.contains(&partition.date)
-        {
-            continue;
-        }
+        let key = partition.key();
         let Some(bytes) = storage.get(&key).await? else {
             continue;
         };
@@ -1047,7 +1053,7 @@ mod tests {
             staged,
             "123456789012",
             "eu-west-1",
-            NaiveDate::MIN..=NaiveDate::MAX,
+            days_of_the_tests(),
             &Pending {
                 prefix: "pending/".into(),
                 run_id: "run".into(),
@@ -1067,6 +1073,12 @@ mod tests {
         rows
     }
 
+    /// The days the tests' sessions start on, and one either side.
+    fn days_of_the_tests() -> std::ops::RangeInclusive<NaiveDate> {
+        let day = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+        day.pred_opt().expect("a day before")..=day.succ_opt().expect("a day after")
+    }
+
     /// The partition of the day the tests' start dates fall on.
     fn first_day_key() -> String {
         PartitionKey {
@@ -1081,6 +1093,118 @@ mod tests {
     async fn put_partition(storage: &LocalStorage, key: &str, rows: &[SessionRecord]) {
         let bytes = schema::write_parquet(rows, Packing::Published).expect("encode");
         storage.put(key, bytes.into()).await.expect("put");
+    }
+
+    /// Local storage that refuses to list the data set: an output of years
+    /// and thousands of (account, region) pairs is too large to list each
+    /// night for each pair.
+    struct Unlisted(LocalStorage);
+
+    impl Storage for Unlisted {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        async fn preflight(&self) -> Result<(), StorageError> {
+            self.0.preflight().await
+        }
+        async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+            self.0.put(key, data).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+            panic!("publishing listed {prefix}")
+        }
+        async fn delete(&self, key: &str) -> Result<(), StorageError> {
+            self.0.delete(key).await
+        }
+        async fn get_versioned(
+            &self,
+            key: &str,
+            limit: u64,
+        ) -> Result<Option<crate::storage::Versioned>, StorageError> {
+            self.0.get_versioned(key, limit).await
+        }
+        async fn put_if_absent(
+            &self,
+            key: &str,
+            data: Bytes,
+        ) -> Result<crate::storage::Conditional, StorageError> {
+            self.0.put_if_absent(key, data).await
+        }
+        async fn put_if_match(
+            &self,
+            key: &str,
+            data: Bytes,
+            version: &str,
+        ) -> Result<crate::storage::Conditional, StorageError> {
+            self.0.put_if_match(key, data, version).await
+        }
+        async fn delete_if_match(
+            &self,
+            key: &str,
+            version: &str,
+        ) -> Result<crate::storage::Conditional, StorageError> {
+            self.0.delete_if_match(key, version).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_moved_session_is_found_by_each_days_key_without_listing_the_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let output = std::sync::Arc::new(Unlisted(LocalStorage::new(dir.path())));
+        let parts_dir = tempfile::tempdir().expect("tempdir");
+        let parts = std::sync::Arc::new(LocalStorage::new(parts_dir.path()));
+        // Last night "s-1" started on the 1st; tonight the service says
+        // the 2nd. Another account's file that day is not this pair's.
+        let mut before = record("s-1", 1_000, "Connected", 7);
+        before.first_seen_at = 3;
+        put_partition(&output.0, &first_day_key(), &[before.clone()]).await;
+        let stranger = first_day_key().replace("123456789012", "210987654321");
+        output
+            .put(&stranger, Bytes::from_static(b"not parquet"))
+            .await
+            .expect("put");
+        let now = record("s-1", 86_400_000 + 5, "Terminated", 9);
+        let mut stager = Stager::new(parts.clone(), "stage/".into());
+        stager
+            .stage(page(0, 0, SessionState::History, vec![now.clone()]))
+            .await
+            .expect("stage");
+        let published = publish(
+            output.clone(),
+            parts,
+            stager.into_staged(),
+            "123456789012",
+            "eu-west-1",
+            days_of_the_tests(),
+            &Pending {
+                prefix: "pending/".into(),
+                run_id: "run".into(),
+            },
+        )
+        .await
+        .expect("publish");
+        let second_day = first_day_key().replace("1970-01-01", "1970-01-02");
+        let mut written: Vec<&str> = published.files.iter().map(|f| f.path.as_str()).collect();
+        written.sort_unstable();
+        assert_eq!(written, [first_day_key().as_str(), second_day.as_str()]);
+        let read = |key: String| {
+            let output = output.clone();
+            async move {
+                let bytes = output.get(&key).await.expect("get").expect("written");
+                schema::read_parquet(bytes).expect("reads")
+            }
+        };
+        assert_eq!(read(first_day_key()).await, Vec::new(), "moved out");
+        let moved = read(second_day).await;
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].start_date, now.start_date);
+        assert_eq!(
+            moved[0].first_seen_at, before.first_seen_at,
+            "seen since last night"
+        );
     }
 
     /// Staged parts held in memory that count the reads under way at once.
