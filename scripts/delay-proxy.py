@@ -14,14 +14,32 @@ import sys
 
 
 async def pipe(reader, writer, delay):
+    """Forwards each chunk `delay` seconds after it arrived: a latency, not
+    a slower link (a body of many chunks is not delayed once per chunk)."""
+    loop = asyncio.get_running_loop()
+    chunks = asyncio.Queue()
+
+    async def receive():
+        try:
+            while chunk := await reader.read(65536):
+                await chunks.put((loop.time() + delay, chunk))
+        except ConnectionError:
+            pass
+        await chunks.put((loop.time() + delay, b""))
+
+    receiving = asyncio.create_task(receive())
     try:
-        while chunk := await reader.read(65536):
-            await asyncio.sleep(delay)
+        while True:
+            due, chunk = await chunks.get()
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if not chunk:
+                break
             writer.write(chunk)
             await writer.drain()
     except ConnectionError:
         pass
     finally:
+        receiving.cancel()
         writer.close()
 
 

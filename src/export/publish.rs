@@ -26,7 +26,7 @@ use crate::storage::{Storage, StorageError};
 use crate::text::printable;
 use arrow_array::RecordBatch;
 use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::stream::{self, FuturesOrdered, StreamExt};
 
 /// A partition that could not be merged or written.
 #[derive(Debug, thiserror::Error)]
@@ -417,7 +417,9 @@ impl Moves {
 /// Each day's file is asked for by its key, a request a day of `scan`
 /// whatever else the output holds: a listing of `sessions/` would grow
 /// with every day and every (account, region) ever exported, and each
-/// pair of an organization would pay for all of it every night.
+/// pair of an organization would pay for all of it every night. As many
+/// requests are under way as days are published at once (on a first night
+/// each finds nothing; on S3 each is a round trip), in date order.
 async fn find_moves<S: Storage, P: Storage>(
     storage: &S,
     dedupe: &DedupeSet,
@@ -431,14 +433,20 @@ async fn find_moves<S: Storage, P: Storage>(
         .start()
         .iter_days()
         .take_while(|date| date <= scan.end());
-    for date in days {
-        let partition = PartitionKey {
-            date,
-            account_id: account_id.to_owned(),
-            region: region.to_owned(),
-        };
-        let key = partition.key();
-        let Some(bytes) = storage.get(&key).await? else {
+    let mut files = stream::iter(days)
+        .map(|date| async move {
+            let key = PartitionKey {
+                date,
+                account_id: account_id.to_owned(),
+                region: region.to_owned(),
+            }
+            .key();
+            let file = storage.get(&key).await;
+            (date, key, file)
+        })
+        .buffered(PARTITIONS_AT_ONCE);
+    while let Some((date, key, file)) = files.next().await {
+        let Some(bytes) = file? else {
             continue;
         };
         // Two columns first; the whole file only when a session moved.
@@ -473,8 +481,8 @@ async fn find_moves<S: Storage, P: Storage>(
                 continue;
             };
             old.absorb(parts.row(winner).await?);
-            tracing::info!(session_id = %printable(&old.session_id), from = %partition.date, "a session's start date moved; moving its row");
-            moves.insert(partition.date, old);
+            tracing::info!(session_id = %printable(&old.session_id), from = %date, "a session's start date moved; moving its row");
+            moves.insert(date, old);
         }
     }
     Ok(moves)
