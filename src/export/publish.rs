@@ -1051,13 +1051,15 @@ mod tests {
         );
     }
 
-    async fn publish_and_read(
-        storage: &std::sync::Arc<LocalStorage>,
+    /// Publishes `staged` as the tests' (account, region), days around theirs.
+    async fn publish_the_tests_pair<S: Storage, P: Storage>(
+        output: std::sync::Arc<S>,
+        parts: std::sync::Arc<P>,
         staged: Staged,
-    ) -> Vec<SessionRecord> {
-        let written = publish(
-            storage.clone(),
-            storage.clone(),
+    ) -> Published {
+        publish(
+            output,
+            parts,
             staged,
             "123456789012",
             "eu-west-1",
@@ -1069,7 +1071,15 @@ mod tests {
         )
         .await
         .expect("publish")
-        .files;
+    }
+
+    async fn publish_and_read(
+        storage: &std::sync::Arc<LocalStorage>,
+        staged: Staged,
+    ) -> Vec<SessionRecord> {
+        let written = publish_the_tests_pair(storage.clone(), storage.clone(), staged)
+            .await
+            .files;
         assert_eq!(written.len(), 1);
         let bytes = storage
             .get(&written[0].path)
@@ -1180,20 +1190,7 @@ mod tests {
             .stage(page(0, 0, SessionState::History, vec![now.clone()]))
             .await
             .expect("stage");
-        let published = publish(
-            output.clone(),
-            parts,
-            stager.into_staged(),
-            "123456789012",
-            "eu-west-1",
-            days_of_the_tests(),
-            &Pending {
-                prefix: "pending/".into(),
-                run_id: "run".into(),
-            },
-        )
-        .await
-        .expect("publish");
+        let published = publish_the_tests_pair(output.clone(), parts, stager.into_staged()).await;
         let second_day = first_day_key().replace("1970-01-01", "1970-01-02");
         let mut written: Vec<&str> = published.files.iter().map(|f| f.path.as_str()).collect();
         written.sort_unstable();
