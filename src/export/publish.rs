@@ -814,10 +814,10 @@ struct PartBatches<'a, P> {
 
 /// Staged parts read ahead of the merge, at most. A part is one object: on
 /// S3 a round trip, which the merge of a busy day (a part per 200 of its
-/// sessions) waited for one after another: 14.6 s for 100,000 sessions at
-/// 20 ms a request, 2.8 s with 16 ahead (BENCHMARKS.md). Decoding them
-/// ahead too, on blocking threads, was no faster and held 30 MB more at a
-/// million sessions.
+/// sessions) waited for one after another: 12.4 s for 100,000 sessions at
+/// 20 ms a request, 2.2 to 2.5 s with 16 ahead (BENCHMARKS.md). Decoding
+/// them ahead too, on blocking threads, was no faster and held 30 MB more
+/// at a million sessions.
 const PARTS_AHEAD: usize = 16;
 
 impl<'a, P: Storage> PartBatches<'a, P> {
@@ -868,13 +868,7 @@ impl<'a, P: Storage> PartBatches<'a, P> {
 
     /// A part's rows as one batch (a part is one page).
     async fn batch(&mut self, part: u32) -> Result<(u32, RecordBatch), PublishError> {
-        if let Some(position) = self.recent.iter().position(|(p, _)| *p == part) {
-            if position > 0 {
-                if let Some(entry) = self.recent.remove(position) {
-                    self.recent.push_front(entry);
-                }
-            }
-        } else {
+        if !to_front(&mut self.recent, part) {
             // The read ahead is the part asked for unless the merge asked in
             // another order than it said; then the part is read now.
             let read = match self.reading.next().await {
@@ -886,35 +880,46 @@ impl<'a, P: Storage> PartBatches<'a, P> {
                 }
             };
             self.read_ahead();
-            if self.recent.len() == PART_CACHE {
-                self.recent.pop_back();
-            }
-            self.recent.push_front((part, read?));
+            admit(&mut self.recent, part, read?);
         }
         let (part, batch) = &self.recent[0];
         Ok((*part, batch.clone()))
     }
 }
 
-/// The parts a cache of [`PART_CACHE`] parts, the most recently used kept,
-/// misses when asked for `wanted` in order: what [`PartBatches`] reads.
+/// The cache policy of [`PartBatches`], which [`misses`] replays: a part
+/// found moves to the front (true); one not found is [`admit`]ted once read.
+fn to_front<T>(recent: &mut std::collections::VecDeque<(u32, T)>, part: u32) -> bool {
+    match recent.iter().position(|(p, _)| *p == part) {
+        Some(0) => true,
+        Some(position) => {
+            if let Some(entry) = recent.remove(position) {
+                recent.push_front(entry);
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// Puts a part read in front, the least recently used leaving once
+/// [`PART_CACHE`] are kept.
+fn admit<T>(recent: &mut std::collections::VecDeque<(u32, T)>, part: u32, value: T) {
+    if recent.len() == PART_CACHE {
+        recent.pop_back();
+    }
+    recent.push_front((part, value));
+}
+
+/// The parts [`PartBatches`]' cache misses when asked for `wanted` in
+/// order: what it reads, in that order.
 fn misses(wanted: impl Iterator<Item = u32>) -> Vec<u32> {
     let mut recent = std::collections::VecDeque::with_capacity(PART_CACHE);
     let mut missed = Vec::new();
     for part in wanted {
-        match recent.iter().position(|p| *p == part) {
-            Some(0) => {}
-            Some(position) => {
-                recent.remove(position);
-                recent.push_front(part);
-            }
-            None => {
-                if recent.len() == PART_CACHE {
-                    recent.pop_back();
-                }
-                recent.push_front(part);
-                missed.push(part);
-            }
+        if !to_front(&mut recent, part) {
+            admit(&mut recent, part, ());
+            missed.push(part);
         }
     }
     missed
