@@ -218,15 +218,45 @@ pub struct VerifyOptions {
     /// Hash only the partitions of these days (a report's period); None:
     /// every file. Chains and signatures are always checked whole.
     pub files_between: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    /// The data files the caller already listed and read (a report, whose
+    /// statement must be about the bytes it summed up); None: list and read
+    /// them here.
+    pub files_seen: Option<FilesSeen>,
+}
+
+/// What a caller found below `sessions/`, handed to [`verify_ledger`] so that
+/// it neither lists nor reads again what was just listed and read.
+#[derive(Debug, Default)]
+pub struct FilesSeen {
+    /// Every key below `sessions/` when it was listed.
+    pub listed: Vec<String>,
+    /// The files read, by key: what their bytes hashed to. A file listed but
+    /// not here is read by the check.
+    pub read: BTreeMap<String, HashedFile>,
+}
+
+/// A data file as read: the SHA-256 of its bytes, and the storage's version
+/// of the object (S3 version IDs) when it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashedFile {
+    pub sha256: String,
+    pub object_version: Option<String>,
+}
+
+/// Reads a data file for hashing, bounded: a file larger than any partition
+/// ssm-audit writes is not read whole.
+pub async fn read_data_file<S: Storage>(
+    storage: &S,
+    key: &str,
+) -> Result<Option<crate::storage::Versioned>, StorageError> {
+    storage.get_versioned(key, MAX_DATA_FILE_BYTES).await
 }
 
 /// Refuses a location that holds no data set (it does not exist, or is not
 /// an ssm-audit output): a report from it would say "nobody connected". An
 /// existing data set with nothing in a period is another matter.
 pub async fn require_data_set<S: Storage>(storage: &S) -> Result<(), VerifyError> {
-    if !storage.list(SESSIONS_PREFIX).await?.is_empty()
-        || !storage.list(RUNS_PREFIX).await?.is_empty()
-    {
+    if storage.holds_any(SESSIONS_PREFIX).await? || storage.holds_any(RUNS_PREFIX).await? {
         return Ok(());
     }
     Err(VerifyError::NoDataSet {
@@ -259,6 +289,7 @@ pub async fn options_for(
         expect_heads: keys.expect_heads.clone(),
         verifier,
         files_between: None,
+        files_seen: None,
     })
 }
 
@@ -316,7 +347,14 @@ pub async fn verify_ledger<S: Storage>(
     if let Some(verifier) = &options.verifier {
         check_signatures(storage, &mut report, ledger, verifier).await?;
     }
-    check_files(storage, &mut report, ledger, options.files_between).await?;
+    check_files(
+        storage,
+        &mut report,
+        ledger,
+        options.files_between,
+        options.files_seen.as_ref(),
+    )
+    .await?;
     Ok(report)
 }
 
@@ -650,12 +688,14 @@ async fn check_signatures<S: Storage>(
 }
 
 /// Each data file against the newest manifest that wrote it: unchained
-/// manifests first (by finish time), then each chain in sequence.
+/// manifests first (by finish time), then each chain in sequence. Files the
+/// caller already read (`seen`) are checked as they were read.
 async fn check_files<S: Storage>(
     storage: &S,
     report: &mut VerifyReport,
     ledger: &Ledger,
     between: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    seen: Option<&FilesSeen>,
 ) -> Result<(), VerifyError> {
     let wanted = |path: &str| match (between, layout::PartitionKey::parse(path)) {
         (Some((from, to)), Some(partition)) => (from..=to).contains(&partition.date),
@@ -677,18 +717,27 @@ async fn check_files<S: Storage>(
             }
         }
     }
-    let present: BTreeSet<String> = storage
-        .list(SESSIONS_PREFIX)
-        .await?
-        .into_iter()
-        .filter(|p| wanted(p))
-        .collect();
+    let present: BTreeSet<String> = match seen {
+        Some(seen) => seen.listed.clone(),
+        None => storage.list(SESSIONS_PREFIX).await?,
+    }
+    .into_iter()
+    .filter(|p| wanted(p))
+    .collect();
     // Read ahead a few files at a time (S3 answers one in tens of
     // milliseconds); each is hashed as it arrives and dropped.
     let mut reads = stream::iter(&expected)
         .map(|(path, expected)| async move {
-            let read = storage.get_versioned(path, MAX_DATA_FILE_BYTES).await;
-            let hashed = read.map(|found| found.map(|f| (sha256_hex(&f.data), f.object_version)));
+            if let Some(hashed) = seen.and_then(|s| s.read.get(path)) {
+                return (path, expected, Ok(Some(hashed.clone())));
+            }
+            let read = read_data_file(storage, path).await;
+            let hashed = read.map(|found| {
+                found.map(|f| HashedFile {
+                    sha256: sha256_hex(&f.data),
+                    object_version: f.object_version,
+                })
+            });
             (path, expected, hashed)
         })
         .buffered(crate::storage::REQUESTS_AT_ONCE);
@@ -710,7 +759,10 @@ async fn check_files<S: Storage>(
             continue;
         };
         report.files_checked += 1;
-        let (actual, object_version) = found;
+        let HashedFile {
+            sha256: actual,
+            object_version,
+        } = found;
         if actual != *sha256 {
             report.find(
                 FindingKind::Changed,
@@ -733,4 +785,113 @@ async fn check_files<S: Storage>(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::manifest::{ApiCounts, RunManifest, SessionCounts, WrittenFile};
+    use crate::storage::watched::Watched;
+    use crate::storage::LocalStorage;
+    use bytes::Bytes;
+
+    fn written(path: &str, data: &[u8]) -> WrittenFile {
+        WrittenFile {
+            path: path.into(),
+            rows: 1,
+            bytes: data.len() as u64,
+            sha256: sha256_hex(data),
+        }
+    }
+
+    /// A data set of one manifest written before chains, listing `files`.
+    fn ledger_of(files: Vec<WrittenFile>) -> Ledger {
+        let manifest = RunManifest {
+            manifest_version: 1,
+            run_id: "run-1".into(),
+            resumed_from: None,
+            attempts: 1,
+            tool_version: "test".into(),
+            started_at: "2026-11-02T00:00:00Z".into(),
+            finished_at: "2026-11-02T00:01:00Z".into(),
+            output: "/test".into(),
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+            config: serde_json::Value::Null,
+            window: String::new(),
+            sessions: SessionCounts::default(),
+            api: ApiCounts::default(),
+            files,
+            pending: Vec::new(),
+            crawled: None,
+            chain: None,
+        };
+        Ledger {
+            unchained: vec![Entry {
+                key: "_runs/run-1.json".into(),
+                sha256: String::new(),
+                manifest,
+            }],
+            ..Ledger::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn files_the_caller_read_are_checked_as_read_and_the_rest_read_here() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = LocalStorage::new(dir.path());
+        let key = |n: u32| format!("sessions/dt=2026-11-0{n}/123456789012_eu-west-1.parquet");
+        for n in 1..=4 {
+            local
+                .put(&key(n), Bytes::from(format!("file {n}")))
+                .await
+                .expect("put");
+        }
+        // 1 and 2 were read by the caller, 2 changed since its manifest; 3
+        // was not read; 4 no manifest wrote; 5 is gone.
+        let ledger = ledger_of(
+            (1..=3)
+                .map(|n| written(&key(n), format!("file {n}").as_bytes()))
+                .chain([written(&key(2), b"file 2 as written")])
+                .chain([written(&key(5), b"file 5")])
+                .collect(),
+        );
+        let seen = FilesSeen {
+            listed: (1..=4).map(key).collect(),
+            read: [1, 2]
+                .map(|n| {
+                    let hashed = HashedFile {
+                        sha256: sha256_hex(format!("file {n}").as_bytes()),
+                        object_version: None,
+                    };
+                    (key(n), hashed)
+                })
+                .into(),
+        };
+        let storage = Watched::new(local);
+        let mut report = VerifyReport::default();
+        check_files(&storage, &mut report, &ledger, None, Some(&seen))
+            .await
+            .expect("checked");
+        assert!(storage.lists().is_empty(), "the caller's listing is used");
+        assert_eq!(
+            storage.reads(),
+            BTreeMap::from([(key(3), 1), (key(5), 1)]),
+            "only what the caller did not read"
+        );
+        assert_eq!(report.files_checked, 3);
+        let found: Vec<(FindingKind, String)> = report
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.subject.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (FindingKind::Changed, key(2)),
+                (FindingKind::Missing, key(5)),
+                (FindingKind::Unlisted, key(4)),
+            ]
+        );
+    }
 }

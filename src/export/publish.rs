@@ -1031,6 +1031,7 @@ mod tests {
     use crate::dataset::record::{self, tests::record};
     use crate::export::stage::tests::page;
     use crate::export::stage::Stager;
+    use crate::storage::watched::Watched;
     use crate::storage::LocalStorage;
 
     #[test]
@@ -1118,72 +1119,17 @@ mod tests {
         storage.put(key, bytes.into()).await.expect("put");
     }
 
-    /// Local storage that refuses to list the data set: an output of years
-    /// and thousands of (account, region) pairs is too large to list each
-    /// night for each pair.
-    struct Unlisted(LocalStorage);
-
-    impl Storage for Unlisted {
-        fn location(&self) -> String {
-            self.0.location()
-        }
-        async fn preflight(&self) -> Result<(), StorageError> {
-            self.0.preflight().await
-        }
-        async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
-            self.0.get(key).await
-        }
-        async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
-            self.0.put(key, data).await
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-            panic!("publishing listed {prefix}")
-        }
-        async fn delete(&self, key: &str) -> Result<(), StorageError> {
-            self.0.delete(key).await
-        }
-        async fn get_versioned(
-            &self,
-            key: &str,
-            limit: u64,
-        ) -> Result<Option<crate::storage::Versioned>, StorageError> {
-            self.0.get_versioned(key, limit).await
-        }
-        async fn put_if_absent(
-            &self,
-            key: &str,
-            data: Bytes,
-        ) -> Result<crate::storage::Conditional, StorageError> {
-            self.0.put_if_absent(key, data).await
-        }
-        async fn put_if_match(
-            &self,
-            key: &str,
-            data: Bytes,
-            version: &str,
-        ) -> Result<crate::storage::Conditional, StorageError> {
-            self.0.put_if_match(key, data, version).await
-        }
-        async fn delete_if_match(
-            &self,
-            key: &str,
-            version: &str,
-        ) -> Result<crate::storage::Conditional, StorageError> {
-            self.0.delete_if_match(key, version).await
-        }
-    }
-
     #[tokio::test]
     async fn a_moved_session_is_found_by_each_days_key_without_listing_the_output() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let output = std::sync::Arc::new(Unlisted(LocalStorage::new(dir.path())));
+        let output = std::sync::Arc::new(Watched::unlisted(LocalStorage::new(dir.path())));
         let parts_dir = tempfile::tempdir().expect("tempdir");
         let parts = std::sync::Arc::new(LocalStorage::new(parts_dir.path()));
         // Last night "s-1" started on the 1st; tonight the service says
         // the 2nd. Another account's file that day is not this pair's.
         let mut before = record("s-1", 1_000, "Connected", 7);
         before.first_seen_at = 3;
-        put_partition(&output.0, &first_day_key(), &[before.clone()]).await;
+        put_partition(&output.inner, &first_day_key(), &[before.clone()]).await;
         let stranger = first_day_key().replace("123456789012", "210987654321");
         output
             .put(&stranger, Bytes::from_static(b"not parquet"))
@@ -1217,89 +1163,27 @@ mod tests {
         );
     }
 
-    /// Staged parts held in memory that count the reads under way at once.
-    #[derive(Default)]
-    struct CountedParts {
-        parts: std::collections::HashMap<String, Bytes>,
-        reads: std::sync::atomic::AtomicUsize,
-        under_way: std::sync::atomic::AtomicUsize,
-        most_under_way: std::sync::atomic::AtomicUsize,
-    }
-
-    impl Storage for CountedParts {
-        fn location(&self) -> String {
-            "/parts".into()
-        }
-        async fn preflight(&self) -> Result<(), StorageError> {
-            unreachable!("only reads are asked")
-        }
-        async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
-            use std::sync::atomic::Ordering::SeqCst;
-            self.reads.fetch_add(1, SeqCst);
-            let now = self.under_way.fetch_add(1, SeqCst) + 1;
-            self.most_under_way.fetch_max(now, SeqCst);
-            // A read takes a while: the others asked for meanwhile start.
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-            self.under_way.fetch_sub(1, SeqCst);
-            Ok(self.parts.get(key).cloned())
-        }
-        async fn put(&self, _: &str, _: Bytes) -> Result<(), StorageError> {
-            unreachable!("only reads are asked")
-        }
-        async fn list(&self, _: &str) -> Result<Vec<String>, StorageError> {
-            unreachable!("only reads are asked")
-        }
-        async fn delete(&self, _: &str) -> Result<(), StorageError> {
-            unreachable!("only reads are asked")
-        }
-        async fn get_versioned(
-            &self,
-            _: &str,
-            _: u64,
-        ) -> Result<Option<crate::storage::Versioned>, StorageError> {
-            unreachable!("only reads are asked")
-        }
-        async fn put_if_absent(
-            &self,
-            _: &str,
-            _: Bytes,
-        ) -> Result<crate::storage::Conditional, StorageError> {
-            unreachable!("only reads are asked")
-        }
-        async fn put_if_match(
-            &self,
-            _: &str,
-            _: Bytes,
-            _: &str,
-        ) -> Result<crate::storage::Conditional, StorageError> {
-            unreachable!("only reads are asked")
-        }
-        async fn delete_if_match(
-            &self,
-            _: &str,
-            _: &str,
-        ) -> Result<crate::storage::Conditional, StorageError> {
-            unreachable!("only reads are asked")
-        }
-    }
-
-    /// 40 parts of 3 rows each, part `n`'s first session `p-n-0`.
-    fn counted_parts() -> (CountedParts, Vec<String>) {
-        let mut storage = CountedParts::default();
+    /// 40 parts of 3 rows each, part `n`'s first session `p-n-0`, in a
+    /// folder of their own (kept while the storage lives).
+    fn counted_parts() -> (Watched<LocalStorage>, Vec<String>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = LocalStorage::new(dir.path());
         let keys: Vec<String> = (0..40).map(|n| format!("stage/part-{n}.parquet")).collect();
         for (n, key) in keys.iter().enumerate() {
             let rows: Vec<SessionRecord> = (0..3)
                 .map(|i| record(&format!("p-{n}-{i}"), 1_000 + i, "Terminated", 7))
                 .collect();
             let bytes = schema::write_parquet(&rows, Packing::Staged).expect("encode");
-            storage.parts.insert(key.clone(), Bytes::from(bytes));
+            std::fs::create_dir_all(dir.path().join("stage")).expect("folder");
+            std::fs::write(dir.path().join(key), bytes).expect("write");
         }
-        (storage, keys)
+        (Watched::new(local), keys, dir)
     }
 
-    async fn first_session(parts: &mut PartBatches<'_, CountedParts>, part: u32) -> String {
+    async fn first_session(
+        parts: &mut PartBatches<'_, Watched<LocalStorage>>,
+        part: u32,
+    ) -> String {
         let (read, batch) = parts.batch(part).await.expect("part");
         assert_eq!(read, part);
         let ids = batch
@@ -1322,20 +1206,19 @@ mod tests {
             .chain([39])
             .collect();
         assert_eq!(misses(wanted.iter().copied()).len(), 45);
-        let (storage, keys) = counted_parts();
+        let (storage, keys, _dir) = counted_parts();
         let mut parts = PartBatches::new(&storage, &keys, wanted.iter().copied());
         for &part in &wanted {
             assert_eq!(first_session(&mut parts, part).await, format!("p-{part}-0"));
         }
-        use std::sync::atomic::Ordering::SeqCst;
-        assert_eq!(storage.reads.load(SeqCst), 45, "each miss read once");
-        let most = storage.most_under_way.load(SeqCst);
+        assert_eq!(storage.read_count(), 45, "each miss read once");
+        let most = storage.most_reads_at_once();
         assert!(most > 1 && most <= PARTS_AHEAD, "{most} reads at once");
     }
 
     #[tokio::test]
     async fn a_part_asked_out_of_the_order_foretold_is_still_the_right_one() {
-        let (storage, keys) = counted_parts();
+        let (storage, keys, _dir) = counted_parts();
         let mut parts = PartBatches::new(&storage, &keys, 0..40);
         assert_eq!(first_session(&mut parts, 0).await, "p-0-0");
         assert_eq!(first_session(&mut parts, 30).await, "p-30-0");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{Datelike, NaiveDate, Timelike};
+use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::aws::{self, AwsError};
@@ -19,9 +20,10 @@ use crate::config::{
 use crate::dataset::layout::{self, PartitionKey};
 use crate::dataset::record::{sort_rows, SessionRecord};
 use crate::dataset::schema;
+use crate::dataset::sha256_hex;
 use crate::evidence::coverage;
-use crate::evidence::verify::{self, VerifyError, VerifyRunError};
-use crate::storage::{AnyStorage, Storage, StorageError};
+use crate::evidence::verify::{self, FilesSeen, HashedFile, VerifyError, VerifyRunError};
+use crate::storage::{AnyStorage, Storage, StorageError, REQUESTS_AT_ONCE};
 use crate::text::printable;
 use crate::time::Clock;
 
@@ -195,8 +197,10 @@ const MAX_STATED_FINDINGS: usize = 100;
 async fn state_evidence<S: Storage>(
     storage: &S,
     config: &ReportConfig,
+    files: FilesSeen,
 ) -> Result<EvidenceStatement, ReportError> {
     let mut options = verify::options_for(&config.keys, &config.aws).await?;
+    options.files_seen = Some(files);
     options.files_between = Some((
         config.from.unwrap_or(NaiveDate::MIN),
         config.to.unwrap_or(NaiveDate::MAX),
@@ -424,8 +428,6 @@ pub fn is_after_hours(r: &SessionRecord) -> bool {
     })
 }
 
-/// Reads the sessions of the period that match the filters, reading only
-/// the partitions in range.
 /// A file under `sessions/` the report could not use, named in the report:
 /// an auditor must see that something was left out, not a smaller count.
 #[derive(Debug, Clone, Serialize)]
@@ -434,19 +436,34 @@ pub struct SkippedFile {
     pub reason: String,
 }
 
+/// What [`select`] found.
+#[derive(Debug, Default)]
+pub struct Selected {
+    /// The sessions of the period that match the filters, in report order.
+    pub sessions: Vec<SessionRecord>,
+    pub skipped: Vec<SkippedFile>,
+    /// What was listed and read, for the evidence to check without reading
+    /// again: the statement is then about the very bytes the report sums up.
+    pub files: FilesSeen,
+}
+
+/// Reads the sessions of the period that match the filters: lists the data
+/// set once, reads only the partitions in range, [`REQUESTS_AT_ONCE`] at a
+/// time and in key order, and hashes each file as it is read.
 pub async fn select<S: Storage>(
     storage: &S,
     config: &ReportConfig,
-) -> Result<(Vec<SessionRecord>, Vec<SkippedFile>), ReportError> {
+) -> Result<Selected, ReportError> {
     let owners: BTreeSet<&str> = config.owners.iter().map(String::as_str).collect();
     let targets: BTreeSet<&str> = config.targets.iter().map(String::as_str).collect();
-    let mut sessions = Vec::new();
-    let mut skipped = Vec::new();
-    for key in storage.list(layout::SESSIONS_PREFIX).await? {
-        let Some(PartitionKey { date: day, .. }) = PartitionKey::parse(&key) else {
-            tracing::warn!(key = %printable(&key), "skipping a file that is not a partition");
-            skipped.push(SkippedFile {
-                key,
+    let mut selected = Selected::default();
+    let listed = storage.list(layout::SESSIONS_PREFIX).await?;
+    let mut in_period = Vec::new();
+    for key in &listed {
+        let Some(PartitionKey { date: day, .. }) = PartitionKey::parse(key) else {
+            tracing::warn!(key = %printable(key), "skipping a file that is not a partition");
+            selected.skipped.push(SkippedFile {
+                key: key.clone(),
                 reason: "not a partition (sessions/dt=YYYY-MM-DD/<account>_<region>.parquet)"
                     .into(),
             });
@@ -455,27 +472,54 @@ pub async fn select<S: Storage>(
         if config.from.is_some_and(|from| day < from) || config.to.is_some_and(|to| day > to) {
             continue;
         }
-        let Some(bytes) = storage.get(&key).await? else {
-            continue;
+        in_period.push(key.as_str());
+    }
+    // S3 answers a read in tens of milliseconds: a quarter's partitions of
+    // many (account, region) pairs read one by one would take the longest.
+    let mut reads = stream::iter(in_period)
+        .map(|key| async move { (key, verify::read_data_file(storage, key).await) })
+        .buffered(REQUESTS_AT_ONCE);
+    while let Some((key, read)) = reads.next().await {
+        let found = match read {
+            Ok(Some(found)) => found,
+            Ok(None) => continue,
+            Err(StorageError::TooLarge { limit, .. }) => {
+                selected.skipped.push(SkippedFile {
+                    key: key.to_owned(),
+                    reason: format!("larger than {limit} bytes: not a partition ssm-audit wrote"),
+                });
+                continue;
+            }
+            Err(error) => return Err(error.into()),
         };
-        let rows = match schema::read_parquet(bytes) {
+        selected.files.read.insert(
+            key.to_owned(),
+            HashedFile {
+                sha256: sha256_hex(&found.data),
+                object_version: found.object_version,
+            },
+        );
+        let rows = match schema::read_parquet(found.data) {
             Ok(rows) => rows,
             Err(error) => {
-                tracing::warn!(key = %printable(&key), %error, "skipping an unreadable partition");
-                skipped.push(SkippedFile {
-                    key,
+                tracing::warn!(key = %printable(key), %error, "skipping an unreadable partition");
+                selected.skipped.push(SkippedFile {
+                    key: key.to_owned(),
                     reason: error.to_string(),
                 });
                 continue;
             }
         };
-        sessions.extend(rows.into_iter().filter(|r| {
+        selected.sessions.extend(rows.into_iter().filter(|r| {
             (owners.is_empty() || r.owner.as_deref().is_some_and(|o| owners.contains(o)))
                 && (targets.is_empty() || r.target.as_deref().is_some_and(|t| targets.contains(t)))
         }));
     }
-    sort_rows(&mut sessions);
-    Ok((sessions, skipped))
+    drop(reads);
+    selected.skipped.sort_by(|a, b| a.key.cmp(&b.key));
+    sort_rows(&mut selected.sessions);
+    selected.files.listed = listed;
+    Ok(selected)
 }
 
 fn top(counts: HashMap<&str, usize>) -> Vec<NameCount> {
@@ -613,10 +657,14 @@ pub fn render(report: &Report, format: ReportFormat) -> Result<Vec<u8>, ReportEr
 pub async fn run(config: ReportConfig) -> Result<(), ReportError> {
     let storage = aws::storage_for(&config.input, None, &config.aws, &config.s3).await?;
     verify::require_data_set(&storage).await?;
-    let (sessions, skipped) = select(&storage, &config).await?;
+    let Selected {
+        sessions,
+        skipped,
+        files,
+    } = select(&storage, &config).await?;
     let mut report = build(sessions, &config, storage.location());
     report.skipped_files = skipped;
-    let evidence = state_evidence(&storage, &config).await?;
+    let evidence = state_evidence(&storage, &config, files).await?;
     report.evidence = Some(evidence.clone());
     let bytes = render(&report, config.format)?;
     // The report goes through the storage seam like everything the product
@@ -681,6 +729,9 @@ pub async fn run(config: ReportConfig) -> Result<(), ReportError> {
 mod tests {
     use super::*;
     use crate::dataset::record::tests::record;
+    use crate::dataset::schema::Packing;
+    use crate::storage::watched::Watched;
+    use crate::storage::LocalStorage;
 
     fn config() -> ReportConfig {
         ReportConfig {
@@ -726,5 +777,74 @@ mod tests {
         assert_eq!(report.totals.failed, 1);
         assert_eq!(report.totals.still_open, 1);
         assert_eq!(report.longest.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_period_is_listed_once_and_each_of_its_files_read_once_several_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = LocalStorage::new(dir.path());
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).expect("a date");
+        let sunday_noon = 1_793_534_400_000;
+        let mut in_period = Vec::new();
+        // 3 days of the period and one after it, 10 (account, region) pairs.
+        for d in 1..=4 {
+            for pair in 0..10 {
+                let key = PartitionKey {
+                    date: day(d),
+                    account_id: format!("1234567890{pair:02}"),
+                    region: "eu-west-1".into(),
+                }
+                .key();
+                let start = sunday_noon + i64::from(d - 1) * 86_400_000 + pair;
+                let bytes = schema::write_parquet(
+                    &[record(&format!("s-{d}-{pair}"), start, "Terminated", 1)],
+                    Packing::Published,
+                )
+                .expect("encode");
+                local.put(&key, bytes.clone().into()).await.expect("put");
+                if d <= 3 {
+                    in_period.push((key, sha256_hex(&bytes)));
+                }
+            }
+        }
+        local
+            .put("sessions/notes.txt", Bytes::from_static(b"not data"))
+            .await
+            .expect("put");
+        let unreadable = "sessions/dt=2026-11-02/123456789099_eu-west-1.parquet";
+        local
+            .put(unreadable, Bytes::from_static(b"not parquet"))
+            .await
+            .expect("put");
+        let storage = Watched::new(local);
+
+        let selected = select(&storage, &config()).await.expect("select");
+
+        assert_eq!(storage.lists(), ["sessions/"], "one listing");
+        assert_eq!(selected.sessions.len(), 30, "the period's sessions only");
+        let mut expected_reads: BTreeMap<String, usize> =
+            in_period.iter().map(|(key, _)| (key.clone(), 1)).collect();
+        expected_reads.insert(unreadable.into(), 1);
+        assert_eq!(
+            storage.reads(),
+            expected_reads,
+            "each file of the period once"
+        );
+        let most = storage.most_reads_at_once();
+        assert!(most > 1 && most <= REQUESTS_AT_ONCE, "{most} reads at once");
+        // What was read is handed to the evidence as it was read.
+        for (key, sha256) in &in_period {
+            assert_eq!(&selected.files.read[key].sha256, sha256, "{key}");
+        }
+        assert!(selected.files.read.contains_key(unreadable));
+        assert_eq!(selected.files.listed.len(), 42);
+        assert_eq!(
+            selected
+                .skipped
+                .iter()
+                .map(|s| s.key.as_str())
+                .collect::<Vec<_>>(),
+            [unreadable, "sessions/notes.txt"]
+        );
     }
 }

@@ -287,6 +287,35 @@ impl LocalStorage {
         }
         Ok(())
     }
+
+    /// Whether `dir` holds a file [`Self::list_blocking`] would list; stops
+    /// at the first.
+    fn holds_any_blocking(dir: &Path) -> Result<bool, StorageError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Self::io("list", dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(Self::io("list", dir))?;
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(Self::io("stat", &path))?;
+            if file_type.is_symlink() {
+                return Err(StorageError::Link {
+                    location: path.display().to_string(),
+                });
+            }
+            let holds = if file_type.is_dir() {
+                Self::holds_any_blocking(&path)?
+            } else {
+                !entry.file_name().to_string_lossy().starts_with('.')
+            };
+            if holds {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// The mode of every file and folder this backend creates (the umask does
@@ -426,6 +455,16 @@ impl Storage for LocalStorage {
         .await
     }
 
+    async fn holds_any(&self, prefix: &str) -> Result<bool, StorageError> {
+        let folder = folder_prefix(prefix)?;
+        let dir = if folder.is_empty() {
+            self.root.clone()
+        } else {
+            self.path_of(folder)?
+        };
+        blocking(move || Self::holds_any_blocking(&dir)).await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path_of(key)?;
         let root = self.root.clone();
@@ -521,6 +560,22 @@ mod tests {
 
     // What every backend does is the conformance suite in
     // tests/it/storage.rs; these are the local directory's own duties.
+    #[tokio::test]
+    async fn a_folder_of_dot_files_holds_nothing_as_it_lists_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStorage::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("a/b")).expect("folders");
+        std::fs::write(
+            dir.path().join("a/b/.one.tmp-1-0"),
+            "left by a killed writer",
+        )
+        .expect("write");
+        assert!(store.list("a/").await.expect("list").is_empty());
+        assert!(!store.holds_any("a/").await.expect("holds_any"));
+        std::fs::write(dir.path().join("a/b/one"), "1").expect("write");
+        assert!(store.holds_any("a/").await.expect("holds_any"));
+    }
+
     #[tokio::test]
     async fn files_behave_like_objects_and_killed_writers_leave_no_trace() {
         let dir = tempfile::tempdir().expect("tempdir");

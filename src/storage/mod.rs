@@ -23,6 +23,8 @@ use bytes::Bytes;
 mod key;
 mod local;
 mod s3;
+#[cfg(test)]
+pub mod watched;
 
 pub use key::{folder_prefix, object_key};
 pub use local::{LocalStorage, STALE_STAGING_REREAD};
@@ -99,6 +101,13 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Keys below `prefix` (a folder, ending in `/`), in lexical order.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StorageError>> + Send;
+
+    /// Whether any key lies below `prefix` (a folder, ending in `/`). By
+    /// default from [`Storage::list`]; storage that can stop at the first
+    /// key does, so that asking whether a data set exists does not list it.
+    fn holds_any(&self, prefix: &str) -> impl Future<Output = Result<bool, StorageError>> + Send {
+        async move { Ok(!self.list(prefix).await?.is_empty()) }
+    }
 
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
@@ -275,6 +284,10 @@ impl<S: Storage> Storage for Fenced<S> {
         self.inner.list(prefix).await
     }
 
+    async fn holds_any(&self, prefix: &str) -> Result<bool, StorageError> {
+        self.inner.holds_any(prefix).await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.check("delete", key)?;
         self.inner.delete(key).await
@@ -361,6 +374,10 @@ impl Storage for AnyStorage {
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         delegate!(self, s => s.list(prefix).await)
+    }
+
+    async fn holds_any(&self, prefix: &str) -> Result<bool, StorageError> {
+        delegate!(self, s => s.holds_any(prefix).await)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -497,6 +497,25 @@ impl Storage for S3Storage {
         Ok(keys)
     }
 
+    async fn holds_any(&self, prefix: &str) -> Result<bool, StorageError> {
+        let folder = folder_prefix(prefix)?;
+        let full_prefix = if folder.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}{folder}/", self.prefix)
+        };
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| self.remote("list", prefix, e))?;
+        Ok(!page.contents().is_empty())
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let full_key = self.full_key(key)?;
         self.client

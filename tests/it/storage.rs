@@ -15,6 +15,7 @@ async fn conformance<S: Storage>(storage: &S) {
         Vec::<String>::new(),
         "preflight leaves nothing"
     );
+    assert!(!storage.holds_any("").await.expect("holds_any"));
     assert_eq!(storage.get("a/missing").await.expect("get"), None);
 
     storage
@@ -49,6 +50,19 @@ async fn conformance<S: Storage>(storage: &S) {
         storage.list("zzz/").await.expect("list"),
         Vec::<String>::new()
     );
+    for (prefix, holds) in [
+        ("", true),
+        ("a/", true),
+        ("a/b/", true),
+        ("b/", false),
+        ("zzz/", false),
+    ] {
+        assert_eq!(
+            storage.holds_any(prefix).await.expect("holds_any"),
+            holds,
+            "holds_any {prefix:?}"
+        );
+    }
 
     // Create-only.
     let Conditional::Done { version: v1 } = storage
@@ -239,6 +253,13 @@ async fn conformance<S: Storage>(storage: &S) {
         assert!(
             matches!(storage.list(prefix).await, Err(StorageError::InvalidKey(_))),
             "list {prefix:?}"
+        );
+        assert!(
+            matches!(
+                storage.holds_any(prefix).await,
+                Err(StorageError::InvalidKey(_))
+            ),
+            "holds_any {prefix:?}"
         );
     }
 }
