@@ -57,6 +57,7 @@ bench: venv
 	bash scripts/bench.sh
 	bash scripts/bench-org.sh
 	PY=$(PY) bash scripts/bench-s3-clear.sh
+	PY=$(PY) bash scripts/bench-report.sh
 
 # deploy/Dockerfile built and run with podman (a release build; not in `make
 # test`: README, "Run it nightly", says what is built here and what linted).

@@ -28,15 +28,8 @@ BIN=${BIN:-${BINS%% *}}
 # moto_server on loopback, as a scheduled task writing to S3 has it.
 if [ "${S3:-0}" = 1 ]; then
   start_moto bench-publish
-  # S3_LATENCY=MS: each request to it a round trip of MS more, through
-  # scripts/delay-proxy.py (S3 answers in tens of milliseconds, moto in a few).
-  if [ -n "${S3_LATENCY:-}" ]; then
-    "${PY:-.venv/bin/python}" scripts/delay-proxy.py "$moto_port" "$S3_LATENCY" "$work/proxy" &
-    proxy_pid=$!
-    trap 'kill "$proxy_pid" 2>/dev/null || true; cleanup' EXIT
-    for _ in $(seq 1 600); do [ -s "$work/proxy" ] && break; sleep 0.05; done
-    s3="http://127.0.0.1:$(cat "$work/proxy")"
-  fi
+  # S3_LATENCY=MS: each request to it a round trip of MS more.
+  if [ -n "${S3_LATENCY:-}" ]; then delay_s3 "$S3_LATENCY"; fi
   export AWS_ENDPOINT_URL_S3=$s3 SSM_AUDIT_S3_FORCE_PATH_STYLE=true
 fi
 

@@ -10,6 +10,7 @@ moto_pid=
 cleanup() {
   [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
   [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
+  for pid in ${proxy_pids:-}; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -36,6 +37,17 @@ start_moto() {
   s3="http://127.0.0.1:$moto_port"
   for _ in $(seq 1 600); do curl -fs "$s3/" >/dev/null && break; sleep 0.05; done
   "$py" -c "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='eu-west-1').create_bucket(Bucket=sys.argv[2], CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})" "$s3" "$1"
+}
+
+# delay_s3 MS: each request to moto a round trip of MS more, through
+# scripts/delay-proxy.py (S3 answers in tens of milliseconds, moto in a
+# few); sets $s3 to the proxy. After start_moto.
+delay_s3() {
+  local addr=$work/proxy-$1
+  "${PY:-.venv/bin/python}" scripts/delay-proxy.py "$moto_port" "$1" "$addr" &
+  proxy_pids="${proxy_pids:-} $!"
+  for _ in $(seq 1 600); do [ -s "$addr" ] && break; sleep 0.05; done
+  s3="http://127.0.0.1:$(cat "$addr")"
 }
 
 # stop_sim: stops the simulator start_sim started and forgets its address,
