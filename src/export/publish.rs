@@ -84,9 +84,9 @@ pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
         winners: dedupe,
         ..
     } = staged;
-    let moves = {
+    let (moves, scanned) = {
         let mut parts = PartCache::new(parts_storage.as_ref(), &part_keys);
-        let moves = find_moves(
+        let (moves, scanned) = find_moves(
             storage.as_ref(),
             &dedupe,
             &mut parts,
@@ -95,7 +95,7 @@ pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
             scan,
         )
         .await?;
-        Arc::new(moves)
+        (Arc::new(moves), Arc::new(scanned))
     };
     // Only the moves look sessions up by id: the days walk the winners by
     // index, so the id table (a tenth of the dedupe set) is freed before
@@ -135,6 +135,7 @@ pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
                 winners: winners.clone(),
                 part_keys: part_keys.clone(),
                 moves: moves.clone(),
+                scanned: scanned.clone(),
                 pending: pending.clone(),
                 date,
                 key: PartitionKey {
@@ -221,6 +222,7 @@ struct Day<S, P> {
     winners: Arc<Winners>,
     part_keys: Arc<[String]>,
     moves: Arc<Moves>,
+    scanned: Arc<ScannedFiles>,
     pending: Pending,
     date: NaiveDate,
     key: String,
@@ -243,13 +245,17 @@ impl<S: Storage, P: Storage> Day<S, P> {
             winners,
             part_keys,
             moves,
+            scanned,
             pending,
             date,
             key,
         } = self;
         tracing::trace!(partition = %key, rows = indexes.len(), "merging a partition");
         let mut parts = PartCache::new(parts_storage.as_ref(), &part_keys);
-        let existing = storage.get(&key).await?;
+        let existing = match scanned.take(date) {
+            Some(found) => found,
+            None => storage.get(&key).await?,
+        };
         let merged = if moves.touches(date) {
             // Rare: a session moved into or out of this day.
             let in_order = indexes
@@ -410,9 +416,36 @@ impl Moves {
     }
 }
 
+/// The existing files of the days the scan for moves asked for, kept for
+/// their day's merge so that it does not ask again: on S3 a request each,
+/// a day of the scan each, for every (account, region) every night. A day
+/// found without a file is kept as such (a first night's 32 days); files
+/// are kept while they add up to at most [`KEPT_SCANNED_BYTES`], and the
+/// rest (a busy day's) are read again when merged. The output's lock keeps
+/// other writers of this pair out meanwhile.
+#[derive(Debug, Default)]
+struct ScannedFiles {
+    files: std::sync::Mutex<std::collections::HashMap<NaiveDate, Option<Bytes>>>,
+}
+
+/// The most bytes of existing files [`ScannedFiles`] keeps. They are held
+/// while the busy day merges, where memory peaks: 16 MB raised a million
+/// sessions' second night from 165 to 180 MB (BENCHMARKS.md). 4 MB keeps
+/// every file of a pair of 100,000 sessions a month or fewer.
+const KEPT_SCANNED_BYTES: usize = 4 << 20;
+
+impl ScannedFiles {
+    /// The day's existing file as the scan found it (`Some(None)`: there was
+    /// none), or None when the scan did not ask for it or did not keep it.
+    fn take(&self, date: NaiveDate) -> Option<Option<Bytes>> {
+        self.files.lock().expect("not poisoned").remove(&date)
+    }
+}
+
 /// Reads the ids and start dates of the existing partitions in `scan` and
 /// merges each session found under another start date than its winner's
-/// with its old row.
+/// with its old row. Returns the moves, and what it found of each day's
+/// file for the day's merge ([`ScannedFiles`]).
 ///
 /// Each day's file is asked for by its key, a request a day of `scan`
 /// whatever else the output holds: a listing of `sessions/` would grow
@@ -427,8 +460,10 @@ async fn find_moves<S: Storage, P: Storage>(
     account_id: &str,
     region: &str,
     scan: std::ops::RangeInclusive<NaiveDate>,
-) -> Result<Moves, PublishError> {
+) -> Result<(Moves, ScannedFiles), PublishError> {
     let mut moves = Moves::default();
+    let mut kept = std::collections::HashMap::new();
+    let mut kept_bytes = 0;
     let days = scan
         .start()
         .iter_days()
@@ -447,8 +482,13 @@ async fn find_moves<S: Storage, P: Storage>(
         .buffered(PARTITIONS_AT_ONCE);
     while let Some((date, key, file)) = files.next().await {
         let Some(bytes) = file? else {
+            kept.insert(date, None);
             continue;
         };
+        if kept_bytes + bytes.len() <= KEPT_SCANNED_BYTES {
+            kept_bytes += bytes.len();
+            kept.insert(date, Some(bytes.clone()));
+        }
         // Two columns first; the whole file only when a session moved.
         let mut moved_here = std::collections::HashSet::new();
         let scanned = schema::for_each_identity(bytes.clone(), |id, start_date| {
@@ -485,7 +525,10 @@ async fn find_moves<S: Storage, P: Storage>(
             moves.insert(date, old);
         }
     }
-    Ok(moves)
+    let scanned = ScannedFiles {
+        files: std::sync::Mutex::new(kept),
+    };
+    Ok((moves, scanned))
 }
 
 /// Merges sorted winners with a sorted existing partition into a new file.
@@ -1120,7 +1163,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_moved_session_is_found_by_each_days_key_without_listing_the_output() {
+    async fn a_moved_session_is_found_by_each_days_key_asked_once_without_listing_the_output() {
         let dir = tempfile::tempdir().expect("tempdir");
         let output = std::sync::Arc::new(Watched::unlisted(LocalStorage::new(dir.path())));
         let parts_dir = tempfile::tempdir().expect("tempdir");
@@ -1143,6 +1186,17 @@ mod tests {
             .expect("stage");
         let published = publish_the_tests_pair(output.clone(), parts, stager.into_staged()).await;
         let second_day = first_day_key().replace("1970-01-01", "1970-01-02");
+        // Each day of the scan is asked for once: its merge uses what the
+        // scan found, the file or that there was none.
+        let day_before = first_day_key().replace("1970-01-01", "1969-12-31");
+        assert_eq!(
+            output.reads(),
+            BTreeMap::from([
+                (day_before, 1),
+                (first_day_key(), 1),
+                (second_day.clone(), 1)
+            ])
+        );
         let mut written: Vec<&str> = published.files.iter().map(|f| f.path.as_str()).collect();
         written.sort_unstable();
         assert_eq!(written, [first_day_key().as_str(), second_day.as_str()]);
