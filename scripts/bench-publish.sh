@@ -33,7 +33,8 @@ if [ "${S3:-0}" = 1 ]; then
   export AWS_ENDPOINT_URL_S3=$s3 SSM_AUDIT_S3_FORCE_PATH_STYLE=true
 fi
 
-echo "== $SESSIONS sessions, $SKEW of them in one hour, first nights at concurrency $CONCURRENCY${S3:+, output on S3 (moto)}${S3_LATENCY:+, $S3_LATENCY ms a request}"
+NIGHTS=${NIGHTS:-1}
+echo "== $SESSIONS sessions, $SKEW of them in one hour, $NIGHTS night(s) into one output at concurrency $CONCURRENCY${S3:+, output on S3 (moto)}${S3_LATENCY:+, $S3_LATENCY ms a request}"
 for run in $(seq "$RUNS"); do
   start_sim --sessions "$SESSIONS" --seed 5 --skew-share "$SKEW" --bursts 0 --active-share 0.002
   for bin in $BINS; do
@@ -42,6 +43,9 @@ for run in $(seq "$RUNS"); do
     # --endpoint-url would send S3's requests to the simulator too.
     where=(--output "$work/out" --endpoint-url "$endpoint")
     [ "${S3:-0}" = 1 ] && where=(--output "s3://bench-publish/export$exports")
+    # NIGHTS=2: the next night into the same output (each day merged with
+    # the night before's file), timed alike.
+    for night in $(seq "$NIGHTS"); do
     start=$(date +%s.%N)
     AWS_ENDPOINT_URL_SSM=$endpoint AWS_ENDPOINT_URL_STS=$endpoint \
       SSM_AUDIT_LOG=ssm_audit=info,ssm_audit::export::publish=trace \
@@ -49,7 +53,7 @@ for run in $(seq "$RUNS"); do
       --concurrency "$CONCURRENCY" --progress off >/dev/null 2>"$work/run.log" \
       || { tail -3 "$work/run.log" >&2; exit 1; }
     end=$(date +%s.%N)
-    python3 - "$run $bin" "$start" "$end" "$work/run.log" <<'PY'
+    python3 - "$run night $night $bin" "$start" "$end" "$work/run.log" <<'PY'
 import datetime, re, sys
 run, start, end, log = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 first = manifest = None
@@ -78,6 +82,7 @@ count, began, ended = busiest
 print(f"run {run}: wall {end - start:.2f} s; publishing {manifest - first:.3f} s "
       f"({first:.2f} to {manifest:.2f}); busiest day {count:,} rows in {ended - began:.3f} s")
 PY
+    done
   done
   stop_sim
 done
