@@ -155,13 +155,11 @@ pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
     let mut days = days.into_iter().peekable();
     // Dropping the set (on an error) aborts the days still running.
     let mut running = tokio::task::JoinSet::new();
-    let mut rows_running = 0;
+    let mut in_flight = DaysInFlight::default();
     let mut published = Published::default();
     loop {
-        while let Some((rows, day)) =
-            days.next_if(|(rows, _)| day_starts_now(running.len(), rows_running, *rows))
-        {
-            rows_running += rows;
+        while let Some((rows, day)) = days.next_if(|(rows, _)| in_flight.starts_now(*rows)) {
+            in_flight.start(rows);
             running.spawn(day);
         }
         let Some(joined) = running.join_next().await else {
@@ -174,7 +172,7 @@ pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
                 Err(error) => return Err(PublishError::Interrupted(error.to_string())),
             },
         };
-        rows_running -= rows;
+        in_flight.end(rows);
         match outcome? {
             DayOutcome::Written(file) => published.files.push(file),
             DayOutcome::Pending(partition) => published.pending.push(partition),
@@ -203,16 +201,46 @@ const ROWS_AT_ONCE: usize = schema::ROW_GROUP_SIZE;
 /// quiet days beside the hot one").
 const SMALL_DAY_ROWS: usize = schema::SINK_BATCH;
 
-/// Whether a day of `rows` fresh rows starts while `running` days of
-/// `rows_running` fresh rows are merged. A busy day's encoder holds a row
-/// group; busy days go alone, so memory stays that of one day however many
-/// run. A small day goes beside them (fresh rows of one sink batch at
-/// most), so a skewed month's ordinary days are written while its hot day
-/// is.
-fn day_starts_now(running: usize, rows_running: usize, rows: usize) -> bool {
-    running == 0
-        || (running < PARTITIONS_AT_ONCE
-            && (rows_running + rows <= ROWS_AT_ONCE || rows <= SMALL_DAY_ROWS))
+/// Small days merged and written at once, at most, when no larger day
+/// runs: each is a few round trips to storage (its staged parts, then its
+/// file) and little memory, so on S3 four at a time left a month's quiet
+/// days waiting on each other's requests after the busy one.
+const SMALL_DAYS_AT_ONCE: usize = crate::storage::REQUESTS_AT_ONCE;
+
+/// The days being merged: how many, their fresh rows, and how many of them
+/// are larger than [`SMALL_DAY_ROWS`].
+#[derive(Debug, Default)]
+struct DaysInFlight {
+    days: usize,
+    rows: usize,
+    larger: usize,
+}
+
+impl DaysInFlight {
+    /// Whether a day of `rows` fresh rows starts now. A busy day's encoder
+    /// holds a row group; busy days go alone, so memory stays that of one
+    /// day however many run. A small day goes beside them (fresh rows of
+    /// one sink batch at most), so a skewed month's ordinary days are
+    /// written while its hot day is, and when only small days run, up to
+    /// [`SMALL_DAYS_AT_ONCE`] of them do.
+    fn starts_now(&self, rows: usize) -> bool {
+        let small = rows <= SMALL_DAY_ROWS;
+        self.days == 0
+            || (self.days < PARTITIONS_AT_ONCE && (self.rows + rows <= ROWS_AT_ONCE || small))
+            || (small && self.larger == 0 && self.days < SMALL_DAYS_AT_ONCE)
+    }
+
+    fn start(&mut self, rows: usize) {
+        self.days += 1;
+        self.rows += rows;
+        self.larger += usize::from(rows > SMALL_DAY_ROWS);
+    }
+
+    fn end(&mut self, rows: usize) {
+        self.days -= 1;
+        self.rows -= rows;
+        self.larger -= usize::from(rows > SMALL_DAY_ROWS);
+    }
 }
 
 /// One day's partition, to merge and write.
@@ -1078,25 +1106,50 @@ mod tests {
     use crate::storage::LocalStorage;
 
     #[test]
-    fn a_busy_day_goes_alone_but_for_small_days_and_never_more_than_four() {
+    fn a_busy_day_goes_alone_but_for_small_days_and_small_days_go_sixteen_at_once() {
         let busy = ROWS_AT_ONCE + 1;
-        assert!(day_starts_now(0, 0, busy), "the first day always starts");
-        assert!(!day_starts_now(1, busy, busy), "two busy days");
+        let running = |rows: &[usize]| {
+            let mut in_flight = DaysInFlight::default();
+            for &day in rows {
+                in_flight.start(day);
+            }
+            in_flight
+        };
+        assert!(running(&[]).starts_now(busy), "the first day always starts");
+        assert!(!running(&[busy]).starts_now(busy), "two busy days");
         assert!(
-            !day_starts_now(1, busy, SMALL_DAY_ROWS + 1),
+            !running(&[busy]).starts_now(SMALL_DAY_ROWS + 1),
             "a day over a batch"
         );
         assert!(
-            day_starts_now(1, busy, SMALL_DAY_ROWS),
+            running(&[busy]).starts_now(SMALL_DAY_ROWS),
             "a small day beside it"
         );
         assert!(
-            day_starts_now(2, 1000, ROWS_AT_ONCE - 1000),
+            running(&[1000, 1000]).starts_now(ROWS_AT_ONCE - 2000),
             "days within a row group"
         );
         assert!(
-            !day_starts_now(PARTITIONS_AT_ONCE, 4, 1),
-            "at most four at once"
+            !running(&[busy, 1, 1, 1]).starts_now(1),
+            "at most four beside a busy day"
+        );
+        assert!(
+            !running(&[SMALL_DAY_ROWS + 1, 1, 1, 1]).starts_now(1),
+            "at most four beside a day over a batch"
+        );
+        assert!(
+            running(&[1; PARTITIONS_AT_ONCE]).starts_now(SMALL_DAY_ROWS),
+            "small days go on"
+        );
+        assert!(
+            !running(&[1; SMALL_DAYS_AT_ONCE]).starts_now(1),
+            "at most sixteen small days"
+        );
+        let mut ended = running(&[busy, 1]);
+        ended.end(busy);
+        assert!(
+            running(&[1; 5]).starts_now(1) && ended.starts_now(1) && ended.larger == 0,
+            "once the busy day ends"
         );
     }
 
