@@ -471,6 +471,7 @@ impl Locked<'_> {
         // The History pages the plan expects, when it was cut from the last
         // night's layout.
         let mut history_pages = None;
+        let mut clear_staged = false;
         let mut checkpoint = match self.checkpoints.load().await? {
             Some(mut found) if found.status == CheckpointStatus::InProgress => {
                 self.checkpoints
@@ -494,9 +495,9 @@ impl Locked<'_> {
             }
             last => {
                 // A complete (or absent) checkpoint: last night's parts, if a
-                // crash kept them, are published already. Its layout says
-                // where tonight's sessions are.
-                self.checkpoints.clear_staged().await?;
+                // crash kept them, are published already (cleared below).
+                // Its layout says where tonight's sessions are.
+                clear_staged = true;
                 let counts = last
                     .as_ref()
                     .map(|last| last.history_counts(&JobSpec::of(config)))
@@ -526,15 +527,26 @@ impl Locked<'_> {
                 )
             }
         };
-        self.checkpoints.save(&mut checkpoint).await?;
-        // Sessions an earlier run could not publish join this one's.
+        // Sessions an earlier run could not publish join this one's. The
+        // three are independent, and on S3 each is a round trip: nothing is
+        // staged before they end, and a crash between them leaves parts
+        // that the next run's checkpoint does not vouch for, which it
+        // removes.
         let pending_prefix = self.checkpoints.pending_prefix();
-        let pending_parts = self
-            .checkpoints
-            .storage()
-            .list(&pending_prefix)
-            .await
-            .map_err(StageError::from)?;
+        let (saved, cleared, pending_parts) = tokio::join!(
+            self.checkpoints.save(&mut checkpoint),
+            async {
+                if clear_staged {
+                    self.checkpoints.clear_staged().await
+                } else {
+                    Ok(())
+                }
+            },
+            self.checkpoints.storage().list(&pending_prefix),
+        );
+        saved?;
+        cleared?;
+        let pending_parts = pending_parts.map_err(StageError::from)?;
         for key in &pending_parts {
             stager.readmit(key).await?;
         }
@@ -565,19 +577,27 @@ impl Locked<'_> {
             });
         let counts = staged.counts.clone();
         let distinct = staged.winners.len() as u64;
-        let published = publish::publish(
-            self.output.clone(),
-            self.checkpoints.storage().clone(),
-            staged,
-            &self.account_id,
-            &self.region,
-            layout::days_around(config.window),
-            &publish::Pending {
-                prefix: pending_prefix,
-                run_id: self.run_id.clone(),
-            },
-        )
-        .await?;
+        let pending = publish::Pending {
+            prefix: pending_prefix,
+            run_id: self.run_id.clone(),
+        };
+        // Where this run's manifest joins its chain is read while the days
+        // publish: the lock keeps other runs of this pair from moving it,
+        // and on S3 it is two round trips (the head, the pair's manifests).
+        let (published, link) = tokio::join!(
+            publish::publish(
+                self.output.clone(),
+                self.checkpoints.storage().clone(),
+                staged,
+                &self.account_id,
+                &self.region,
+                layout::days_around(config.window),
+                &pending,
+            ),
+            evidence::chain::next_link(self.output.as_ref(), &self.account_id, &self.region),
+        );
+        let published = published?;
+        let link = link.map_err(ExportError::Manifest)?;
         let files = published.files;
 
         let calls = self.counters.snapshot();
@@ -612,9 +632,6 @@ impl Locked<'_> {
             }),
             _ => None,
         };
-        let link = evidence::chain::next_link(self.output.as_ref(), &self.account_id, &self.region)
-            .await
-            .map_err(ExportError::Manifest)?;
         let run_manifest = RunManifest {
             manifest_version: manifest::MANIFEST_VERSION,
             run_id: self.run_id.clone(),
