@@ -14,15 +14,9 @@ SESSIONS=${SESSIONS:-100000}
 SKEW=${SKEW:-0.8}
 RUNS=${RUNS:-4}
 CONCURRENCY=${CONCURRENCY:-16}
-if [ -z "${BIN:-}${BINS:-}" ]; then
-  cargo build --release --quiet
-  BIN=${CARGO_TARGET_DIR:-target}/release
-fi
-BINS=${BINS:-$BIN}
-# The simulator comes from the first folder.
-BIN=${BIN:-${BINS%% *}}
 # shellcheck source=scripts/sim-lib.sh
 . scripts/sim-lib.sh
+pick_binaries
 
 # S3=1: the output (and so the staged parts publishing reads back) in
 # moto_server on loopback, as a scheduled task writing to S3 has it.

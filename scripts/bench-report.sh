@@ -14,14 +14,9 @@ SESSIONS=${SESSIONS:-20000}
 PAIRS=${PAIRS:-8}
 RUNS=${RUNS:-3}
 S3_LATENCY=${S3_LATENCY:-20}
-if [ -z "${BIN:-}${BINS:-}" ]; then
-  cargo build --release --quiet
-  BIN=${CARGO_TARGET_DIR:-target}/release
-fi
-BINS=${BINS:-$BIN}
-BIN=${BIN:-${BINS%% *}}
 # shellcheck source=scripts/sim-lib.sh
 . scripts/sim-lib.sh
+pick_binaries
 
 start_moto bench-report
 export SSM_AUDIT_S3_FORCE_PATH_STYLE=true

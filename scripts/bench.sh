@@ -10,13 +10,9 @@ SESSIONS=${SESSIONS:-1000000}
 CONCURRENCY=${CONCURRENCY:-8}
 SLICE=${SLICE:-1m}
 SIM_ARGS=${SIM_ARGS:-}
-# BIN=DIR runs the binaries in DIR as they are (another commit's build).
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=${CARGO_TARGET_DIR:-target}/release
-fi
 # shellcheck source=scripts/sim-lib.sh
 . scripts/sim-lib.sh
+pick_binaries
 
 echo "== $SESSIONS sessions (30% in one hour, 5 bursts of 2000 sharing a StartDate), concurrency $CONCURRENCY, slice $SLICE"
 # shellcheck disable=SC2086

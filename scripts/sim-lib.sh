@@ -1,8 +1,9 @@
 # Sourced by scripts/demo.sh and the benchmarks (scripts/bench*.sh): starts ssm-sim in the
 # background and waits (polling its address file) until it serves, and sets
 # an AWS environment that reaches only the simulator.
-# Needs: $BIN (folder of the binaries). Sets: $work, $sim_pid, $endpoint.
-# stop_sim stops it, so that a script can start one per case.
+# Needs: $BIN (folder of the binaries), or pick_binaries. Sets: $work,
+# $sim_pid, $endpoint. stop_sim stops it, so that a script can start one
+# per case.
 
 work=$(mktemp -d)
 sim_pid=
@@ -14,6 +15,19 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# pick_binaries: the binaries a benchmark runs. BIN=DIR runs those in DIR
+# as they are (another commit's build); BINS="DIR1 DIR2" runs each in turn
+# where a script compares builds; neither: a release build of this
+# checkout. The simulator comes from BIN, or the first of BINS.
+pick_binaries() {
+  if [ -z "${BIN:-}${BINS:-}" ]; then
+    cargo build --release --quiet
+    BIN=${CARGO_TARGET_DIR:-target}/release
+  fi
+  BINS=${BINS:-$BIN}
+  BIN=${BIN:-${BINS%% *}}
+}
 
 # start_sim [ssm-sim serve flags...]; the simulator's stderr goes to $work/sim.log.
 start_sim() {

@@ -262,35 +262,11 @@ impl LocalStorage {
         Self::read_versioned_limited(path, super::MAX_CONDITIONAL_BYTES)
     }
 
-    fn list_blocking(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), StorageError> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Self::io("list", dir)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(Self::io("list", dir))?;
-            let path = entry.path();
-            let file_type = entry.file_type().map_err(Self::io("stat", &path))?;
-            if file_type.is_symlink() {
-                return Err(StorageError::Link {
-                    location: path.display().to_string(),
-                });
-            }
-            if file_type.is_dir() {
-                Self::list_blocking(root, &path, out)?;
-            } else if !entry.file_name().to_string_lossy().starts_with('.') {
-                if let Ok(relative) = path.strip_prefix(root) {
-                    out.push(relative.to_string_lossy().replace('\\', "/"));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether `dir` holds a file [`Self::list_blocking`] would list; stops
-    /// at the first.
-    fn holds_any_blocking(dir: &Path) -> Result<bool, StorageError> {
+    /// Walks `dir` depth first, handing `visit` each file that is an object
+    /// (dot-files are not: a writer's staging file, a probe) until it
+    /// returns false; a symbolic link anywhere is refused. Returns whether
+    /// `visit` stopped the walk.
+    fn walk_files(dir: &Path, visit: &mut dyn FnMut(&Path) -> bool) -> Result<bool, StorageError> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -305,16 +281,32 @@ impl LocalStorage {
                     location: path.display().to_string(),
                 });
             }
-            let holds = if file_type.is_dir() {
-                Self::holds_any_blocking(&path)?
+            let stopped = if file_type.is_dir() {
+                Self::walk_files(&path, visit)?
             } else {
-                !entry.file_name().to_string_lossy().starts_with('.')
+                !entry.file_name().to_string_lossy().starts_with('.') && !visit(&path)
             };
-            if holds {
+            if stopped {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    fn list_blocking(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), StorageError> {
+        Self::walk_files(dir, &mut |path| {
+            if let Ok(relative) = path.strip_prefix(root) {
+                out.push(relative.to_string_lossy().replace('\\', "/"));
+            }
+            true
+        })?;
+        Ok(())
+    }
+
+    /// Whether `dir` holds a file [`Self::list_blocking`] would list; stops
+    /// at the first.
+    fn holds_any_blocking(dir: &Path) -> Result<bool, StorageError> {
+        Self::walk_files(dir, &mut |_| false)
     }
 }
 
