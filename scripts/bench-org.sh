@@ -2,17 +2,17 @@
 # `make bench` (part): an organization of mostly empty accounts. ACCOUNTS
 # accounts x 3 regions, one busy pair, each call LATENCY late, through
 # assumed roles: wall time per pair, calls per pair, STS calls, peak RSS.
-# Local output (S3 adds about a dozen requests per pair). Release build.
+# Local output (S3 adds about a dozen requests per pair). Release build,
+# or BIN=DIR (another commit's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ACCOUNTS=${ACCOUNTS:-1000}
 LATENCY=${LATENCY:-100ms}
 CONCURRENCY=${CONCURRENCY:-64}
 PAIRS_AT_ONCE=${PAIRS_AT_ONCE:-64}
-cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release
 # shellcheck source=scripts/sim-lib.sh
 . scripts/sim-lib.sh
+pick_binaries
 
 python3 - "$ACCOUNTS" "$work" <<'PY'
 import json, sys

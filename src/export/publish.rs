@@ -84,6 +84,12 @@ pub async fn publish<S: Storage + 'static, P: Storage + 'static>(
         winners: dedupe,
         ..
     } = staged;
+    if dedupe.is_empty() {
+        // Nothing to write, and no session that could have moved: most
+        // pairs of an organization, whose scan would be 32 requests to find
+        // out.
+        return Ok(Published::default());
+    }
     let (moves, scanned) = {
         let mut parts = PartCache::new(parts_storage.as_ref(), &part_keys);
         let (moves, scanned) = find_moves(
@@ -1218,6 +1224,23 @@ mod tests {
     async fn put_partition(storage: &LocalStorage, key: &str, rows: &[SessionRecord]) {
         let bytes = schema::write_parquet(rows, Packing::Published).expect("encode");
         storage.put(key, bytes.into()).await.expect("put");
+    }
+
+    #[tokio::test]
+    async fn a_crawl_that_found_nothing_publishes_without_asking_the_output_anything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let output = std::sync::Arc::new(Watched::unlisted(LocalStorage::new(dir.path())));
+        let parts = std::sync::Arc::new(Watched::unlisted(LocalStorage::new(dir.path())));
+        let stager = Stager::new(parts.clone(), "stage/".into());
+        let published =
+            publish_the_tests_pair(output.clone(), parts.clone(), stager.into_staged()).await;
+        assert!(published.files.is_empty() && published.pending.is_empty());
+        assert_eq!(
+            output.read_count() + parts.read_count(),
+            0,
+            "{:?}",
+            output.reads()
+        );
     }
 
     #[tokio::test]
