@@ -40,14 +40,14 @@ for run in $(seq "$RUNS"); do
     # NIGHTS=2: the next night into the same output (each day merged with
     # the night before's file), timed alike.
     for night in $(seq "$NIGHTS"); do
-    start=$(date +%s.%N)
-    AWS_ENDPOINT_URL_SSM=$endpoint AWS_ENDPOINT_URL_STS=$endpoint \
-      SSM_AUDIT_LOG=ssm_audit=info,ssm_audit::export::publish=trace \
-      "$bin/ssm-audit" export "${where[@]}" \
-      --concurrency "$CONCURRENCY" --progress off >/dev/null 2>"$work/run.log" \
-      || { tail -3 "$work/run.log" >&2; exit 1; }
-    end=$(date +%s.%N)
-    python3 - "$run night $night $bin" "$start" "$end" "$work/run.log" <<'PY'
+      start=$(date +%s.%N)
+      AWS_ENDPOINT_URL_SSM=$endpoint AWS_ENDPOINT_URL_STS=$endpoint \
+        SSM_AUDIT_LOG=ssm_audit=info,ssm_audit::export::publish=trace \
+        "$bin/ssm-audit" export "${where[@]}" \
+        --concurrency "$CONCURRENCY" --progress off >/dev/null 2>"$work/run.log" \
+        || { tail -3 "$work/run.log" >&2; exit 1; }
+      end=$(date +%s.%N)
+      python3 - "$run night $night $bin" "$start" "$end" "$work/run.log" <<'PY'
 import datetime, re, sys
 run, start, end, log = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 first = manifest = None

@@ -1009,10 +1009,7 @@ async fn read_part_batch<P: Storage>(
     storage: &P,
     key: String,
 ) -> Result<RecordBatch, PublishError> {
-    let bytes = storage.get(&key).await?.ok_or_else(|| PublishError::Part {
-        key: key.clone(),
-        reason: "it is gone".into(),
-    })?;
+    let bytes = part_bytes(storage, &key).await?;
     let unreadable = |e: SchemaError| PublishError::Part {
         key: key.clone(),
         reason: e.to_string(),
@@ -1096,13 +1093,19 @@ impl<'a, P: Storage> PartCache<'a, P> {
 
 /// One staged part's rows.
 async fn read_part<P: Storage>(storage: &P, key: &str) -> Result<Vec<SessionRecord>, PublishError> {
-    let bytes = storage.get(key).await?.ok_or_else(|| PublishError::Part {
-        key: key.to_owned(),
-        reason: "it is gone".into(),
-    })?;
+    let bytes = part_bytes(storage, key).await?;
     schema::read_parquet(bytes).map_err(|e| PublishError::Part {
         key: key.to_owned(),
         reason: e.to_string(),
+    })
+}
+
+/// One staged part's bytes; a part the checkpoint vouched for that is
+/// gone is an error, never an empty page.
+async fn part_bytes<P: Storage>(storage: &P, key: &str) -> Result<Bytes, PublishError> {
+    storage.get(key).await?.ok_or_else(|| PublishError::Part {
+        key: key.to_owned(),
+        reason: "it is gone".into(),
     })
 }
 

@@ -479,12 +479,15 @@ pub async fn select<S: Storage>(
         if config.from.is_some_and(|from| day < from) || config.to.is_some_and(|to| day > to) {
             continue;
         }
-        in_period.push(key.as_str());
+        in_period.push(key.clone());
     }
     // S3 answers a read in tens of milliseconds: a quarter's partitions of
     // many (account, region) pairs read one by one would take the longest.
     let mut reads = stream::iter(in_period)
-        .map(|key| async move { (key, verify::read_data_file(storage, key).await) })
+        .map(|key| async move {
+            let read = verify::read_data_file(storage, &key).await;
+            (key, read)
+        })
         .buffered(REQUESTS_AT_ONCE);
     while let Some((key, read)) = reads.next().await {
         let found = match read {
@@ -492,7 +495,7 @@ pub async fn select<S: Storage>(
             Ok(None) => continue,
             Err(StorageError::TooLarge { limit, .. }) => {
                 selected.skipped.push(SkippedFile {
-                    key: key.to_owned(),
+                    key: key.clone(),
                     reason: format!("larger than {limit} bytes: not a partition ssm-audit wrote"),
                 });
                 continue;
@@ -500,7 +503,7 @@ pub async fn select<S: Storage>(
             Err(error) => return Err(error.into()),
         };
         selected.files.read.insert(
-            key.to_owned(),
+            key.clone(),
             HashedFile {
                 sha256: sha256_hex(&found.data),
                 object_version: found.object_version,
@@ -509,9 +512,9 @@ pub async fn select<S: Storage>(
         let rows = match schema::read_parquet(found.data) {
             Ok(rows) => rows,
             Err(error) => {
-                tracing::warn!(key = %printable(key), %error, "skipping an unreadable partition");
+                tracing::warn!(key = %printable(&key), %error, "skipping an unreadable partition");
                 selected.skipped.push(SkippedFile {
-                    key: key.to_owned(),
+                    key: key.clone(),
                     reason: error.to_string(),
                 });
                 continue;
@@ -522,7 +525,6 @@ pub async fn select<S: Storage>(
                 && (targets.is_empty() || r.target.as_deref().is_some_and(|t| targets.contains(t)))
         }));
     }
-    drop(reads);
     selected.skipped.sort_by(|a, b| a.key.cmp(&b.key));
     sort_rows(&mut selected.sessions);
     selected.files.listed = listed;
