@@ -559,6 +559,18 @@ impl<S: Storage> CheckpointStore<S> {
         Ok(())
     }
 
+    /// Removes the staged parts a finished run knows of (those it staged
+    /// or read back): on S3 a request per 1,000 and none for a run that
+    /// staged nothing, where [`CheckpointStore::clear_staged`] lists
+    /// first, a request per pair and night that most pairs of an
+    /// organization would spend on nothing. A run stages no part it does
+    /// not know of (a write that fails stops it before this), and anything
+    /// else under the prefix is the next run's to clear as it starts.
+    pub async fn remove_staged(&self, parts: Vec<String>) -> Result<(), CheckpointError> {
+        self.storage.delete_all(parts).await?;
+        Ok(())
+    }
+
     /// Removes the checkpoint, then its staged parts (`--restart`): a
     /// discard that dies half-way leaves parts no checkpoint vouches for
     /// (removed by the next run), never a checkpoint without its parts.
@@ -664,6 +676,31 @@ mod tests {
         let jobs = crate::export::plan::plan_jobs(config, &[], config.concurrency).jobs;
         let checkpoint = Checkpoint::new(config, "1", "r", "run", &jobs);
         (jobs, checkpoint)
+    }
+
+    #[tokio::test]
+    async fn a_finished_run_removes_the_parts_it_knows_without_listing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Arc::new(crate::storage::watched::Watched::new(LocalStorage::new(
+            dir.path(),
+        )));
+        let store = CheckpointStore::new(storage.clone(), "_checkpoint/", "1", "r", Clock::system());
+        let prefix = store.staged_prefix();
+        let parts: Vec<String> = ["history-00001-000000.parquet", "active-00000-000000.parquet"]
+            .iter()
+            .map(|name| format!("{prefix}{name}"))
+            .collect();
+        for key in &parts {
+            storage
+                .put(key, Bytes::from_static(b"part"))
+                .await
+                .expect("put");
+        }
+        // An empty pair staged nothing: nothing to ask.
+        store.remove_staged(Vec::new()).await.expect("remove none");
+        store.remove_staged(parts).await.expect("remove");
+        assert_eq!(storage.lists(), Vec::<String>::new(), "no listing");
+        assert_eq!(store.staged_parts().await.expect("list"), Vec::<String>::new());
     }
 
     #[tokio::test]

@@ -558,6 +558,8 @@ impl Locked<'_> {
             .await?;
 
         let staged = stager.into_staged();
+        // Removed by key once published: the run knows every part it staged.
+        let staged_parts = staged.parts.clone();
         // Where tonight's sessions are, for the next night's plan: laid out
         // before publishing, where memory peaks (8 bytes a session, here
         // only).
@@ -691,7 +693,7 @@ impl Locked<'_> {
         self.checkpoints.save(&mut checkpoint).await?;
         // Staged parts are only scaffolding once the checkpoint says the run
         // is complete; a failure to remove them costs disk, not data.
-        if let Err(error) = self.checkpoints.clear_staged().await {
+        if let Err(error) = self.checkpoints.remove_staged(staged_parts).await {
             tracing::warn!(%error, "cannot remove staged parts; the next run removes them");
         }
         // Published now, or kept again under this run's name.
