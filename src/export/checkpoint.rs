@@ -684,12 +684,16 @@ mod tests {
         let storage = Arc::new(crate::storage::watched::Watched::new(LocalStorage::new(
             dir.path(),
         )));
-        let store = CheckpointStore::new(storage.clone(), "_checkpoint/", "1", "r", Clock::system());
+        let store =
+            CheckpointStore::new(storage.clone(), "_checkpoint/", "1", "r", Clock::system());
         let prefix = store.staged_prefix();
-        let parts: Vec<String> = ["history-00001-000000.parquet", "active-00000-000000.parquet"]
-            .iter()
-            .map(|name| format!("{prefix}{name}"))
-            .collect();
+        let parts: Vec<String> = [
+            "history-00001-000000.parquet",
+            "active-00000-000000.parquet",
+        ]
+        .iter()
+        .map(|name| format!("{prefix}{name}"))
+        .collect();
         for key in &parts {
             storage
                 .put(key, Bytes::from_static(b"part"))
@@ -700,7 +704,10 @@ mod tests {
         store.remove_staged(Vec::new()).await.expect("remove none");
         store.remove_staged(parts).await.expect("remove");
         assert_eq!(storage.lists(), Vec::<String>::new(), "no listing");
-        assert_eq!(store.staged_parts().await.expect("list"), Vec::<String>::new());
+        assert_eq!(
+            store.staged_parts().await.expect("list"),
+            Vec::<String>::new()
+        );
     }
 
     #[tokio::test]

@@ -153,7 +153,9 @@ fn kill_9_at_many_moments_then_resume_gives_exactly_the_uninterrupted_rows() {
     );
     assert_eq!(checkpoint(out.path())["status"], "complete");
     // The parts read back from earlier attempts go with the last run's own.
-    let staged = out.path().join(format!("_checkpoint/{ACCOUNT}_{REGION}/staged"));
+    let staged = out
+        .path()
+        .join(format!("_checkpoint/{ACCOUNT}_{REGION}/staged"));
     let left: Vec<_> = std::fs::read_dir(&staged)
         .map(|entries| entries.map(|e| e.expect("entry").file_name()).collect())
         .unwrap_or_default();
