@@ -2,8 +2,8 @@
 # `make bench` (part): an organization of mostly empty accounts. ACCOUNTS
 # accounts x 3 regions, one busy pair, each call LATENCY late, through
 # assumed roles: wall time per pair, calls per pair, STS calls, peak RSS.
-# Local output (S3 adds about a dozen requests per pair). Release build,
-# or BIN=DIR (another commit's).
+# Local output (on S3 an empty pair makes 13 or 14 requests of it:
+# ARCHITECTURE.md). Release build, or BIN=DIR (another commit's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ACCOUNTS=${ACCOUNTS:-1000}

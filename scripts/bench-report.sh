@@ -33,7 +33,7 @@ delay_s3 "$S3_LATENCY"
 export AWS_ENDPOINT_URL_S3=$s3
 from=$(date -u -d '30 days ago' +%F)
 to=$(date -u +%F)
-files=$(.venv/bin/python -c "import boto3, sys; print(sum(1 for p in boto3.client('s3', endpoint_url=sys.argv[1], region_name='eu-west-1').get_paginator('list_objects_v2').paginate(Bucket='bench-report', Prefix='data/sessions/') for _ in p.get('Contents', [])))" "http://127.0.0.1:$moto_port")
+files=$("${PY:-.venv/bin/python}" -c "import boto3, sys; print(sum(1 for p in boto3.client('s3', endpoint_url=sys.argv[1], region_name='eu-west-1').get_paginator('list_objects_v2').paginate(Bucket='bench-report', Prefix='data/sessions/') for _ in p.get('Contents', [])))" "http://127.0.0.1:$moto_port")
 echo "== report of $from to $to: $PAIRS pairs, $files partition files, $SESSIONS sessions each, S3 at $S3_LATENCY ms a request"
 for run in $(seq "$RUNS"); do
   for bin in $BINS; do

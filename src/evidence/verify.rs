@@ -243,6 +243,15 @@ pub struct HashedFile {
     pub object_version: Option<String>,
 }
 
+impl HashedFile {
+    pub fn of(file: &crate::storage::Versioned) -> HashedFile {
+        HashedFile {
+            sha256: sha256_hex(&file.data),
+            object_version: file.object_version.clone(),
+        }
+    }
+}
+
 /// Reads a data file for hashing, bounded: a file larger than any partition
 /// ssm-audit writes is not read whole.
 pub async fn read_data_file<S: Storage>(
@@ -732,12 +741,7 @@ async fn check_files<S: Storage>(
                 return (path, expected, Ok(Some(hashed.clone())));
             }
             let read = read_data_file(storage, path).await;
-            let hashed = read.map(|found| {
-                found.map(|f| HashedFile {
-                    sha256: sha256_hex(&f.data),
-                    object_version: f.object_version,
-                })
-            });
+            let hashed = read.map(|found| found.as_ref().map(HashedFile::of));
             (path, expected, hashed)
         })
         .buffered(crate::storage::REQUESTS_AT_ONCE);

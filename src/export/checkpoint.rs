@@ -565,9 +565,18 @@ impl<S: Storage> CheckpointStore<S> {
     /// first, a request per pair and night that most pairs of an
     /// organization would spend on nothing. A run stages no part it does
     /// not know of (a write that fails stops it before this), and anything
-    /// else under the prefix is the next run's to clear as it starts.
-    pub async fn remove_staged(&self, parts: Vec<String>) -> Result<(), CheckpointError> {
-        self.storage.delete_all(parts).await?;
+    /// else under the prefix is the next run's to clear as it starts. Of
+    /// `parts`, only those in the staged folder go: pending parts the run
+    /// read back are removed once publishing has kept what it could not
+    /// write.
+    pub async fn remove_staged(&self, parts: &[String]) -> Result<(), CheckpointError> {
+        let prefix = self.staged_prefix();
+        let staged = parts
+            .iter()
+            .filter(|key| key.starts_with(&prefix))
+            .cloned()
+            .collect();
+        self.storage.delete_all(staged).await?;
         Ok(())
     }
 
@@ -700,14 +709,24 @@ mod tests {
                 .await
                 .expect("put");
         }
+        // A pending part read back is the run's to remove after publishing.
+        let pending = format!("{}run-1-1970-01-01.parquet", store.pending_prefix());
+        storage
+            .put(&pending, Bytes::from_static(b"pending"))
+            .await
+            .expect("put");
         // An empty pair staged nothing: nothing to ask.
-        store.remove_staged(Vec::new()).await.expect("remove none");
-        store.remove_staged(parts).await.expect("remove");
+        store.remove_staged(&[]).await.expect("remove none");
+        store
+            .remove_staged(&[parts, vec![pending.clone()]].concat())
+            .await
+            .expect("remove");
         assert_eq!(storage.lists(), Vec::<String>::new(), "no listing");
         assert_eq!(
             store.staged_parts().await.expect("list"),
             Vec::<String>::new()
         );
+        assert!(storage.get(&pending).await.expect("get").is_some());
     }
 
     #[tokio::test]

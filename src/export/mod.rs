@@ -693,7 +693,7 @@ impl Locked<'_> {
         self.checkpoints.save(&mut checkpoint).await?;
         // Staged parts are only scaffolding once the checkpoint says the run
         // is complete; a failure to remove them costs disk, not data.
-        if let Err(error) = self.checkpoints.remove_staged(staged_parts).await {
+        if let Err(error) = self.checkpoints.remove_staged(&staged_parts).await {
             tracing::warn!(%error, "cannot remove staged parts; the next run removes them");
         }
         // Published now, or kept again under this run's name.

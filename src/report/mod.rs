@@ -20,7 +20,6 @@ use crate::config::{
 use crate::dataset::layout::{self, PartitionKey};
 use crate::dataset::record::{sort_rows, SessionRecord};
 use crate::dataset::schema;
-use crate::dataset::sha256_hex;
 use crate::evidence::coverage;
 use crate::evidence::verify::{self, FilesSeen, HashedFile, VerifyError, VerifyRunError};
 use crate::storage::{AnyStorage, Storage, StorageError, REQUESTS_AT_ONCE};
@@ -502,13 +501,10 @@ pub async fn select<S: Storage>(
             }
             Err(error) => return Err(error.into()),
         };
-        selected.files.read.insert(
-            key.clone(),
-            HashedFile {
-                sha256: sha256_hex(&found.data),
-                object_version: found.object_version,
-            },
-        );
+        selected
+            .files
+            .read
+            .insert(key.clone(), HashedFile::of(&found));
         let rows = match schema::read_parquet(found.data) {
             Ok(rows) => rows,
             Err(error) => {
@@ -739,6 +735,7 @@ mod tests {
     use super::*;
     use crate::dataset::record::tests::record;
     use crate::dataset::schema::Packing;
+    use crate::dataset::sha256_hex;
     use crate::storage::watched::Watched;
     use crate::storage::LocalStorage;
 

@@ -303,6 +303,16 @@ impl LocalStorage {
         Ok(())
     }
 
+    /// The directory of a folder `prefix` ("" is the root).
+    fn folder_path(&self, prefix: &str) -> Result<PathBuf, StorageError> {
+        let folder = folder_prefix(prefix)?;
+        if folder.is_empty() {
+            Ok(self.root.clone())
+        } else {
+            self.path_of(folder)
+        }
+    }
+
     /// Whether `dir` holds a file [`Self::list_blocking`] would list; stops
     /// at the first.
     fn holds_any_blocking(dir: &Path) -> Result<bool, StorageError> {
@@ -431,12 +441,7 @@ impl Storage for LocalStorage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let folder = folder_prefix(prefix)?;
-        let dir = if folder.is_empty() {
-            self.root.clone()
-        } else {
-            self.path_of(folder)?
-        };
+        let dir = self.folder_path(prefix)?;
         let root = self.root.clone();
         blocking(move || {
             let mut keys = Vec::new();
@@ -448,12 +453,7 @@ impl Storage for LocalStorage {
     }
 
     async fn holds_any(&self, prefix: &str) -> Result<bool, StorageError> {
-        let folder = folder_prefix(prefix)?;
-        let dir = if folder.is_empty() {
-            self.root.clone()
-        } else {
-            self.path_of(folder)?
-        };
+        let dir = self.folder_path(prefix)?;
         blocking(move || Self::holds_any_blocking(&dir)).await
     }
 

@@ -100,6 +100,16 @@ impl S3Storage {
         Ok(format!("{}{}", self.prefix, object_key(key)?))
     }
 
+    /// The key prefix of a folder `prefix` ("" is the output's own).
+    fn folder_key_prefix(&self, prefix: &str) -> Result<String, StorageError> {
+        let folder = folder_prefix(prefix)?;
+        Ok(if folder.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}{folder}/", self.prefix)
+        })
+    }
+
     /// An answer that lacks what S3 always sends (an ETag, an upload id):
     /// never guessed at, because a guessed version would break the next
     /// conditional write.
@@ -471,12 +481,7 @@ impl Storage for S3Storage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let folder = folder_prefix(prefix)?;
-        let full_prefix = if folder.is_empty() {
-            self.prefix.clone()
-        } else {
-            format!("{}{folder}/", self.prefix)
-        };
+        let full_prefix = self.folder_key_prefix(prefix)?;
         let mut keys = Vec::new();
         let mut pages = self
             .client
@@ -498,12 +503,7 @@ impl Storage for S3Storage {
     }
 
     async fn holds_any(&self, prefix: &str) -> Result<bool, StorageError> {
-        let folder = folder_prefix(prefix)?;
-        let full_prefix = if folder.is_empty() {
-            self.prefix.clone()
-        } else {
-            format!("{}{folder}/", self.prefix)
-        };
+        let full_prefix = self.folder_key_prefix(prefix)?;
         let page = self
             .client
             .list_objects_v2()
