@@ -7,7 +7,10 @@
 # throttled calls and their share, wall time, the time the calls that got
 # through need at the allowed rate, and the share of the allowed rate the
 # whole export achieved (calls that got through / wall time / rate; start-up
-# and publishing included, so short runs score lower).
+# and publishing included, so short runs score lower), and the calls' own
+# share (over the simulator's describe_span_ms, from the first call's
+# arrival to the last answer: the pacer's, without the process's start or
+# its publishing).
 # CASES overrides the matrix: "RATE:BURST:LATENCY_MS:CONCURRENCY[:SESSIONS] ...".
 # THROTTLE_LATENCY (e.g. 20ms) delays every ThrottlingException by that much
 # (the simulator's --throttle-latency; at once by default).
@@ -28,8 +31,8 @@ cases=${CASES:-"10:1:50:4 10:1:50:16 10:1:50:64 10:1:100:16 20:1:100:16 20:1:100
   40:10:100:16 80:20:100:16
   20:1:100:16:100000 40:1:100:16:100000 80:1:100:16:100000"}
 
-echo "| sessions | limit | burst | latency | concurrency | calls | throttled | wall | calls through / rate | share of the rate |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| sessions | limit | burst | latency | concurrency | calls | throttled | wall | calls through / rate | share of the rate | the calls' own |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for spec in $cases; do
   IFS=: read -r rate burst latency concurrency sessions <<<"$spec"
   sessions=${sessions:-20000}
@@ -48,9 +51,10 @@ wall = float(sys.argv[3]) - float(sys.argv[2])
 rate, burst, latency, concurrency = float(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
 sessions = int(sys.argv[8])
 calls, throttled, through = stats["describe_calls"], stats["throttled"], stats["describe_ok"]
+span = stats["describe_span_ms"] / 1000
 print(f"| {sessions:,} | {rate:g}/s | {burst} | {latency} ms | {concurrency} | {calls} | "
       f"{throttled} ({throttled / calls:.1%}) | {wall:.2f} s | {through / rate:.2f} s | "
-      f"{through / wall / rate:.2f} |")
+      f"{through / wall / rate:.2f} | {through / span / rate:.2f} |")
 PY
   stop_sim
 done

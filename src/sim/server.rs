@@ -94,6 +94,11 @@ pub struct Stats {
     max_in_flight: AtomicU64,
     active_calls: AtomicU64,
     history_calls: AtomicU64,
+    /// Microseconds after the simulator started, plus one (0: none yet),
+    /// when the first DescribeSessions call arrived and when the last
+    /// successful one was answered.
+    first_call_us: AtomicU64,
+    last_answer_us: AtomicU64,
 }
 
 /// The one field of a DescribeSessions request that `/_stats` counts calls
@@ -123,6 +128,11 @@ struct StatsView {
     empty_pages: u64,
     in_flight: u64,
     max_in_flight: u64,
+    /// Milliseconds from the first DescribeSessions call's arrival to the
+    /// last successful one's answer: how long a client kept the API busy,
+    /// whatever it did before and after (a benchmark's share of a rate
+    /// limit over the calls alone). 0 before a call has succeeded.
+    describe_span_ms: u64,
     sessions: usize,
     /// DescribeSessions calls per `State` asked, throttled and failed ones
     /// included (the call budget of the adaptive-crawl benchmarks is per
@@ -151,6 +161,16 @@ struct State {
     /// as AWS meters them.
     pair_buckets: Mutex<std::collections::HashMap<String, TokenBucket>>,
     rng: Mutex<fastrand::Rng>,
+    /// What `Stats`' times count from.
+    started: Instant,
+}
+
+impl State {
+    /// Microseconds since the simulator started, plus one: never 0, which
+    /// stands for "not yet" in `Stats`.
+    fn clock_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
+    }
 }
 
 /// Request bodies larger than this are refused; DescribeSessions requests
@@ -194,6 +214,7 @@ impl Server {
                     last: Instant::now(),
                 }),
                 rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+                started: Instant::now(),
             }),
         })
     }
@@ -388,6 +409,12 @@ async fn describe_sessions(
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let stats = &state.stats;
     let calls = stats.describe_calls.fetch_add(1, Ordering::Relaxed) + 1;
+    let _ = stats.first_call_us.compare_exchange(
+        0,
+        state.clock_us(),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     let asked = serde_json::from_slice::<StateAsked>(body)
         .ok()
         .and_then(|r| r.state);
@@ -515,6 +542,9 @@ async fn describe_sessions_in_flight(
     match store.describe(&request, &state.options.query, now) {
         Ok(response) => {
             stats.describe_ok.fetch_add(1, Ordering::Relaxed);
+            stats
+                .last_answer_us
+                .fetch_max(state.clock_us(), Ordering::SeqCst);
             stats
                 .items_served
                 .fetch_add(response.sessions.len() as u64, Ordering::Relaxed);
@@ -698,6 +728,10 @@ fn stats_view(state: &State) -> StatsView {
         empty_pages: load(&s.empty_pages),
         in_flight: load(&s.in_flight),
         max_in_flight: load(&s.max_in_flight),
+        describe_span_ms: match (load(&s.first_call_us), load(&s.last_answer_us)) {
+            (first, last) if first > 0 && last > first => (last - first) / 1000,
+            _ => 0,
+        },
         sessions: store.len(),
         calls_by_state: [
             (SessionState::Active.as_str(), load(&s.active_calls)),

@@ -505,6 +505,14 @@ fn the_next_night_cuts_history_where_the_last_crawl_found_its_sessions() {
     );
     let out = tempfile::tempdir().expect("tempdir");
     assert_success(&export(&sim, out.path(), &["--concurrency", "16"]));
+    // A bucket of one call refilled 10 times a second lets the calls
+    // through no faster, from the first call's arrival to the last answer.
+    let through = sim.stat("describe_ok");
+    let span_ms = sim.stat("describe_span_ms");
+    assert!(
+        span_ms >= (through - 1) * 100,
+        "{through} calls through in {span_ms} ms at 10/s"
+    );
     let checkpoint = checkpoint(out.path());
     let useful = checkpoint["useful_concurrency"]
         .as_u64()
