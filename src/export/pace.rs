@@ -8,16 +8,24 @@
 //!   trip, as TCP's slow start does), so a fan-out to many windows does not
 //!   open with a storm. The cap's calls leave spread over half a round trip
 //!   (as TCP paces its window), so the first throttle stops a fan-out
-//!   instead of meeting all of it at once; its first few leave at least
-//!   [`FAN_OUT_GUARD`] apart, since a throttle takes a network round trip
-//!   to come back.
-//! - **First throttle.** The cap is lifted and the rate becomes half of
-//!   what got through lately (successes over the last second, or over the
-//!   crawl's age when it is younger: the first throttle often comes within a
-//!   few round trips, whose count a burst allowance inflates); from now on
-//!   the rate alone governs. It then probes upwards: each call that waited
-//!   for its slot and succeeded raises it one step, so that it doubles every
-//!   round trip (in no fewer than [`PROBE_CALLS`] calls, and no more often
+//!   instead of meeting all of it at once. Its first few leave on a ladder
+//!   of halving gaps (a quarter of a round trip, an eighth, ..., never under
+//!   [`FAN_OUT_GUARD`], since a throttle takes a network round trip to come
+//!   back), so that the gap the first throttle meets says which rate it is.
+//! - **First throttle.** The cap is lifted and the rate becomes what the
+//!   call before the throttled one proved, when the throttled call was on
+//!   a rung narrower than the one before: the service admitted that call
+//!   at its gap, so it allows at least one call per gap (the first
+//!   throttle of a fan-out otherwise says the same at 10 calls/s as at
+//!   80). A burst allowance admits a rung whatever the rate, so the first
+//!   call that rate spaces tests it: if that one is throttled too, the rate
+//!   falls back to half of what got through lately, which is the rate
+//!   otherwise, and which is kept if more (successes over the last second,
+//!   or over the crawl's age when it is younger: the first throttle often
+//!   comes within a few round trips, whose count a burst allowance
+//!   inflates); from now on the rate alone governs. It then probes
+//!   upwards: each call that waited for its slot and succeeded raises it
+//!   one step, so that it doubles every round trip (in no fewer than [`PROBE_CALLS`] calls, and no more often
 //!   than every [`PROBE_DOUBLING`]). The probe moves with the calls it sends.
 //! - **End of the probe.** The next throttle settles the rate one step below
 //!   the rate that spaced the throttled call: the last step that got
@@ -61,13 +69,17 @@ use tokio::time::Instant;
 /// one throttle more (see BENCHMARKS.md).
 pub const START_IN_FLIGHT: usize = 16;
 /// Before the first throttle, a call that would be the 2nd to the
-/// [`FAN_OUT_GUARDED`]th in flight leaves at least this long after the one
-/// before: a throttle comes back after a network round trip, and at the
-/// spread alone (3 ms at 100 ms a call) five more calls left within a
-/// 20 ms one, all throttled. Costs a fan-out 30 ms (see BENCHMARKS.md).
+/// [`FAN_OUT_GUARDED`]th in flight leaves on the ladder (a quarter of a
+/// round trip after the one before, then an eighth, ...), and at least this
+/// long after it: a throttle comes back after a network round trip, and at
+/// the spread alone (3 ms at 100 ms a call) five more calls left within a
+/// 20 ms one, all throttled. The ladder costs a fan-out at 100 ms a call
+/// 68 ms, the guard alone cost it 30 (see BENCHMARKS.md).
 pub const FAN_OUT_GUARD: Duration = Duration::from_millis(10);
-/// See [`FAN_OUT_GUARD`].
-pub const FAN_OUT_GUARDED: usize = 4;
+/// See [`FAN_OUT_GUARD`]: two calls more than the ladder's rungs above the
+/// guard (at 100 ms a call), so that a throttle of the last rung, back a
+/// network round trip later, stops the fan-out before its spread.
+pub const FAN_OUT_GUARDED: usize = 6;
 /// The share of the rate kept when a call is throttled.
 pub const CUT: f64 = 0.9;
 /// The deepest a steady cut goes on the share of calls throttled since the
@@ -112,6 +124,8 @@ struct State {
     /// When the last call started: the next is due one interval of the
     /// current rate later (before the first throttle, a spread of the cap).
     last_sent: Instant,
+    /// How long after the one before it the last call started.
+    last_gap: Duration,
     /// No call before this (the service's bucket refilling after a
     /// throttle).
     not_before: Instant,
@@ -138,6 +152,13 @@ struct State {
     sent_since_cut: u32,
     /// The probe has just ended: the next throttle cuts by [`CUT`] only.
     settled_by_probe: bool,
+    /// A first rate the ladder gave is a guess until a call it spaced gets
+    /// through: a burst allowance may have admitted the call before the
+    /// throttled one. If the first such call is throttled, the rate falls
+    /// back to this, half of what got through at the first throttle.
+    start_unproven: Option<f64>,
+    /// Whether the call that tests the ladder's rate has left.
+    start_test_sent: bool,
 }
 
 impl State {
@@ -192,6 +213,13 @@ pub struct Slot {
     waited: bool,
     /// The rate that spaced it; None before the first throttle.
     rate: Option<f64>,
+    /// For a call on the fan-out's ladder: the rate the call before it
+    /// proves the service allows if the service admitted that one (one
+    /// call per its gap, against a bucket of one call).
+    proven_before: Option<f64>,
+    /// The first call spaced by a rate the ladder gave: its outcome proves
+    /// or refutes that rate.
+    tests_start: bool,
 }
 
 impl Default for Pacer {
@@ -206,6 +234,7 @@ impl Pacer {
             state: Mutex::new(State {
                 rate: None,
                 last_sent: Instant::now(),
+                last_gap: Duration::ZERO,
                 not_before: Instant::now(),
                 in_flight: 0,
                 in_flight_cap: START_IN_FLIGHT,
@@ -216,6 +245,8 @@ impl Pacer {
                 probing: false,
                 sent_since_cut: 0,
                 settled_by_probe: false,
+                start_unproven: None,
+                start_test_sent: false,
             }),
             rate_rose: Notify::new(),
         }
@@ -248,7 +279,9 @@ impl Pacer {
                             state.last_sent = now;
                             state.in_flight += 1;
                             state.sent_since_cut += 1;
-                            Ok(Some(rate))
+                            let tests_start = state.start_unproven.is_some()
+                                && !std::mem::replace(&mut state.start_test_sent, true);
+                            Ok((Some(rate), None, tests_start))
                         }
                     }
                     None if state.in_flight < state.in_flight_cap => {
@@ -258,21 +291,31 @@ impl Pacer {
                         let spread = state
                             .latency
                             .map_or(Duration::ZERO, |l| l / (2 * state.in_flight_cap as u32));
-                        // The first calls of a fan-out leave further apart:
-                        // a throttle that takes a network round trip then
-                        // stops it after one or two more, not a handful.
-                        let spread = if (1..FAN_OUT_GUARDED).contains(&state.in_flight) {
-                            spread.max(FAN_OUT_GUARD)
-                        } else {
-                            spread
-                        };
-                        let due = state.last_sent + spread;
+                        // The first calls of a fan-out leave on a ladder
+                        // of halving gaps: the gap the first throttle meets
+                        // then says which rate the service allows. And
+                        // further apart than the spread: a throttle that
+                        // takes a network round trip then stops the fan-out
+                        // after one or two more calls, not a handful.
+                        let rung = (1..FAN_OUT_GUARDED).contains(&state.in_flight).then(|| {
+                            let quarter = state.latency.unwrap_or_default() / 4;
+                            (quarter / (1 << (state.in_flight - 1))).max(FAN_OUT_GUARD)
+                        });
+                        let due = state.last_sent + rung.map_or(spread, |gap| gap.max(spread));
                         if due > now {
                             Err(due)
                         } else {
+                            // Only a rung narrower than the gap before it
+                            // tells the rate apart from a burst allowance:
+                            // the guard's even gaps, which a burst admits
+                            // alike, prove nothing.
+                            let proven_before = rung
+                                .filter(|gap| *gap < state.last_gap.mul_f64(0.9))
+                                .map(|_| 1.0 / state.last_gap.as_secs_f64());
+                            state.last_gap = now.saturating_duration_since(state.last_sent);
                             state.last_sent = now;
                             state.in_flight += 1;
-                            Ok(None)
+                            Ok((None, proven_before, false))
                         }
                     }
                     // Full: look again shortly (a finished call frees a place).
@@ -280,12 +323,14 @@ impl Pacer {
                 }
             };
             match wait {
-                Ok(rate) => {
+                Ok((rate, proven_before, tests_start)) => {
                     self.lock().measured_from.get_or_insert(now);
                     return Slot {
                         sent: now,
                         waited: now > asked,
                         rate,
+                        proven_before,
+                        tests_start,
                     };
                 }
                 Err(due) => {
@@ -310,6 +355,9 @@ impl Pacer {
         });
         match outcome {
             Outcome::Succeeded => {
+                if slot.tests_start {
+                    state.start_unproven = None;
+                }
                 if state.measured_from.is_none_or(|from| slot.sent >= from) {
                     state.successes.push_back(now);
                 }
@@ -347,9 +395,10 @@ impl Pacer {
                 }
                 let let_through = state.let_through(now);
                 let rate = match (state.rate, state.probing) {
-                    // The first throttle: start probing from half of what got
-                    // through (measured over a young crawl's few round trips,
-                    // which a burst allowance inflates).
+                    // The first throttle: start probing from what the call
+                    // before a throttled one on the ladder proved, or half
+                    // of what got through (measured over a young crawl's few
+                    // round trips, which a burst allowance inflates).
                     (None, _) => {
                         state.probing = true;
                         // From now on what got through is measured from
@@ -359,7 +408,17 @@ impl Pacer {
                         // the steady cuts.
                         state.measured_from = Some(now);
                         state.successes.clear();
-                        let_through * 0.5
+                        let half = let_through * 0.5;
+                        let proven = slot.proven_before.unwrap_or(0.0);
+                        state.start_unproven = (proven > half).then_some(half);
+                        state.start_test_sent = false;
+                        half.max(proven)
+                    }
+                    // The ladder's rate refuted: the call before the first
+                    // throttled one got through on a burst allowance, not
+                    // on the rate. Probe from half of what got through.
+                    (Some(_), true) if slot.tests_start && state.start_unproven.is_some() => {
+                        state.start_unproven.take().unwrap_or(MIN_RATE)
                     }
                     // The probe overshot: the throttled call was spaced by a
                     // rate at most a step above the allowed one.
@@ -406,7 +465,12 @@ impl Pacer {
                 // refill for one interval before the next call.
                 state.not_before = now + Duration::from_secs_f64(1.0 / rate);
             }
-            Outcome::Failed => {}
+            Outcome::Failed => {
+                if slot.tests_start {
+                    // Says nothing of the rate: the next call tests it.
+                    state.start_test_sent = false;
+                }
+            }
         }
     }
 
@@ -510,6 +574,115 @@ mod tests {
         assert_eq!(pacer.rate(), None, "successes set no rate");
     }
 
+    /// Active's page, then History's first, each alone and 100 ms long;
+    /// then a fan-out's first `calls` calls, as the pacer lets them leave.
+    async fn a_fan_out_after_two_pages(calls: usize) -> (Pacer, Vec<Slot>) {
+        let pacer = Pacer::new();
+        for _ in 0..2 {
+            let page = pacer.start().await;
+            tokio::time::advance(Duration::from_millis(100)).await;
+            pacer.finish(page, Outcome::Succeeded);
+        }
+        let mut fan_out = Vec::new();
+        for _ in 0..calls {
+            fan_out.push(pacer.start().await);
+        }
+        (pacer, fan_out)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fan_outs_first_calls_leave_on_a_ladder_of_halving_gaps() {
+        let (_pacer, fan_out) = a_fan_out_after_two_pages(FAN_OUT_GUARDED + 1).await;
+        let gaps: Vec<u128> = fan_out
+            .windows(2)
+            .map(|pair| pair[1].sent.duration_since(pair[0].sent).as_millis())
+            .collect();
+        // A quarter of the round trip, an eighth, then the guard (a
+        // sixteenth would be under it); then the spread, 100 ms / 32 (the
+        // paused clock's timers round up to whole milliseconds).
+        assert_eq!(gaps, [25, 13, 10, 10, 10, 3]);
+        let proven: Vec<Option<u32>> = fan_out
+            .iter()
+            .map(|slot| slot.proven_before.map(|rate| rate.round() as u32))
+            .collect();
+        // The fan-out's first call left a round trip after History's page;
+        // each call on the ladder carries the rate of the gap before it.
+        assert_eq!(
+            proven,
+            [None, Some(10), Some(40), Some(77), None, None, None]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_throttle_on_the_ladder_starts_the_rate_where_the_call_before_got_through() {
+        // Throttled at an eighth of a round trip: the quarter before got
+        // through, so the service allows 40 calls/s, not the 4.2 that half
+        // of what got through (two pages in 237.5 ms) would say.
+        let (pacer, mut fan_out) = a_fan_out_after_two_pages(3).await;
+        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
+        let rate = pacer.rate().expect("a rate");
+        assert!((rate - 40.0).abs() < 1e-9, "{rate}");
+
+        // Throttled at the quarter: the call before left a round trip
+        // after History's page.
+        let (pacer, mut fan_out) = a_fan_out_after_two_pages(2).await;
+        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
+        let rate = pacer.rate().expect("a rate");
+        assert!((rate - 10.0).abs() < 1e-9, "{rate}");
+
+        // Past the ladder, the spread's gap proves nothing (a burst
+        // allowance admits it): half of what got through, two pages in
+        // 271 ms.
+        let (pacer, mut fan_out) = a_fan_out_after_two_pages(FAN_OUT_GUARDED + 1).await;
+        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
+        let rate = pacer.rate().expect("a rate");
+        assert!((rate - 1.0 / 0.271).abs() < 1e-9, "{rate}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ladder_rate_whose_first_call_is_throttled_falls_back_to_half_of_what_got_through() {
+        // Throttled at an eighth of a round trip: the ladder says 40/s.
+        let (pacer, mut fan_out) = a_fan_out_after_two_pages(3).await;
+        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
+        let ladder = pacer.rate().expect("a rate");
+        assert!((ladder - 40.0).abs() < 1e-9, "{ladder}");
+        // The first call it spaces is throttled too: a burst allowance,
+        // not the rate, had admitted the quarter's call. Half of what got
+        // through (two pages in 238 ms), and the probe goes on from there.
+        let test = pacer.start().await;
+        assert!(test.tests_start);
+        pacer.finish(test, Outcome::Throttled);
+        let fallback = pacer.rate().expect("a rate");
+        assert!((fallback - 0.5 * 2.0 / 0.238).abs() < 1e-9, "{fallback}");
+        let next = pacer.start().await;
+        assert!(!next.tests_start, "the ladder's rate is tested once");
+        tokio::time::advance(Duration::from_millis(100)).await;
+        pacer.finish(next, Outcome::Succeeded);
+        assert!(pacer.rate().expect("a rate") > fallback, "still probing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ladder_rate_whose_first_call_gets_through_stands() {
+        let (pacer, mut fan_out) = a_fan_out_after_two_pages(3).await;
+        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
+        let test = pacer.start().await;
+        assert!(test.tests_start);
+        // A later call throttled while the test is in flight ends the
+        // probe as any would, a step below the rate that spaced it.
+        let later = pacer.start().await;
+        assert!(!later.tests_start);
+        pacer.finish(later, Outcome::Throttled);
+        let settled = pacer.rate().expect("a rate");
+        assert!(settled > 30.0 && settled < 40.0, "{settled}");
+        tokio::time::advance(Duration::from_millis(100)).await;
+        pacer.finish(test, Outcome::Succeeded);
+        // Proven: a throttle now is an ordinary cut, never the fallback.
+        let after = pacer.start().await;
+        pacer.finish(after, Outcome::Throttled);
+        let cut = pacer.rate().expect("a rate");
+        assert!(cut > 0.6 * settled, "{cut} after {settled}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_rate_is_learned_from_throttling_probed_upwards_and_settled() {
         let (pacer, _) = probing_at_five_per_second().await;
@@ -524,6 +697,8 @@ mod tests {
             sent: x.sent - Duration::from_secs(1),
             waited: true,
             rate: None,
+            proven_before: None,
+            tests_start: false,
         };
         pacer.finish(stale, Outcome::Throttled);
         assert_eq!(pacer.rate(), Some(first));
