@@ -590,6 +590,15 @@ mod tests {
         (pacer, fan_out)
     }
 
+    /// The same fan-out, its last call throttled: the pacer, and the rate
+    /// that first throttle set.
+    async fn a_first_throttle_at_the_fan_outs(calls: usize) -> (Pacer, f64) {
+        let (pacer, mut fan_out) = a_fan_out_after_two_pages(calls).await;
+        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
+        let rate = pacer.rate().expect("a rate");
+        (pacer, rate)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_fan_outs_first_calls_leave_on_a_ladder_of_halving_gaps() {
         let (_pacer, fan_out) = a_fan_out_after_two_pages(FAN_OUT_GUARDED + 1).await;
@@ -618,33 +627,25 @@ mod tests {
         // Throttled at an eighth of a round trip: the quarter before got
         // through, so the service allows 40 calls/s, not the 4.2 that half
         // of what got through (two pages in 237.5 ms) would say.
-        let (pacer, mut fan_out) = a_fan_out_after_two_pages(3).await;
-        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
-        let rate = pacer.rate().expect("a rate");
+        let (_, rate) = a_first_throttle_at_the_fan_outs(3).await;
         assert!((rate - 40.0).abs() < 1e-9, "{rate}");
 
         // Throttled at the quarter: the call before left a round trip
         // after History's page.
-        let (pacer, mut fan_out) = a_fan_out_after_two_pages(2).await;
-        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
-        let rate = pacer.rate().expect("a rate");
+        let (_, rate) = a_first_throttle_at_the_fan_outs(2).await;
         assert!((rate - 10.0).abs() < 1e-9, "{rate}");
 
         // Past the ladder, the spread's gap proves nothing (a burst
         // allowance admits it): half of what got through, two pages in
         // 271 ms.
-        let (pacer, mut fan_out) = a_fan_out_after_two_pages(FAN_OUT_GUARDED + 1).await;
-        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
-        let rate = pacer.rate().expect("a rate");
+        let (_, rate) = a_first_throttle_at_the_fan_outs(FAN_OUT_GUARDED + 1).await;
         assert!((rate - 1.0 / 0.271).abs() < 1e-9, "{rate}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_ladder_rate_whose_first_call_is_throttled_falls_back_to_half_of_what_got_through() {
         // Throttled at an eighth of a round trip: the ladder says 40/s.
-        let (pacer, mut fan_out) = a_fan_out_after_two_pages(3).await;
-        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
-        let ladder = pacer.rate().expect("a rate");
+        let (pacer, ladder) = a_first_throttle_at_the_fan_outs(3).await;
         assert!((ladder - 40.0).abs() < 1e-9, "{ladder}");
         // The first call it spaces is throttled too: a burst allowance,
         // not the rate, had admitted the quarter's call. Half of what got
@@ -663,8 +664,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_ladder_rate_whose_first_call_gets_through_stands() {
-        let (pacer, mut fan_out) = a_fan_out_after_two_pages(3).await;
-        pacer.finish(fan_out.pop().expect("a call"), Outcome::Throttled);
+        let (pacer, _) = a_first_throttle_at_the_fan_outs(3).await;
         let test = pacer.start().await;
         assert!(test.tests_start);
         // A later call throttled while the test is in flight ends the
