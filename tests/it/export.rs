@@ -289,6 +289,47 @@ fn a_throttle_that_takes_a_round_trip_ends_exact_and_without_a_storm() {
 }
 
 #[test]
+fn the_first_throttle_of_a_fan_out_starts_the_rate_near_the_limit() {
+    // The fan-out's first calls leave on a ladder of gaps that halve from a
+    // quarter of a round trip (the pacer's unit tests assert it): at 50
+    // calls/s and 100 ms a call, the first throttle meets the eighth
+    // (12.5 ms, 7.5 ms under the 20 the bucket needs) after the quarter
+    // it admitted (25 ms, 5 over), and the rate starts at 40 calls/s. It
+    // started at about 4.6 wherever the limit was (half of what the two
+    // serial pages got through) before. The bound is the bucket's: a late
+    // timer only widens a gap, and a throttle past the narrowing rungs
+    // (two of them late by 7.5 ms) would fail it.
+    let data = generated(4000, 10, &["--bursts", "0", "--active-share", "0.002"]);
+    let (sim, _d) = Sim::with_sessions(
+        &data,
+        &["--rate-limit", "50", "--burst", "1", "--latency", "100ms"],
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = export_command(
+        &sim,
+        out.path(),
+        &["--page-size", "50", "--concurrency", "16"],
+    )
+    .env("SSM_AUDIT_LOG", "warn,ssm_audit::export::pace=debug")
+    .output()
+    .expect("ssm-audit runs");
+    assert_success(&result);
+    assert_eq!(read_rows(out.path()).len(), data.len());
+    let log = stderr(&result);
+    let first_rate = log
+        .lines()
+        .find(|line| line.contains("throttled: pacing"))
+        .and_then(|line| line.split("rate=").nth(1))
+        .and_then(|rate| rate.split_whitespace().next())
+        .and_then(|rate| rate.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no throttle in:\n{log}"));
+    assert!(
+        first_rate >= 20.0,
+        "the first rate was {first_rate}:\n{log}"
+    );
+}
+
+#[test]
 fn a_call_that_keeps_failing_fails_the_run_and_publishes_nothing() {
     let (sim, _d) = Sim::with_sessions(&generated(50, 1, &[]), &["--error-share", "1"]);
     let out = tempfile::tempdir().expect("tempdir");
