@@ -197,6 +197,15 @@ pub fn export(sim: &Sim, output: &Path, extra: &[&str]) -> Output {
         .expect("ssm-audit runs")
 }
 
+/// Runs `ssm-audit export` as [`export`] does, its log on stderr filtered
+/// by `filter` (an `SSM_AUDIT_LOG` directive).
+pub fn export_logging(sim: &Sim, output: &Path, extra: &[&str], filter: &str) -> Output {
+    export_command(sim, output, extra)
+        .env("SSM_AUDIT_LOG", filter)
+        .output()
+        .expect("ssm-audit runs")
+}
+
 /// Asserts the exit code and that stderr says `expected`; `what` names the case.
 pub fn assert_refused(output: &Output, code: i32, expected: &str, what: &str) {
     let text = stderr(output);

@@ -305,14 +305,12 @@ fn the_first_throttle_of_a_fan_out_starts_the_rate_near_the_limit() {
         &["--rate-limit", "50", "--burst", "1", "--latency", "100ms"],
     );
     let out = tempfile::tempdir().expect("tempdir");
-    let result = export_command(
+    let result = export_logging(
         &sim,
         out.path(),
         &["--page-size", "50", "--concurrency", "16"],
-    )
-    .env("SSM_AUDIT_LOG", "warn,ssm_audit::export::pace=debug")
-    .output()
-    .expect("ssm-audit runs");
+        "warn,ssm_audit::export::pace=debug",
+    );
     assert_success(&result);
     assert_eq!(read_rows(out.path()).len(), data.len());
     let log = stderr(&result);
@@ -1128,10 +1126,7 @@ fn json_logs_and_embedded_metrics_for_cloudwatch() {
     let data = generated(250, 31, &[]);
     let (sim, _d) = Sim::with_sessions(&data, &[]);
     let out = tempfile::tempdir().expect("tempdir");
-    let result = export_command(&sim, out.path(), &["--log-format", "json"])
-        .env("SSM_AUDIT_LOG", "info")
-        .output()
-        .expect("runs");
+    let result = export_logging(&sim, out.path(), &["--log-format", "json"], "info");
     assert_success(&result);
     let logs = String::from_utf8_lossy(&result.stderr).into_owned();
     let lines: Vec<serde_json::Value> = logs
@@ -1244,15 +1239,19 @@ fn slow_sim() -> Sim {
 fn progress_is_a_log_line_every_interval_when_stderr_is_not_a_terminal() {
     let sim = slow_sim();
     let out = tempfile::tempdir().expect("tempdir");
-    let run = export_command(
+    let run = export_logging(
         &sim,
         out.path(),
-        &["--concurrency", "1", "--progress-interval", "100ms"],
-    )
-    .args(["--log-format", "json"])
-    .env("SSM_AUDIT_LOG", "warn,ssm_audit=info")
-    .output()
-    .expect("run");
+        &[
+            "--concurrency",
+            "1",
+            "--progress-interval",
+            "100ms",
+            "--log-format",
+            "json",
+        ],
+        "warn,ssm_audit=info",
+    );
     assert_success(&run);
     let text = stderr(&run);
     assert!(
@@ -1276,14 +1275,12 @@ fn progress_is_a_log_line_every_interval_when_stderr_is_not_a_terminal() {
     }
 
     let quiet = tempfile::tempdir().expect("tempdir");
-    let off = export_command(
+    let off = export_logging(
         &sim,
         quiet.path(),
         &["--progress", "off", "--progress-interval", "100ms"],
-    )
-    .env("SSM_AUDIT_LOG", "warn,ssm_audit=info")
-    .output()
-    .expect("run");
+        "warn,ssm_audit=info",
+    );
     assert_success(&off);
     assert!(!stderr(&off).contains("progress"), "{}", stderr(&off));
 }
