@@ -17,16 +17,17 @@
 //!   a rung narrower than the one before: the service admitted that call
 //!   at its gap, so it allows at least one call per gap (the first
 //!   throttle of a fan-out otherwise says the same at 10 calls/s as at
-//!   80). A burst allowance admits a rung whatever the rate, so the first
-//!   call that rate spaces tests it: if that one is throttled too, the rate
-//!   falls back to half of what got through lately, which is the rate
-//!   otherwise, and which is kept if more (successes over the last second,
-//!   or over the crawl's age when it is younger: the first throttle often
-//!   comes within a few round trips, whose count a burst allowance
-//!   inflates); from now on the rate alone governs. It then probes
-//!   upwards: each call that waited for its slot and succeeded raises it
-//!   one step, so that it doubles every round trip (in no fewer than [`PROBE_CALLS`] calls, and no more often
-//!   than every [`PROBE_DOUBLING`]). The probe moves with the calls it sends.
+//!   80). Otherwise, or if that is less, the rate becomes half of what got
+//!   through lately (successes over the last second, or over the crawl's
+//!   age when it is younger: the first throttle often comes within a few
+//!   round trips, whose count a burst allowance inflates). A burst
+//!   allowance admits a rung whatever the rate, so the first call the
+//!   ladder's rate spaces tests it: if that one is throttled too, the rate
+//!   falls back to that half. From now on the rate alone governs. It then
+//!   probes upwards: each call that waited for its slot and succeeded
+//!   raises it one step, so that it doubles every round trip (in no fewer
+//!   than [`PROBE_CALLS`] calls, and no more often than every
+//!   [`PROBE_DOUBLING`]). The probe moves with the calls it sends.
 //! - **End of the probe.** The next throttle settles the rate one step below
 //!   the rate that spaced the throttled call: the last step that got
 //!   through, at or just below the allowed rate when the service allows no
