@@ -842,7 +842,11 @@ impl<'a> Weight<'a> {
 
 /// The density (per millisecond) of the `count` distinct dates nearest
 /// `edge` among `dates` (sorted from that edge inward), over their span
-/// (at least a second).
+/// (at least a second). So no edge reads denser than `count` a second (20
+/// for a full page's tenth): a hot hour of 22 a second is estimated a
+/// quarter short. The rules that cut a dense stretch were measured with
+/// that cap, and a floor of 5 ms a date measured no better (BENCHMARKS.md,
+/// "Tried at d1d66e7").
 fn distinct_density<'d>(dates: impl Iterator<Item = &'d i64>, edge: i64, count: usize) -> f64 {
     let mut distinct = 0;
     let mut farthest = edge;
