@@ -7,7 +7,9 @@
 #
 # To measure a change to the crawl plan, give the build before it:
 # BASELINE=<folder with that build's ssm-audit>; its runs alternate with this
-# build's, on the same data. RUNS (default 4), SESSIONS (default
+# build's, on the same data. Several folders, separated by spaces, compare
+# several builds in turn (each row then names its folder). RUNS (default 4),
+# SESSIONS (default
 # "20000 100000"), CONCURRENCY (default "4 16 64"), ORDERS (default
 # "newest-first oldest-first"). Prints one Markdown table row per case and
 # build.
@@ -18,12 +20,14 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 # shellcheck source=scripts/sim-lib.sh
 . scripts/sim-lib.sh
 RUNS=${RUNS:-4}
-builds=("$BIN")
-if [ -n "${BASELINE:-}" ]; then
-  [ "$(realpath "$BASELINE")" != "$(realpath "$BIN")" ] \
-    || { echo "BASELINE is this build's folder ($BIN): copy the baseline's binaries elsewhere" >&2; exit 2; }
-  builds=("$BASELINE" "$BIN")
-fi
+builds=()
+read -r -a baselines <<< "${BASELINE:-}"
+for baseline in "${baselines[@]}"; do
+  [ "$(realpath "$baseline")" != "$(realpath "$BIN")" ] \
+    || { echo "BASELINE $baseline is this build's folder ($BIN): copy the baseline's binaries elsewhere" >&2; exit 2; }
+  builds+=("$baseline")
+done
+builds+=("$BIN")
 
 # one AUDIT_BIN SESSIONS ORDER CONCURRENCY: one export against a fresh
 # simulator; sets $run_wall and $run_calls.
@@ -59,7 +63,10 @@ for sessions in ${SESSIONS:-20000 100000}; do
       done
       for build in "${builds[@]}"; do
         name=this
-        [ "$build" != "$BIN" ] && name=baseline
+        if [ "$build" != "$BIN" ]; then
+          name=baseline
+          [ ${#baselines[@]} -gt 1 ] && name="baseline $build"
+        fi
         echo "| $sessions | $order | $concurrency | $name | ${walls[$build]%, } | ${calls[$build]%, } |"
       done
       unset walls calls
