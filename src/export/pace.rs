@@ -585,15 +585,22 @@ mod tests {
         assert_eq!(pacer.rate(), None, "successes set no rate");
     }
 
-    /// Active's page, then History's first, each alone and 100 ms long;
-    /// then a fan-out's first `calls` calls, as the pacer lets them leave.
-    async fn a_fan_out_after_two_pages(calls: usize) -> (Pacer, Vec<Slot>) {
+    /// A pacer after Active's page, then History's first, each alone and
+    /// 100 ms long.
+    async fn a_pacer_after_two_pages() -> Pacer {
         let pacer = Pacer::new();
         for _ in 0..2 {
             let page = pacer.start().await;
             tokio::time::advance(Duration::from_millis(100)).await;
             pacer.finish(page, Outcome::Succeeded);
         }
+        pacer
+    }
+
+    /// Those two pages, then a fan-out's first `calls` calls, as the pacer
+    /// lets them leave.
+    async fn a_fan_out_after_two_pages(calls: usize) -> (Pacer, Vec<Slot>) {
+        let pacer = a_pacer_after_two_pages().await;
         let mut fan_out = Vec::new();
         for _ in 0..calls {
             fan_out.push(pacer.start().await);
@@ -635,12 +642,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_guard_after_a_late_timer_proves_no_rate() {
-        let pacer = Pacer::new();
-        for _ in 0..2 {
-            let page = pacer.start().await;
-            tokio::time::advance(Duration::from_millis(100)).await;
-            pacer.finish(page, Outcome::Succeeded);
-        }
+        let pacer = a_pacer_after_two_pages().await;
         // Each call after the first leaves 1.5 ms after its rung was due,
         // as a timer that wakes late lets it.
         let late = Duration::from_micros(1500);
